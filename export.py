@@ -1,0 +1,844 @@
+#!/usr/bin/env python3
+"""export.py: turn a Diffusers TextToVideoSDPipeline folder into one t2v model file.
+
+    python3 export.py SRC OUT.t2v [--variant fp16]
+    python3 export.py --random ms-1.7b OUT.t2v [--seed 0]
+
+SRC is a folder laid out like a Hugging Face snapshot of damo-vilab/text-to-video-ms-1.7b
+(model_index.json; text_encoder/, tokenizer/, unet/, vae/, scheduler/) or, where huggingface_hub
+is importable, a hub id that is downloaded first. The file layout is documented in weights/README.md.
+Only numpy is required; torch is used only to read legacy .bin checkpoints.
+"""
+import argparse
+import html
+import json
+import os
+import struct
+import sys
+import unicodedata
+
+import numpy as np
+
+MAGIC = b"T2VMODEL"
+VERSION = 1
+ALIGN = 64
+# dtype codes of the tensor table (weights/README.md); int8 entries carry per-group float32 scales
+DTYPE_F32, DTYPE_I8, DTYPE_I32, DTYPE_U8 = 0, 1, 2, 3
+DTYPE_NUMPY = {DTYPE_F32: np.float32, DTYPE_I8: np.int8, DTYPE_I32: np.int32, DTYPE_U8: np.uint8}
+
+
+class ExportError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# The full-size configs of damo-vilab/text-to-video-ms-1.7b, as data (used by --random)
+
+MS_1_7B = {
+    "model_index": {"_class_name": "TextToVideoSDPipeline",
+                    "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+                    "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet3DConditionModel"],
+                    "vae": ["diffusers", "AutoencoderKL"]},
+    "scheduler": {"_class_name": "DDIMScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
+                  "beta_start": 0.00085, "clip_sample": False, "num_train_timesteps": 1000,
+                  "prediction_type": "epsilon", "set_alpha_to_one": False, "skip_prk_steps": True,
+                  "steps_offset": 1, "trained_betas": None},
+    "text_encoder": {"architectures": ["CLIPTextModel"], "attention_dropout": 0.0, "bos_token_id": 0,
+                     "dropout": 0.0, "eos_token_id": 2, "hidden_act": "gelu", "hidden_size": 1024,
+                     "initializer_factor": 1.0, "initializer_range": 0.02, "intermediate_size": 4096,
+                     "layer_norm_eps": 1e-05, "max_position_embeddings": 77, "model_type": "clip_text_model",
+                     "num_attention_heads": 16, "num_hidden_layers": 23, "pad_token_id": 1,
+                     "projection_dim": 512, "torch_dtype": "float32", "vocab_size": 49408},
+    "tokenizer": {"add_prefix_space": False, "do_lower_case": True, "errors": "replace",
+                  "model_max_length": 77, "pad_token": "!", "tokenizer_class": "CLIPTokenizer",
+                  "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>"},
+    "unet": {"_class_name": "UNet3DConditionModel", "act_fn": "silu", "attention_head_dim": 64,
+             "block_out_channels": [320, 640, 1280, 1280], "cross_attention_dim": 1024,
+             "down_block_types": ["CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "CrossAttnDownBlock3D",
+                                  "DownBlock3D"],
+             "downsample_padding": 1, "in_channels": 4, "layers_per_block": 2, "mid_block_scale_factor": 1,
+             "norm_eps": 1e-05, "norm_num_groups": 32, "out_channels": 4, "sample_size": 32,
+             "up_block_types": ["UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"]},
+    "vae": {"_class_name": "AutoencoderKL", "act_fn": "silu", "block_out_channels": [128, 256, 512, 512],
+            "down_block_types": ["DownEncoderBlock2D"] * 4, "in_channels": 3, "latent_channels": 4,
+            "layers_per_block": 2, "norm_num_groups": 32, "out_channels": 3, "sample_size": 512,
+            "scaling_factor": 0.18215, "up_block_types": ["UpDecoderBlock2D"] * 4},
+}
+RANDOM_CONFIGS = {"ms-1.7b": MS_1_7B}
+
+
+# ---------------------------------------------------------------------------------------------
+# Config defaults and checks: what t2v implements, refused by name otherwise
+
+UNET_DEFAULTS = {"in_channels": 4, "out_channels": 4, "layers_per_block": 2, "downsample_padding": 1,
+                 "mid_block_scale_factor": 1.0, "act_fn": "silu", "norm_num_groups": 32, "norm_eps": 1e-5,
+                 "cross_attention_dim": 1024, "attention_head_dim": 64, "num_attention_heads": None,
+                 "time_cond_proj_dim": None, "sample_size": None,
+                 "block_out_channels": [320, 640, 1280, 1280],
+                 "down_block_types": ["CrossAttnDownBlock3D"] * 3 + ["DownBlock3D"],
+                 "up_block_types": ["UpBlock3D"] + ["CrossAttnUpBlock3D"] * 3}
+VAE_DEFAULTS = {"in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 1,
+                "act_fn": "silu", "norm_num_groups": 32, "block_out_channels": [64], "sample_size": 32,
+                "down_block_types": ["DownEncoderBlock2D"], "up_block_types": ["UpDecoderBlock2D"],
+                "scaling_factor": 0.18215, "shift_factor": None, "latents_mean": None, "latents_std": None,
+                "use_quant_conv": True, "use_post_quant_conv": True, "mid_block_add_attention": True}
+TEXT_DEFAULTS = {"vocab_size": 49408, "hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
+                 "num_attention_heads": 8, "max_position_embeddings": 77, "hidden_act": "quick_gelu",
+                 "layer_norm_eps": 1e-5}
+
+
+def with_defaults(config, defaults):
+    merged = dict(defaults)
+    merged.update({k: v for k, v in config.items() if not k.startswith("_")})
+    return merged
+
+
+def refuse(component, key, value, supported):
+    raise ExportError(f"{component} config: {key} = {value!r} is not implemented by t2v (supported: {supported})")
+
+
+def check_unet_config(c):
+    if c["num_attention_heads"] is not None:
+        refuse("unet", "num_attention_heads", c["num_attention_heads"], "null; Diffusers itself refuses it")
+    if c["act_fn"] != "silu":
+        refuse("unet", "act_fn", c["act_fn"], "'silu'")
+    if c["time_cond_proj_dim"] is not None:
+        refuse("unet", "time_cond_proj_dim", c["time_cond_proj_dim"], "null")
+    if c["norm_num_groups"] is None:
+        refuse("unet", "norm_num_groups", None, "an integer")
+    if not isinstance(c["attention_head_dim"], int):
+        refuse("unet", "attention_head_dim", c["attention_head_dim"], "one integer for all blocks")
+    n = len(c["block_out_channels"])
+    if len(c["down_block_types"]) != n or len(c["up_block_types"]) != n:
+        raise ExportError("unet config: block_out_channels, down_block_types and up_block_types differ in length")
+    for t in c["down_block_types"]:
+        if t not in ("CrossAttnDownBlock3D", "DownBlock3D"):
+            refuse("unet", "down_block_types", t, "'CrossAttnDownBlock3D', 'DownBlock3D'")
+    for t in c["up_block_types"]:
+        if t not in ("CrossAttnUpBlock3D", "UpBlock3D"):
+            refuse("unet", "up_block_types", t, "'CrossAttnUpBlock3D', 'UpBlock3D'")
+    for ch in c["block_out_channels"]:
+        if ch % c["norm_num_groups"]:
+            raise ExportError(f"unet config: channels {ch} are not divisible by norm_num_groups {c['norm_num_groups']}")
+
+
+def check_vae_config(c):
+    if c["act_fn"] != "silu":
+        refuse("vae", "act_fn", c["act_fn"], "'silu'")
+    for key in ("shift_factor", "latents_mean", "latents_std"):
+        if c[key] is not None:
+            refuse("vae", key, c[key], "null")
+    n = len(c["block_out_channels"])
+    if len(c["down_block_types"]) != n or len(c["up_block_types"]) != n:
+        raise ExportError("vae config: block_out_channels, down_block_types and up_block_types differ in length")
+    for t in c["down_block_types"]:
+        if t != "DownEncoderBlock2D":
+            refuse("vae", "down_block_types", t, "'DownEncoderBlock2D'")
+    for t in c["up_block_types"]:
+        if t != "UpDecoderBlock2D":
+            refuse("vae", "up_block_types", t, "'UpDecoderBlock2D'")
+    if c.get("norm_type", "group") != "group":
+        refuse("vae", "norm_type", c["norm_type"], "'group'")
+
+
+def check_text_config(c):
+    if c["hidden_act"] not in ("gelu", "quick_gelu"):
+        refuse("text_encoder", "hidden_act", c["hidden_act"], "'gelu', 'quick_gelu'")
+    if c["hidden_size"] % c["num_attention_heads"]:
+        raise ExportError("text_encoder config: hidden_size is not divisible by num_attention_heads")
+    if c.get("use_attention_mask"):
+        refuse("text_encoder", "use_attention_mask", True, "false: the pipeline passes no mask")
+
+
+# ---------------------------------------------------------------------------------------------
+# Expected state dicts: every tensor name and shape each component's config implies.
+# This mirrors the module tree of Diffusers / transformers; t2v.c looks up exactly these names.
+
+def _linear(d, name, n_in, n_out, bias=True):
+    d[name + ".weight"] = (n_out, n_in)
+    if bias:
+        d[name + ".bias"] = (n_out,)
+
+
+def _norm(d, name, channels):
+    d[name + ".weight"] = (channels,)
+    d[name + ".bias"] = (channels,)
+
+
+def _conv(d, name, n_in, n_out, kernel):
+    d[name + ".weight"] = (n_out, n_in) + tuple(kernel)
+    d[name + ".bias"] = (n_out,)
+
+
+def _resnet(d, name, n_in, n_out, temb):
+    _norm(d, name + ".norm1", n_in)
+    _conv(d, name + ".conv1", n_in, n_out, (3, 3))
+    if temb:
+        _linear(d, name + ".time_emb_proj", temb, n_out)
+    _norm(d, name + ".norm2", n_out)
+    _conv(d, name + ".conv2", n_out, n_out, (3, 3))
+    if n_in != n_out:
+        _conv(d, name + ".conv_shortcut", n_in, n_out, (1, 1))
+
+
+def _temporal_conv(d, name, channels):
+    for i, stage in enumerate(("conv1", "conv2", "conv3", "conv4")):
+        _norm(d, f"{name}.{stage}.0", channels)
+        _conv(d, f"{name}.{stage}.{2 if i == 0 else 3}", channels, channels, (3, 1, 1))
+
+
+def _attention(d, name, dim, kv_dim, qkv_bias=False):
+    _linear(d, name + ".to_q", dim, dim, qkv_bias)
+    _linear(d, name + ".to_k", kv_dim, dim, qkv_bias)
+    _linear(d, name + ".to_v", kv_dim, dim, qkv_bias)
+    _linear(d, name + ".to_out.0", dim, dim)
+
+
+def _transformer_block(d, name, dim, cross_dim):
+    _norm(d, name + ".norm1", dim)
+    _attention(d, name + ".attn1", dim, dim)
+    _norm(d, name + ".norm2", dim)
+    _attention(d, name + ".attn2", dim, cross_dim)
+    _norm(d, name + ".norm3", dim)
+    _linear(d, name + ".ff.net.0.proj", dim, 8 * dim)  # GEGLU: value and gate halves of 4*dim each
+    _linear(d, name + ".ff.net.2", 4 * dim, dim)
+
+
+def _transformer(d, name, channels, inner, cross_dim):
+    """Transformer2DModel (cross_dim = text width) or TransformerTemporalModel (cross_dim = None)."""
+    _norm(d, name + ".norm", channels)
+    _linear(d, name + ".proj_in", channels, inner)
+    _transformer_block(d, name + ".transformer_blocks.0", inner, cross_dim if cross_dim else inner)
+    _linear(d, name + ".proj_out", inner, channels)
+
+
+def unet_tensors(c):
+    d = {}
+    ch = c["block_out_channels"]
+    head_dim = c["attention_head_dim"]
+    temb = 4 * ch[0]
+    layers = c["layers_per_block"]
+    cross = c["cross_attention_dim"]
+
+    def inner(channels):  # heads = channels // head_dim (the attention_head_dim quirk)
+        return (channels // head_dim) * head_dim
+
+    _conv(d, "conv_in", c["in_channels"], ch[0], (3, 3))
+    _linear(d, "time_embedding.linear_1", ch[0], temb)
+    _linear(d, "time_embedding.linear_2", temb, temb)
+    _transformer(d, "transformer_in", ch[0], 8 * head_dim, None)
+    out_ch = ch[0]
+    for i, kind in enumerate(c["down_block_types"]):
+        in_ch, out_ch = out_ch, ch[i]
+        for j in range(layers):
+            _resnet(d, f"down_blocks.{i}.resnets.{j}", in_ch if j == 0 else out_ch, out_ch, temb)
+            _temporal_conv(d, f"down_blocks.{i}.temp_convs.{j}", out_ch)
+            if kind == "CrossAttnDownBlock3D":
+                _transformer(d, f"down_blocks.{i}.attentions.{j}", out_ch, inner(out_ch), cross)
+                _transformer(d, f"down_blocks.{i}.temp_attentions.{j}", out_ch, inner(out_ch), None)
+        if i < len(ch) - 1:
+            _conv(d, f"down_blocks.{i}.downsamplers.0.conv", out_ch, out_ch, (3, 3))
+    mid = ch[-1]
+    for j in range(2):
+        _resnet(d, f"mid_block.resnets.{j}", mid, mid, temb)
+        _temporal_conv(d, f"mid_block.temp_convs.{j}", mid)
+    _transformer(d, "mid_block.attentions.0", mid, inner(mid), cross)
+    _transformer(d, "mid_block.temp_attentions.0", mid, inner(mid), None)
+    rev = list(reversed(ch))
+    out_ch = rev[0]
+    for i, kind in enumerate(c["up_block_types"]):
+        prev_ch, out_ch = out_ch, rev[i]
+        in_ch = rev[min(i + 1, len(ch) - 1)]
+        for j in range(layers + 1):
+            skip = in_ch if j == layers else out_ch
+            _resnet(d, f"up_blocks.{i}.resnets.{j}", (prev_ch if j == 0 else out_ch) + skip, out_ch, temb)
+            _temporal_conv(d, f"up_blocks.{i}.temp_convs.{j}", out_ch)
+            if kind == "CrossAttnUpBlock3D":
+                _transformer(d, f"up_blocks.{i}.attentions.{j}", out_ch, inner(out_ch), cross)
+                _transformer(d, f"up_blocks.{i}.temp_attentions.{j}", out_ch, inner(out_ch), None)
+        if i < len(ch) - 1:
+            _conv(d, f"up_blocks.{i}.upsamplers.0.conv", out_ch, out_ch, (3, 3))
+    _norm(d, "conv_norm_out", ch[0])
+    _conv(d, "conv_out", ch[0], c["out_channels"], (3, 3))
+    return d
+
+
+def _vae_mid_block(d, name, channels, attention):
+    _resnet(d, name + ".resnets.0", channels, channels, None)
+    if attention:
+        _norm(d, name + ".attentions.0.group_norm", channels)
+        _attention(d, name + ".attentions.0", channels, channels, qkv_bias=True)
+    _resnet(d, name + ".resnets.1", channels, channels, None)
+
+
+def vae_tensors(c):
+    d = {}
+    ch = c["block_out_channels"]
+    layers = c["layers_per_block"]
+    lat = c["latent_channels"]
+    attention = c["mid_block_add_attention"]
+    _conv(d, "encoder.conv_in", c["in_channels"], ch[0], (3, 3))
+    out_ch = ch[0]
+    for i in range(len(ch)):
+        in_ch, out_ch = out_ch, ch[i]
+        for j in range(layers):
+            _resnet(d, f"encoder.down_blocks.{i}.resnets.{j}", in_ch if j == 0 else out_ch, out_ch, None)
+        if i < len(ch) - 1:
+            _conv(d, f"encoder.down_blocks.{i}.downsamplers.0.conv", out_ch, out_ch, (3, 3))
+    _vae_mid_block(d, "encoder.mid_block", ch[-1], attention)
+    _norm(d, "encoder.conv_norm_out", ch[-1])
+    _conv(d, "encoder.conv_out", ch[-1], 2 * lat, (3, 3))
+    if c["use_quant_conv"]:
+        _conv(d, "quant_conv", 2 * lat, 2 * lat, (1, 1))
+    if c["use_post_quant_conv"]:
+        _conv(d, "post_quant_conv", lat, lat, (1, 1))
+    _conv(d, "decoder.conv_in", lat, ch[-1], (3, 3))
+    _vae_mid_block(d, "decoder.mid_block", ch[-1], attention)
+    rev = list(reversed(ch))
+    out_ch = rev[0]
+    for i in range(len(ch)):
+        prev_ch, out_ch = out_ch, rev[i]
+        for j in range(layers + 1):
+            _resnet(d, f"decoder.up_blocks.{i}.resnets.{j}", prev_ch if j == 0 else out_ch, out_ch, None)
+        if i < len(ch) - 1:
+            _conv(d, f"decoder.up_blocks.{i}.upsamplers.0.conv", out_ch, out_ch, (3, 3))
+    _norm(d, "decoder.conv_norm_out", ch[0])
+    _conv(d, "decoder.conv_out", ch[0], c["out_channels"], (3, 3))
+    return d
+
+
+def text_encoder_tensors(c):
+    d = {}
+    dim, ff = c["hidden_size"], c["intermediate_size"]
+    d["text_model.embeddings.token_embedding.weight"] = (c["vocab_size"], dim)
+    d["text_model.embeddings.position_embedding.weight"] = (c["max_position_embeddings"], dim)
+    for i in range(c["num_hidden_layers"]):
+        p = f"text_model.encoder.layers.{i}"
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            _linear(d, f"{p}.self_attn.{proj}", dim, dim)
+        _norm(d, p + ".layer_norm1", dim)
+        _linear(d, p + ".mlp.fc1", dim, ff)
+        _linear(d, p + ".mlp.fc2", ff, dim)
+        _norm(d, p + ".layer_norm2", dim)
+    _norm(d, "text_model.final_layer_norm", dim)
+    return d
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoint readers: safetensors parsed directly (numpy only), .bin through torch
+
+SAFETENSORS_FLOATS = {"F32": np.float32, "F16": np.float16, "BF16": None, "F64": np.float64}
+
+
+def read_safetensors(path):
+    """Returns {name: float32 array}; non-float tensors (position_ids buffers) are skipped."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise ExportError(f"{path}: not a safetensors file (shorter than 8 bytes)")
+        (header_len,) = struct.unpack("<Q", head)
+        if header_len > size - 8:
+            raise ExportError(f"{path}: truncated safetensors header ({header_len} bytes announced)")
+        try:
+            header = json.loads(f.read(header_len))
+        except ValueError as e:
+            raise ExportError(f"{path}: unreadable safetensors header: {e}")
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_len)
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype, shape, (begin, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
+        if dtype not in SAFETENSORS_FLOATS:
+            if dtype in ("I64", "I32", "I16", "I8", "U8", "BOOL"):
+                continue  # integer buffers such as text_model.embeddings.position_ids
+            raise ExportError(f"{path}: tensor {name} has dtype {dtype}, which t2v cannot convert "
+                              "(supported: F32, F16, BF16, F64)")
+        if end > data.size or begin > end:
+            raise ExportError(f"{path}: tensor {name} lies outside the file (truncated download?)")
+        raw = data[begin:end]
+        count = int(np.prod(shape)) if shape else 1
+        if dtype == "BF16":
+            if raw.size != 2 * count:
+                raise ExportError(f"{path}: tensor {name}: {raw.size} bytes for shape {shape}")
+            arr = (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+        else:
+            np_dtype = SAFETENSORS_FLOATS[dtype]
+            if raw.size != np.dtype(np_dtype).itemsize * count:
+                raise ExportError(f"{path}: tensor {name}: {raw.size} bytes for shape {shape}")
+            arr = raw.view(np_dtype)
+        tensors[name] = arr.reshape(shape)
+    return tensors
+
+
+def read_torch_bin(path):
+    try:
+        import torch
+    except ImportError:
+        raise ExportError(f"{path} is a PyTorch .bin checkpoint: reading it needs torch, which is not importable "
+                          "(install python3-torch, or export from a snapshot with .safetensors files)")
+    try:
+        state = torch.load(path, map_location="cpu")
+    except Exception as e:  # torch raises many kinds for a corrupt file
+        raise ExportError(f"{path}: torch.load failed: {e}")
+    if "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    tensors = {}
+    for name, value in state.items():
+        if hasattr(value, "is_floating_point") and value.is_floating_point():
+            tensors[name] = value.detach().float().numpy()
+    return tensors
+
+
+def weight_files(folder, stems, variant):
+    """The checkpoint file(s) of one component, chosen as Diffusers / transformers choose them."""
+    def named(stem, ext):
+        return f"{stem}.{variant}.{ext}" if variant else f"{stem}.{ext}"
+
+    for ext in ("safetensors", "bin"):
+        for stem in stems:
+            single = os.path.join(folder, named(stem, ext))
+            if os.path.isfile(single):
+                return [single]
+            index = os.path.join(folder, named(stem, ext) + ".index.json")
+            if os.path.isfile(index):
+                with open(index) as f:
+                    shards = sorted(set(json.load(f)["weight_map"].values()))
+                missing = [s for s in shards if not os.path.isfile(os.path.join(folder, s))]
+                if missing:
+                    raise ExportError(f"{index}: shard {missing[0]} is missing")
+                return [os.path.join(folder, s) for s in shards]
+    return []
+
+
+def load_weights(folder, stems, variant):
+    files = weight_files(folder, stems, variant)
+    if not files and variant:
+        files = weight_files(folder, stems, None)
+        if files:
+            print(f"warning: {folder} has no '{variant}' variant weights; using {os.path.basename(files[0])}",
+                  file=sys.stderr)
+    if not files:
+        wanted = ", ".join(f"{s}{'.' + variant if variant else ''}.safetensors" for s in stems)
+        raise ExportError(f"{folder}: no weights found (looked for {wanted} and .bin)")
+    tensors = {}
+    for path in files:
+        tensors.update(read_safetensors(path) if path.endswith(".safetensors") else read_torch_bin(path))
+    return tensors
+
+
+# The renamings Diffusers / transformers apply when they load older checkpoints of these components.
+def rename_vae_legacy_attention(tensors):
+    """Diffusers' _convert_deprecated_attention_blocks: the VAE mid-block attention of checkpoints saved by
+    early Diffusers versions is named query/key/value/proj_attn; the module now says to_q/to_k/to_v/to_out.0.
+    Those checkpoints may also store the projections as 1x1 convolutions (out, in, 1, 1)."""
+    renames = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
+    out = {}
+    for name, value in tensors.items():
+        parts = name.split(".")
+        if ".mid_block.attentions." in name and len(parts) >= 2 and parts[-2] in renames:
+            name = ".".join(parts[:-2] + [renames[parts[-2]], parts[-1]])
+            if value.ndim == 4 and value.shape[2:] == (1, 1):
+                value = value.reshape(value.shape[:2])
+        out[name] = value
+    return out
+
+
+def rename_transformers_legacy(tensors):
+    """transformers' loader maps LayerNorm gamma/beta to weight/bias and adds the base-model prefix."""
+    out = {}
+    for name, value in tensors.items():
+        if name.endswith(".gamma"):
+            name = name[: -len("gamma")] + "weight"
+        elif name.endswith(".beta"):
+            name = name[: -len("beta")] + "bias"
+        if not name.startswith("text_model.") and not name.startswith("text_projection"):
+            name = "text_model." + name
+        out[name] = value
+    return out
+
+
+def match_tensors(component, tensors, expected):
+    """Checks names and shapes against the config; returns {name: float32 array} in expected order."""
+    out = {}
+    for name, shape in expected.items():
+        if name not in tensors:
+            raise ExportError(f"{component}: tensor {name} {list(shape)} is missing from the checkpoint")
+        value = tensors[name]
+        if tuple(value.shape) != tuple(shape):
+            raise ExportError(f"{component}: tensor {name} has shape {list(value.shape)}, "
+                              f"the config implies {list(shape)}")
+        out[name] = value
+    extra = sorted(set(tensors) - set(expected))
+    ignorable = ("text_projection.weight",)
+    extra = [n for n in extra if n not in ignorable]
+    if extra:
+        print(f"warning: {component}: {len(extra)} tensors the config does not use are skipped "
+              f"(first: {extra[0]})", file=sys.stderr)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenizer data: vocabulary, merges, special tokens, and the Unicode / HTML tables tokenizer.c needs
+
+def bytes_to_unicode_table():
+    """CLIP's reversible byte -> printable character map."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, chars))
+
+
+def special_token(value):
+    if isinstance(value, dict):
+        return value.get("content")
+    return value
+
+
+def read_tokenizer_folder(folder):
+    """vocab.json, merges.txt and the special-token settings of a CLIPTokenizer folder."""
+    vocab = read_json(os.path.join(folder, "vocab.json"))
+    path = os.path.join(folder, "merges.txt")
+    if not os.path.isfile(path):
+        raise ExportError(f"missing file {path}")
+    with open(path, encoding="utf-8") as f:
+        merge_lines = f.read().strip().split("\n")
+    config = {}
+    for name in ("special_tokens_map.json", "tokenizer_config.json"):
+        if os.path.isfile(os.path.join(folder, name)):
+            config.update(read_json(os.path.join(folder, name)))
+    return vocab, merge_lines, config
+
+
+def tokenizer_blobs(vocab, merge_lines, config):
+    """Returns (config dict, {name: array}) for the tokenizer; see weights/README.md."""
+    # CLIPTokenizer keeps the first 49152 - 256 - 2 merges after the '#version' line, as openai's CLIP does
+    merges = [tuple(line.split()) for line in merge_lines[1: 49152 - 256 - 2 + 1]]
+    n = len(vocab)
+    by_id = [None] * n
+    for token, i in vocab.items():
+        if not 0 <= i < n or by_id[i] is not None:
+            raise ExportError("tokenizer: vocab.json ids are not 0..N-1 without gaps")
+        by_id[i] = token
+    vocab_bytes = bytearray()
+    for token in by_id:
+        b = token.encode("utf-8")
+        if b"\0" in b:
+            raise ExportError("tokenizer: a vocabulary entry contains NUL")
+        vocab_bytes += b + b"\0"
+    merge_ids = np.zeros((len(merges), 3), dtype=np.int32)
+    for rank, pair in enumerate(merges):
+        if len(pair) != 2 or pair[0] not in vocab or pair[1] not in vocab or pair[0] + pair[1] not in vocab:
+            raise ExportError(f"tokenizer: merge {rank} {pair!r} names tokens outside the vocabulary")
+        merge_ids[rank] = (vocab[pair[0]], vocab[pair[1]], vocab[pair[0] + pair[1]])
+    byte_chars = bytes_to_unicode_table()
+    byte_ids = np.zeros((2, 256), dtype=np.int32)  # [0][b]: symbol of byte b, [1][b]: same with '</w>'
+    for b in range(256):
+        ch = chr(byte_chars[b])
+        if ch not in vocab or ch + "</w>" not in vocab:
+            raise ExportError(f"tokenizer: byte symbol {ch!r} is missing from the vocabulary")
+        byte_ids[0][b] = vocab[ch]
+        byte_ids[1][b] = vocab[ch + "</w>"]
+    tok = {
+        "bos_token": special_token(config.get("bos_token", "<|startoftext|>")),
+        "eos_token": special_token(config.get("eos_token", "<|endoftext|>")),
+        "unk_token": special_token(config.get("unk_token", "<|endoftext|>")),
+        "pad_token": special_token(config.get("pad_token", "<|endoftext|>")),
+        "model_max_length": int(config.get("model_max_length", 77)),
+        "do_lower_case": bool(config.get("do_lower_case", True)),
+    }
+    for key in ("bos_token", "eos_token", "unk_token", "pad_token"):
+        if tok[key] not in vocab:
+            raise ExportError(f"tokenizer: {key} {tok[key]!r} is not in the vocabulary")
+        tok[key.replace("_token", "_id")] = vocab[tok[key]]
+    if tok["model_max_length"] < 2 or tok["model_max_length"] > 4096:
+        refuse("tokenizer", "model_max_length", tok["model_max_length"], "2..4096")
+    blobs = {"tokenizer/vocab": np.frombuffer(bytes(vocab_bytes), dtype=np.uint8),
+             "tokenizer/merges": merge_ids,
+             "tokenizer/byte_ids": byte_ids}
+    blobs.update(unicode_tables())
+    return tok, blobs
+
+
+def unicode_tables():
+    """Character tables generated from Python's own unicodedata / str / html (see tokenizer.c)."""
+    return {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing the model file
+
+def flatten_config(prefix, value, out):
+    """Nested JSON -> 'prefix.key=value' lines; lists of scalars are comma-separated."""
+    if isinstance(value, dict):
+        for k in sorted(value):
+            if k.startswith("_") and k != "_class_name":
+                continue
+            flatten_config(f"{prefix}.{k}", value[k], out)
+        return
+    if isinstance(value, (list, tuple)):
+        if any(isinstance(v, (dict, list, tuple)) for v in value):
+            return  # nested lists (e.g. architectures metadata) are not used by t2v
+        text = ",".join(scalar_text(v) for v in value)
+    else:
+        text = scalar_text(value)
+    if "\n" in text or "=" in prefix:
+        raise ExportError(f"config value {prefix} cannot be stored (contains a newline or '=')")
+    out.append(f"{prefix}={text}")
+
+
+def scalar_text(v):
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def write_model(path, configs, tensors):
+    """configs: {component: dict}; tensors: list of (name, array). Written to path + '.tmp', then renamed."""
+    lines = []
+    for component in sorted(configs):
+        flatten_config(component, configs[component], lines)
+    config_text = ("\n".join(lines) + "\n").encode("utf-8")
+
+    entries = []
+    for name, arr in tensors:
+        if arr.dtype == np.float32:
+            code = DTYPE_F32
+        elif arr.dtype == np.int32:
+            code = DTYPE_I32
+        elif arr.dtype == np.uint8:
+            code = DTYPE_U8
+        else:
+            raise ExportError(f"internal: tensor {name} has dtype {arr.dtype}")
+        entries.append((name, code, arr))
+
+    def table_bytes(offsets):
+        b = bytearray(struct.pack("<I", len(entries)))
+        for (name, code, arr), off in zip(entries, offsets):
+            nb = name.encode("utf-8")
+            b += struct.pack("<H", len(nb)) + nb
+            b += struct.pack("<BBI", code, arr.ndim, 0)  # group_size 0: not quantised
+            b += struct.pack(f"<{arr.ndim}q", *arr.shape)
+            b += struct.pack("<QQQQ", off, arr.nbytes, 0, 0)  # data offset/bytes, scales offset/bytes
+        return bytes(b)
+
+    head = MAGIC + struct.pack("<IIQ", VERSION, 0, len(config_text)) + config_text
+    table_len = len(table_bytes([0] * len(entries)))
+    pos = len(head) + table_len
+    offsets = []
+    for _, _, arr in entries:
+        pos = (pos + ALIGN - 1) // ALIGN * ALIGN
+        offsets.append(pos)
+        pos += arr.nbytes
+    total = pos
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(head)
+            f.write(table_bytes(offsets))
+            for (_, _, arr), off in zip(entries, offsets):
+                f.write(b"\0" * (off - f.tell()))
+                np.ascontiguousarray(arr).tofile(f)
+            if f.tell() != total:
+                raise ExportError(f"internal: wrote {f.tell()} bytes, planned {total}")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources: a snapshot folder, a hub id, or random weights
+
+REQUIRED_CLASSES = {"text_encoder": "CLIPTextModel", "tokenizer": "CLIPTokenizer",
+                    "unet": "UNet3DConditionModel", "vae": "AutoencoderKL"}
+
+
+def read_json(path):
+    if not os.path.isfile(path):
+        raise ExportError(f"missing file {path}")
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except ValueError as e:
+            raise ExportError(f"{path}: not valid JSON: {e}")
+
+
+def scheduler_config(raw):
+    """Drops the keys a saved config marks as defaulted, as Diffusers' from_config does: a scheduler made
+    from this config then uses its own default for them (this is why DPMSolver gets 'linspace' spacing)."""
+    defaulted = set(raw.get("_use_default_values", []))
+    return {k: v for k, v in raw.items() if k not in defaulted and k != "_use_default_values"}
+
+
+def resolve_source(src, variant):
+    if os.path.isdir(src):
+        return src
+    if src.count("/") == 1 and not os.path.exists(src):
+        try:
+            from huggingface_hub import snapshot_download
+        except ImportError:
+            raise ExportError(f"{src} is not a folder; to download it as a hub id, huggingface_hub must be "
+                              "importable (pip install huggingface_hub)")
+        patterns = ["*.json", "*.txt"]
+        suffix = f".{variant}" if variant else ""
+        patterns += [f"*{suffix}.safetensors", f"*{suffix}.safetensors.index.json"]
+        print(f"downloading {src} ({', '.join(patterns)})", file=sys.stderr)
+        return snapshot_download(src, allow_patterns=patterns)
+    raise ExportError(f"{src}: no such folder")
+
+
+def export_folder(src, variant):
+    index = read_json(os.path.join(src, "model_index.json"))
+    for component, cls in REQUIRED_CLASSES.items():
+        entry = index.get(component)
+        if not entry:
+            raise ExportError(f"model_index.json has no '{component}' component")
+        if entry[1] != cls:
+            raise ExportError(f"{component} is a {entry[1]}; t2v implements {cls}")
+        if not os.path.isdir(os.path.join(src, component)):
+            raise ExportError(f"missing component folder {os.path.join(src, component)}")
+    sched_raw = read_json(os.path.join(src, "scheduler", "scheduler_config.json"))
+    configs = {
+        "model_index": {"_class_name": index.get("_class_name", "")},
+        "scheduler": scheduler_config(sched_raw),
+        "text_encoder": read_json(os.path.join(src, "text_encoder", "config.json")),
+        "unet": read_json(os.path.join(src, "unet", "config.json")),
+        "vae": read_json(os.path.join(src, "vae", "config.json")),
+    }
+    loaded = {
+        "text_encoder": rename_transformers_legacy(
+            load_weights(os.path.join(src, "text_encoder"), ["model", "pytorch_model"], variant)),
+        "unet": load_weights(os.path.join(src, "unet"), ["diffusion_pytorch_model"], variant),
+        "vae": rename_vae_legacy_attention(
+            load_weights(os.path.join(src, "vae"), ["diffusion_pytorch_model"], variant)),
+    }
+    tok, tok_blobs = tokenizer_blobs(*read_tokenizer_folder(os.path.join(src, "tokenizer")))
+    return finish(configs, loaded, tok, tok_blobs)
+
+
+def random_tokenizer():
+    """The real CLIP vocabulary when it lies beside the checkout (../shared/clip), else a small synthetic
+    byte-level one built the way CLIP builds its vocabulary (bytes, bytes + '</w>', merges, specials)."""
+    shared = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "clip")
+    config = dict(MS_1_7B["tokenizer"])
+    if os.path.isfile(os.path.join(shared, "vocab.json")):
+        vocab, merge_lines, _ = read_tokenizer_folder(shared)
+        return vocab, merge_lines, config
+    table = bytes_to_unicode_table()
+    symbols = [chr(table[b]) for b in range(256)]
+    tokens = symbols + [s + "</w>" for s in symbols]
+    merge_lines = ["#version: 0.2"]
+    for a in "etaoinshr":
+        for b in "etaoinshr":
+            merge_lines.append(f"{a} {b}</w>")
+            tokens.append(f"{a}{b}</w>")
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return {t: i for i, t in enumerate(tokens)}, merge_lines, config
+
+
+def export_random(name, seed):
+    if name not in RANDOM_CONFIGS:
+        raise ExportError(f"--random {name}: known configs are {', '.join(RANDOM_CONFIGS)}")
+    spec = RANDOM_CONFIGS[name]
+    rng = np.random.default_rng(seed)
+    configs = {"model_index": {"_class_name": spec["model_index"]["_class_name"]},
+               "scheduler": dict(spec["scheduler"]), "text_encoder": dict(spec["text_encoder"]),
+               "unet": dict(spec["unet"]), "vae": dict(spec["vae"])}
+    expected = expected_tensors(configs)
+    loaded = {}
+    for component, shapes in expected.items():
+        tensors = {}
+        for tname, shape in shapes.items():
+            tensors[tname] = random_tensor(rng, tname, shape)
+        loaded[component] = tensors
+    tok, blobs = tokenizer_blobs(*random_tokenizer())
+    return finish(configs, loaded, tok, blobs)
+
+
+def random_tensor(rng, name, shape):
+    """Weights that keep activations in a sane range: N(0, 1/fan_in) matrices, unit norms, small biases."""
+    if name.endswith(".bias"):
+        return (0.01 * rng.standard_normal(shape, dtype=np.float32)).astype(np.float32)
+    if len(shape) == 1:  # norm scales
+        return (1.0 + 0.05 * rng.standard_normal(shape, dtype=np.float32)).astype(np.float32)
+    fan_in = int(np.prod(shape[1:]))
+    if "embedding" in name:
+        fan_in = 1
+    w = rng.standard_normal(shape, dtype=np.float32)
+    w *= np.float32(1.0 / np.sqrt(fan_in))
+    return w
+
+
+def expected_tensors(configs):
+    unet = with_defaults(configs["unet"], UNET_DEFAULTS)
+    vae = with_defaults(configs["vae"], VAE_DEFAULTS)
+    text = with_defaults(configs["text_encoder"], TEXT_DEFAULTS)
+    check_unet_config(unet)
+    check_vae_config(vae)
+    check_text_config(text)
+    return {"text_encoder": text_encoder_tensors(text), "unet": unet_tensors(unet), "vae": vae_tensors(vae)}
+
+
+def finish(configs, loaded, tok, tok_blobs):
+    expected = expected_tensors(configs)
+    configs = dict(configs)
+    configs["unet"] = with_defaults(configs["unet"], UNET_DEFAULTS)
+    configs["vae"] = with_defaults(configs["vae"], VAE_DEFAULTS)
+    configs["text_encoder"] = with_defaults(configs["text_encoder"], TEXT_DEFAULTS)
+    configs["tokenizer"] = tok
+    tensors = []
+    for component in ("text_encoder", "unet", "vae"):
+        matched = match_tensors(component, loaded[component], expected[component])
+        for name, value in matched.items():
+            tensors.append((f"{component}/{name}", np.asarray(value, dtype=np.float32)))
+    for name, value in tok_blobs.items():
+        tensors.append((name, value))
+    return configs, tensors
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Export a Diffusers text-to-video model folder to a t2v model file.")
+    ap.add_argument("src", nargs="?", help="Diffusers model folder (hub snapshot layout) or hub id")
+    ap.add_argument("out", help="output .t2v file")
+    ap.add_argument("--variant", default=None, help="weights variant, e.g. fp16 (*.fp16.safetensors)")
+    ap.add_argument("--random", metavar="CONFIG", default=None,
+                    help="write random weights with a real config instead (known: ms-1.7b)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of --random weights")
+    args = ap.parse_args(argv)
+    try:
+        if args.random:
+            if args.src:
+                raise ExportError("give either SRC or --random, not both")
+            configs, tensors = export_random(args.random, args.seed)
+        else:
+            if not args.src:
+                raise ExportError("SRC is required (or --random CONFIG)")
+            configs, tensors = export_folder(resolve_source(args.src, args.variant), args.variant)
+        total = write_model(args.out, configs, tensors)
+    except ExportError as e:
+        print(f"export.py: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"export.py: error: {e}", file=sys.stderr)
+        return 1
+    n_weights = sum(int(np.prod(a.shape)) for n, a in tensors if a.dtype == np.float32)
+    print(f"wrote {args.out}: {len(tensors)} tensors, {n_weights / 1e6:.1f}M float32 parameters, "
+          f"{total / 2**20:.1f} MiB", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+/* t2v.h: public API of t2v.c, the ModelScope text-to-video model (Diffusers TextToVideoSDPipeline) in C99.
+ *
+ * One function per stage of the pipeline, in the order the data flows:
+ *   prompt --t2v_tokenize--> ids --t2v_encode_text--> text states --t2v_unet (x steps, scheduler)-->
+ *   latents --t2v_vae_decode--> frames.
+ * Every tensor crosses this API as float32 in Diffusers' layout (C order), so any stage can be compared
+ * with numpy. Errors in the model file or arguments end the program with a message and exit code 1.
+ */
+#ifndef T2V_H
+#define T2V_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- the model file (weights/README.md) ---- */
+enum { T2V_F32 = 0, T2V_I8 = 1, T2V_I32 = 2, T2V_U8 = 3 }; /* tensor dtype codes */
+#define T2V_MAX_DIMS 8
+
+typedef struct {
+    const char *name;          /* e.g. "unet/down_blocks.0.resnets.0.conv1.weight" */
+    int dtype, ndim;
+    int64_t shape[T2V_MAX_DIMS];
+    const void *data;          /* points into the mapped file: never copied */
+    size_t nbytes;
+    int group_size;            /* int8 tensors: values per float32 scale; 0 otherwise */
+    const float *scales;
+} T2VTensor;
+
+typedef struct T2VModel T2VModel;
+
+T2VModel *t2v_load(const char *path);  /* validates everything; exits with a message on a bad file */
+void t2v_free(T2VModel *m);
+const T2VTensor *t2v_find_tensor(const T2VModel *m, const char *name); /* NULL when absent */
+const char *t2v_config(const T2VModel *m, const char *key);          /* "unet.norm_eps" -> "1e-05"; NULL */
+
+/* ---- tokenizer.c: CLIP byte-level BPE ---- */
+typedef enum {
+    T2V_TOKENIZER_DIFFUSERS = 0, /* what Diffusers feeds the model: transformers' CLIPTokenizer without ftfy */
+    T2V_TOKENIZER_OPENCLIP = 1   /* what the model was trained with: openai/OpenCLIP simple_tokenizer */
+} T2VTokenizerMode;
+
+typedef struct T2VTokenizer T2VTokenizer;
+/* Builds the tokenizer from the model file's tokenizer tables; NULL with a message in err on failure. */
+T2VTokenizer *t2v_tokenizer_new(const T2VModel *m, char *err, size_t errsize);
+void t2v_tokenizer_free(T2VTokenizer *t);
+/* Writes exactly max_len ids (bos, tokens, eos, padding; truncated keeping eos) and returns the length the
+ * prompt would have had untruncated (bos and eos included). Any byte string is accepted: invalid UTF-8
+ * is read as U+FFFD. */
+int t2v_tokenize(const T2VTokenizer *t, const char *text, T2VTokenizerMode mode, int32_t *ids, int max_len);
+int t2v_context_length(const T2VModel *m); /* 77 for CLIP */
+const T2VTokenizer *t2v_model_tokenizer(const T2VModel *m);
+
+/* ---- stages ---- */
+int t2v_text_hidden_size(const T2VModel *m);
+/* CLIPTextModel: ids (context_length) -> last_hidden_state (context_length, hidden). */
+void t2v_encode_text(T2VModel *m, const int32_t *ids, float *out);
+
+/* UNet3DConditionModel: sample (B,C,F,H,W), one timestep for the whole batch, text states (B,77,D) ->
+ * noise prediction (B,C,F,H,W). dump_dir: when not NULL, every intermediate of the golden fixture is
+ * written there as act_*.npy. */
+void t2v_unet(T2VModel *m, const float *sample, int B, int F, int H, int W, double timestep,
+              const float *context, float *out, const char *dump_dir);
+
+/* AutoencoderKL: latents (N,4,h,w), already divided by scaling_factor -> images (N,3,8h,8w), no clamp. */
+void t2v_vae_decode(T2VModel *m, const float *latents, int N, int h, int w, float *out);
+/* images (N,3,H,W) in [-1,1] -> latent distribution mean and clamped logvar (N,4,H/8,W/8); logvar may be NULL. */
+void t2v_vae_encode(T2VModel *m, const float *images, int N, int H, int W, float *mean, float *logvar);
+
+/* ---- the whole pipeline ---- */
+typedef enum { T2V_SCHEDULER_DDIM = 0, T2V_SCHEDULER_DPM = 1 } T2VSchedulerKind;
+
+typedef struct {
+    const char *prompt, *negative_prompt;  /* negative: "" by default, as Diffusers */
+    T2VTokenizerMode tokenizer;
+    int frames, height, width, steps;
+    double guidance;
+    T2VSchedulerKind scheduler;
+    uint64_t seed;
+    const float *latents;                  /* (1,4,F,H/8,W/8) to start from instead of seeded noise, or NULL */
+    const char *dump_dir;                  /* write the golden pipeline/ files there, or NULL */
+    int quiet;
+} T2VGenerateOptions;
+
+/* Runs TextToVideoSDPipeline; returns frames (F, H, W, 3) as float32 in [0,1] (caller frees). */
+float *t2v_generate(T2VModel *m, const T2VGenerateOptions *opt);
+
+#endif
