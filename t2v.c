@@ -445,14 +445,1694 @@ T2VModel *t2v_load(const char *path) {
     return m;
 }
 
-/* (stages follow in later sections) */
-static void load_text_encoder(T2VModel *m) { (void)m; }
-static void load_unet(T2VModel *m) { (void)m; }
-static void load_vae(T2VModel *m) { (void)m; }
+/* ============================================================================================
+ * 3. .npy files: the boundary where Diffusers' layouts come in and go out (float32, C order)
+ * ============================================================================================ */
+
+typedef struct { int ndim; int64_t shape[T2V_MAX_DIMS]; } Shape;
+
+static size_t shape_numel(const Shape *s) {
+    size_t n = 1;
+    int i;
+    for (i = 0; i < s->ndim; i++) n = mul_size(n, (size_t)s->shape[i]);
+    return n;
+}
+
+static void shape_text(const Shape *s, char *buf, size_t size) {
+    int i;
+    size_t used = 0;
+    used += (size_t)snprintf(buf, size, "(");
+    for (i = 0; i < s->ndim && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, i ? ", %lld" : "%lld", (long long)s->shape[i]);
+    if (used < size) snprintf(buf + used, size - used, ")");
+}
+
+/* Files are written under path.tmp and renamed when complete, so a failure never leaves half a file. */
+static FILE *open_output(const char *path, char *tmp, size_t tmp_size) {
+    FILE *f;
+    if ((size_t)snprintf(tmp, tmp_size, "%s.tmp", path) >= tmp_size) die("output path too long: %s", path);
+    f = fopen(tmp, "wb");
+    if (!f) die("cannot write %s: %s", path, strerror(errno));
+    strcpy(g_partial_output, tmp);
+    return f;
+}
+
+static void close_output(FILE *f, const char *tmp, const char *path) {
+    int failed = ferror(f);
+    if (fclose(f) != 0 || failed) die("cannot write %s: %s", path, strerror(errno));
+    if (rename(tmp, path) != 0) die("cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    g_partial_output[0] = 0;
+}
+
+static void write_le32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24);
+}
+
+/* Writes float32 ('<f4') or int64 ('<i8') data with a version 1.0 header padded to 64 bytes. */
+static void npy_save(const char *path, const void *data, int is_int64, const Shape *s) {
+    char header[512], tmp[4096], dims[256];
+    size_t len, i, n = shape_numel(s);
+    int k, used = 0;
+    FILE *f;
+    for (k = 0; k < s->ndim; k++) used += snprintf(dims + used, sizeof dims - used, "%lld, ", (long long)s->shape[k]);
+    if (s->ndim > 1) dims[used - 2] = 0;      /* (2, 3) */
+    else if (s->ndim == 1) dims[used - 1] = 0; /* (5,) */
+    else dims[0] = 0;                          /* () */
+    len = (size_t)snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }",
+                           is_int64 ? "<i8" : "<f4", dims);
+    while ((10 + len + 1) % 64) header[len++] = ' ';
+    header[len++] = '\n';
+    f = open_output(path, tmp, sizeof tmp);
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    fputc((int)(len & 0xff), f);
+    fputc((int)(len >> 8), f);
+    fwrite(header, 1, len, f);
+    if (host_is_little_endian()) {
+        fwrite(data, is_int64 ? 8 : 4, n, f);
+    } else {
+        for (i = 0; i < n; i++) {
+            unsigned char b[8];
+            if (is_int64) {
+                uint64_t v = (uint64_t)((const int64_t *)data)[i];
+                write_le32(b, (uint32_t)v); write_le32(b + 4, (uint32_t)(v >> 32));
+                fwrite(b, 1, 8, f);
+            } else {
+                uint32_t v;
+                memcpy(&v, (const float *)data + i, 4);
+                write_le32(b, v);
+                fwrite(b, 1, 4, f);
+            }
+        }
+    }
+    close_output(f, tmp, path);
+}
+
+static void npy_save_f32(const char *path, const float *data, int ndim, const int64_t *dims) {
+    Shape s;
+    int i;
+    s.ndim = ndim;
+    for (i = 0; i < ndim; i++) s.shape[i] = dims[i];
+    npy_save(path, data, 0, &s);
+}
+
+/* Reads a little-endian float32 or float64 .npy (C order) as float32. */
+static float *npy_load_f32(const char *path, Shape *s) {
+    FILE *f = fopen(path, "rb");
+    unsigned char pre[12];
+    char header[65536], *p;
+    size_t header_len, n, i, esize;
+    int is_f64;
+    float *data;
+    if (!f) die("cannot open %s: %s", path, strerror(errno));
+    if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) die("%s is not a .npy file", path);
+    if (pre[6] == 1) {
+        header_len = pre[8] | (size_t)pre[9] << 8;
+    } else if (pre[6] == 2 || pre[6] == 3) {
+        if (fread(pre + 10, 1, 2, f) != 2) die("%s: truncated .npy header", path);
+        header_len = pre[8] | (size_t)pre[9] << 8 | (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
+    } else {
+        die("%s: unsupported .npy version %d", path, pre[6]);
+        return NULL;
+    }
+    if (header_len >= sizeof header || fread(header, 1, header_len, f) != header_len)
+        die("%s: truncated or oversized .npy header", path);
+    header[header_len] = 0;
+    if (strstr(header, "'descr': '<f4'")) is_f64 = 0;
+    else if (strstr(header, "'descr': '<f8'")) is_f64 = 1;
+    else die("%s: t2v reads float32 ('<f4') or float64 ('<f8') arrays; this one is %.40s", path, header);
+    if (!strstr(header, "'fortran_order': False")) die("%s: Fortran-order arrays are not supported", path);
+    p = strstr(header, "'shape': (");
+    if (!p) die("%s: .npy header has no shape", path);
+    p += strlen("'shape': (");
+    s->ndim = 0;
+    while (*p && *p != ')') {
+        char *end;
+        long long d;
+        while (*p == ' ' || *p == ',') p++;
+        if (*p == ')') break;
+        d = strtoll(p, &end, 10);
+        if (end == p || d < 0 || d > (1LL << 40)) die("%s: bad .npy shape", path);
+        if (s->ndim == T2V_MAX_DIMS) die("%s: more than %d dimensions", path, T2V_MAX_DIMS);
+        s->shape[s->ndim++] = d;
+        p = end;
+    }
+    n = shape_numel(s);
+    esize = is_f64 ? 8 : 4;
+    data = alloc_floats(n, path);
+    for (i = 0; i < n;) {   /* read in blocks, converting to host float32 */
+        unsigned char buf[65536];
+        size_t want = (n - i) * esize < sizeof buf ? (n - i) * esize : sizeof buf, got = fread(buf, 1, want, f), j;
+        if (got != want) die("%s: truncated .npy data (%zu of %zu values)", path, i + got / esize, n);
+        for (j = 0; j < got; j += esize, i++) {
+            uint64_t bits = 0;
+            size_t b;
+            for (b = 0; b < esize; b++) bits |= (uint64_t)buf[j + b] << (8 * b);
+            if (is_f64) {
+                double d;
+                memcpy(&d, &bits, 8);
+                data[i] = (float)d;
+            } else {
+                uint32_t u = (uint32_t)bits;
+                memcpy(&data[i], &u, 4);
+            }
+        }
+    }
+    fclose(f);
+    return data;
+}
+
+/* Loads a .npy and checks its rank (and the dimensions given as >= 0 in want). */
+static float *npy_load_expect(const char *path, Shape *s, int ndim, const int64_t *want, const char *layout) {
+    float *data = npy_load_f32(path, s);
+    int i, ok = s->ndim == ndim;
+    for (i = 0; ok && i < ndim; i++) ok = want[i] < 0 || want[i] == s->shape[i];
+    for (i = 0; ok && i < ndim; i++) ok = s->shape[i] > 0;
+    if (!ok) {
+        char got[256];
+        shape_text(s, got, sizeof got);
+        die("%s has shape %s; expected %s", path, got, layout);
+    }
+    return data;
+}
+
+/* ============================================================================================
+ * 4. Kernels. Every heavy operation is matmul(): out[m][n] = sum_k a[m][k] * w[n][k] + bias[n], with w in
+ *    PyTorch's (out, in) layout, so weights are used straight from the model file.
+ *    Results never depend on the thread count: each output element is summed in a fixed order.
+ * ============================================================================================ */
+
+static int num_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static int thread_index(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* The reference: one dot product per output element. */
+static void matmul_naive(float *out, const float *a, const float *w, const float *bias, int M, int K, int N) {
+    int m, n, k;
+    for (m = 0; m < M; m++)
+        for (n = 0; n < N; n++) {
+            float sum = 0.0f;
+            for (k = 0; k < K; k++) sum += a[(size_t)m * K + k] * w[(size_t)n * K + k];
+            out[(size_t)m * N + n] = sum + (bias ? bias[n] : 0.0f);
+        }
+}
+
+static void matmul(float *out, const float *a, const float *w, const float *bias, int M, int K, int N) {
+    int m;
+#pragma omp parallel for schedule(static) if ((double)M * K * N > 1e5)
+    for (m = 0; m < M; m++) matmul_naive(out + (size_t)m * N, a + (size_t)m * K, w, bias, 1, K, N);
+}
+
+/* ---- layer weights, looked up by their Diffusers / transformers names ---- */
+
+typedef struct { const float *w, *b; int in, out; } Linear;             /* nn.Linear: w (out, in) */
+typedef struct { const float *w, *b; int in, out, kh, kw; } Conv;       /* Conv2d (out,in,kh,kw); temporal Conv3d (out,in,3,1,1) */
+typedef struct { const float *w, *b; int channels, groups; float eps; } GroupNorm;
+typedef struct { const float *w, *b; int dim; float eps; } LayerNorm;
+
+typedef struct { T2VModel *m; const char *component; } Weights; /* component: "unet", "vae", "text_encoder" */
+
+#define FORMAT_NAME(buf, fmt)                  \
+    do {                                       \
+        va_list ap_;                           \
+        va_start(ap_, fmt);                    \
+        vsnprintf(buf, sizeof buf, fmt, ap_);  \
+        va_end(ap_);                           \
+    } while (0)
+
+/* The float32 tensor "component/name" of exactly this shape; a clear error otherwise. */
+static const float *tensor_f32(Weights *W, int ndim, const int64_t *shape, const char *fmt, ...) {
+    char local[400], name[512];
+    const T2VTensor *t;
+    int i, ok;
+    FORMAT_NAME(local, fmt);
+    snprintf(name, sizeof name, "%s/%s", W->component, local);
+    t = t2v_find_tensor(W->m, name);
+    ok = t && t->dtype == T2V_F32 && t->ndim == ndim;
+    for (i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
+    if (!ok) {
+        char want[200], got[200];
+        Shape s;
+        s.ndim = ndim;
+        for (i = 0; i < ndim; i++) s.shape[i] = shape[i];
+        shape_text(&s, want, sizeof want);
+        if (!t) die("%s: tensor %s %s is missing (the config implies it); re-export the model with export.py",
+                    W->m->path, name, want);
+        s.ndim = t->ndim;
+        for (i = 0; i < t->ndim; i++) s.shape[i] = t->shape[i];
+        shape_text(&s, got, sizeof got);
+        die("%s: tensor %s has shape %s and dtype %d; the config implies %s float32", W->m->path, name, got,
+            t->dtype, want);
+    }
+    return (const float *)t->data;
+}
+
+/* nn.Linear "name.weight" (out, in) and, if has_bias, "name.bias" (out) */
+static Linear load_linear(Weights *W, int in, int out, int has_bias, const char *fmt, ...) {
+    Linear l;
+    char name[400];
+    int64_t shape[2];
+    FORMAT_NAME(name, fmt);
+    shape[0] = out;
+    shape[1] = in;
+    l.in = in;
+    l.out = out;
+    l.w = tensor_f32(W, 2, shape, "%s.weight", name);
+    l.b = has_bias ? tensor_f32(W, 1, shape, "%s.bias", name) : NULL;
+    return l;
+}
+
+/* nn.Conv2d (out, in, k, k), or with temporal = 1 TemporalConvLayer's nn.Conv3d (out, in, 3, 1, 1) */
+static Conv load_conv(Weights *W, int in, int out, int k, int temporal, const char *fmt, ...) {
+    Conv c;
+    char name[400];
+    int64_t shape[5];
+    FORMAT_NAME(name, fmt);
+    shape[0] = out;
+    shape[1] = in;
+    shape[2] = temporal ? 3 : k;
+    shape[3] = temporal ? 1 : k;
+    shape[4] = 1;
+    c.in = in;
+    c.out = out;
+    c.kh = (int)shape[2];
+    c.kw = (int)shape[3];
+    c.w = tensor_f32(W, temporal ? 5 : 4, shape, "%s.weight", name);
+    c.b = tensor_f32(W, 1, shape, "%s.bias", name);
+    return c;
+}
+
+static GroupNorm load_group_norm(Weights *W, int channels, int groups, float eps, const char *fmt, ...) {
+    GroupNorm g;
+    char name[400];
+    int64_t shape[1];
+    FORMAT_NAME(name, fmt);
+    if (groups <= 0 || channels % groups)
+        die("%s: %s: %d channels do not split into %d groups", W->m->path, name, channels, groups);
+    shape[0] = channels;
+    g.channels = channels;
+    g.groups = groups;
+    g.eps = eps;
+    g.w = tensor_f32(W, 1, shape, "%s.weight", name);
+    g.b = tensor_f32(W, 1, shape, "%s.bias", name);
+    return g;
+}
+
+static LayerNorm load_layer_norm(Weights *W, int dim, float eps, const char *fmt, ...) {
+    LayerNorm l;
+    char name[400];
+    int64_t shape[1];
+    FORMAT_NAME(name, fmt);
+    shape[0] = dim;
+    l.dim = dim;
+    l.eps = eps;
+    l.w = tensor_f32(W, 1, shape, "%s.weight", name);
+    l.b = tensor_f32(W, 1, shape, "%s.bias", name);
+    return l;
+}
+
+/* ---- scratch memory: a stack of float blocks, reused by every forward pass ----
+ * Stages push temporaries and pop back to a mark when done. Blocks are allocated the first time a forward
+ * needs them and kept: the allocation pattern of a forward is fixed by the config and the video size, so
+ * the denoising loop's later steps allocate nothing. */
+
+#define ARENA_BLOCK_FLOATS ((size_t)1 << 24) /* 64 MiB */
+#define ARENA_MAX_BLOCKS 256
+
+typedef struct { float *data; void *raw; size_t cap; } ArenaBlock;
+typedef struct {
+    ArenaBlock blocks[ARENA_MAX_BLOCKS];
+    int n_blocks, cur;  /* cur: block being filled */
+    size_t used;        /* floats used in blocks[cur] */
+    size_t in_use, peak;
+} Arena;
+typedef struct { int cur; size_t used, in_use; } ArenaMark;
+
+static float *arena_alloc(Arena *a, size_t n) {
+    float *p;
+    n = (n + 15) & ~(size_t)15; /* keep 64-byte alignment */
+    while (a->cur < a->n_blocks && a->blocks[a->cur].cap - a->used < n) {
+        a->cur++;
+        a->used = 0;
+    }
+    if (a->cur == a->n_blocks) {
+        ArenaBlock *b;
+        size_t cap = n > ARENA_BLOCK_FLOATS ? n : ARENA_BLOCK_FLOATS;
+        if (a->n_blocks == ARENA_MAX_BLOCKS) die("scratch memory: too many blocks");
+        b = &a->blocks[a->n_blocks++];
+        b->raw = xmalloc(mul_size(cap, sizeof(float)) + 64, "scratch activations");
+        b->data = (float *)(void *)((char *)b->raw + (64 - (uintptr_t)b->raw % 64) % 64);
+        b->cap = cap;
+        a->used = 0;
+    }
+    p = a->blocks[a->cur].data + a->used;
+    a->used += n;
+    a->in_use += n;
+    if (a->in_use > a->peak) a->peak = a->in_use;
+    return p;
+}
+
+static ArenaMark arena_mark(const Arena *a) {
+    ArenaMark m;
+    m.cur = a->cur;
+    m.used = a->used;
+    m.in_use = a->in_use;
+    return m;
+}
+
+static void arena_reset(Arena *a, ArenaMark m) {
+    a->cur = m.cur;
+    a->used = m.used;
+    a->in_use = m.in_use;
+}
+
+static void arena_free(Arena *a) {
+    int i;
+    for (i = 0; i < a->n_blocks; i++) free(a->blocks[i].raw);
+    memset(a, 0, sizeof *a);
+}
+
+/* ---- elementwise ---- */
+
+static float silu(float x) { return x / (1.0f + expf(-x)); }
+static float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+static float quick_gelu(float x) { return x / (1.0f + expf(-1.702f * x)); }
+
+static void add_inplace(float *y, const float *x, size_t n) {
+    size_t i;
+#pragma omp parallel for schedule(static)
+    for (i = 0; i < n; i++) y[i] += x[i];
+}
+
+/* nn.Linear over `tokens` rows */
+static void linear(const Linear *l, const float *in, float *out, size_t tokens) {
+    size_t t, step = (size_t)1 << 20;
+    for (t = 0; t < tokens; t += step) {
+        size_t n = tokens - t < step ? tokens - t : step;
+        matmul(out + t * l->out, in + t * l->in, l->w, l->b, (int)n, l->in, l->out);
+    }
+}
+
+/* nn.GroupNorm over `sets` independent sets of `tokens` consecutive channels-last tokens (optionally
+ * followed by SiLU). A set is one frame for Diffusers' 4-D GroupNorm on (B*F, C, H, W), and all F frames
+ * of a batch item for the 5-D GroupNorm of TemporalConvLayer and TransformerTemporalModel. Statistics in
+ * double, two passes (population variance, as torch). */
+static void group_norm(Arena *a, const GroupNorm *g, const float *in, float *out, int sets, size_t tokens, int with_silu) {
+    ArenaMark mark = arena_mark(a);
+    const int C = g->channels, G = g->groups, cpg = C / G;
+    float *scale = arena_alloc(a, (size_t)sets * C), *shift = arena_alloc(a, (size_t)sets * C);
+    int sg;
+    size_t t;
+#pragma omp parallel for schedule(dynamic)
+    for (sg = 0; sg < sets * G; sg++) {
+        const int s = sg / G, c0 = (sg % G) * cpg;
+        const float *x = in + (size_t)s * tokens * C + c0;
+        double sum = 0.0, var = 0.0, mean;
+        float rstd;
+        size_t i;
+        int c;
+        for (i = 0; i < tokens; i++)
+            for (c = 0; c < cpg; c++) sum += x[i * C + c];
+        mean = sum / ((double)tokens * cpg);
+        for (i = 0; i < tokens; i++)
+            for (c = 0; c < cpg; c++) {
+                double d = x[i * C + c] - mean;
+                var += d * d;
+            }
+        var /= (double)tokens * cpg;
+        rstd = (float)(1.0 / sqrt(var + g->eps));
+        for (c = c0; c < c0 + cpg; c++) {
+            scale[(size_t)s * C + c] = rstd * g->w[c];
+            shift[(size_t)s * C + c] = g->b[c] - (float)mean * rstd * g->w[c];
+        }
+    }
+#pragma omp parallel for schedule(static)
+    for (t = 0; t < (size_t)sets * tokens; t++) {
+        const float *x = in + t * C, *sc = scale + (t / tokens) * C, *sh = shift + (t / tokens) * C;
+        float *y = out + t * C;
+        int c;
+        if (with_silu)
+            for (c = 0; c < C; c++) y[c] = silu(x[c] * sc[c] + sh[c]);
+        else
+            for (c = 0; c < C; c++) y[c] = x[c] * sc[c] + sh[c];
+    }
+    arena_reset(a, mark);
+}
+
+/* nn.LayerNorm over the last dimension of each token */
+static void layer_norm(const LayerNorm *l, const float *in, float *out, size_t tokens) {
+    size_t t;
+#pragma omp parallel for schedule(static)
+    for (t = 0; t < tokens; t++) {
+        const float *x = in + t * l->dim;
+        float *y = out + t * l->dim;
+        double sum = 0.0, var = 0.0;
+        float mean, rstd;
+        int i;
+        for (i = 0; i < l->dim; i++) sum += x[i];
+        mean = (float)(sum / l->dim);
+        for (i = 0; i < l->dim; i++) var += (double)(x[i] - mean) * (x[i] - mean);
+        rstd = (float)(1.0 / sqrt(var / l->dim + l->eps));
+        for (i = 0; i < l->dim; i++) y[i] = (x[i] - mean) * rstd * l->w[i] + l->b[i];
+    }
+}
+
+static void softmax_row(float *x, int n) {
+    float mx = x[0], sum = 0.0f;
+    int i;
+    for (i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    for (i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    for (i = 0; i < n; i++) x[i] /= sum;
+}
+
+/* nn.Conv2d on channels-last frames [frames][H][W][in] -> [frames][Ho][Wo][out], with zero padding pad_t
+ * rows above and pad_l columns left (rows/columns needed beyond the input are zero too). Each output
+ * pixel's patch is gathered in the weight's own (in, kh, kw) order, then one matmul; done in chunks of
+ * pixels so the gathered patches stay small. */
+static void conv2d(Arena *a, const Conv *c, const float *in, float *out, int frames, int H, int W, int stride,
+                   int pad_t, int pad_l, int Ho, int Wo) {
+    const int K = c->in * c->kh * c->kw, kk = c->kh * c->kw;
+    const size_t total = (size_t)frames * Ho * Wo;
+    size_t rows, r0;
+    ArenaMark mark;
+    float *patches;
+    if (kk == 1 && stride == 1 && Ho == H && Wo == W && pad_t == 0 && pad_l == 0) {
+        Linear l;
+        l.w = c->w; l.b = c->b; l.in = c->in; l.out = c->out;
+        linear(&l, in, out, total);
+        return;
+    }
+    mark = arena_mark(a);
+    rows = ((size_t)1 << 22) / (size_t)K;
+    if (rows < 64) rows = 64;
+    if (rows > total) rows = total;
+    patches = arena_alloc(a, rows * K);
+    for (r0 = 0; r0 < total; r0 += rows) {
+        const size_t n = total - r0 < rows ? total - r0 : rows;
+        size_t i;
+#pragma omp parallel for schedule(static)
+        for (i = 0; i < n; i++) {
+            const size_t idx = r0 + i, f = idx / ((size_t)Ho * Wo);
+            const int y = (int)(idx / Wo % Ho), x = (int)(idx % Wo);
+            float *row = patches + i * K;
+            int ky, kx, ci;
+            for (ky = 0; ky < c->kh; ky++)
+                for (kx = 0; kx < c->kw; kx++) {
+                    const int iy = y * stride - pad_t + ky, ix = x * stride - pad_l + kx;
+                    float *dst = row + ky * c->kw + kx;
+                    if (iy < 0 || iy >= H || ix < 0 || ix >= W) {
+                        for (ci = 0; ci < c->in; ci++) dst[ci * kk] = 0.0f;
+                    } else {
+                        const float *src = in + ((f * H + iy) * W + ix) * c->in;
+                        for (ci = 0; ci < c->in; ci++) dst[ci * kk] = src[ci];
+                    }
+                }
+        }
+        matmul(out + r0 * c->out, patches, c->w, c->b, (int)n, K, c->out);
+    }
+    arena_reset(a, mark);
+}
+
+/* TemporalConvLayer's nn.Conv3d with kernel (3, 1, 1) and padding (1, 0, 0): a convolution over frames at
+ * every pixel. in/out [B][F][P][channels]; the patch of a token is (in, 3 frames), the weight's order. */
+static void conv_temporal(Arena *a, const Conv *c, const float *in, float *out, int B, int F, size_t P) {
+    const int K = c->in * 3;
+    const size_t total = (size_t)B * F * P;
+    size_t rows = ((size_t)1 << 22) / (size_t)K, r0;
+    ArenaMark mark = arena_mark(a);
+    float *patches;
+    if (rows > total) rows = total;
+    patches = arena_alloc(a, rows * K);
+    for (r0 = 0; r0 < total; r0 += rows) {
+        const size_t n = total - r0 < rows ? total - r0 : rows;
+        size_t i;
+#pragma omp parallel for schedule(static)
+        for (i = 0; i < n; i++) {
+            const size_t idx = r0 + i, p = idx % P, bf = idx / P;
+            const int f = (int)(bf % F);
+            float *row = patches + i * K;
+            int dt, ci;
+            for (dt = 0; dt < 3; dt++) {
+                const int src_f = f + dt - 1;
+                if (src_f < 0 || src_f >= F) {
+                    for (ci = 0; ci < c->in; ci++) row[ci * 3 + dt] = 0.0f;
+                } else {
+                    const float *src = in + ((bf - f + src_f) * P + p) * c->in;
+                    for (ci = 0; ci < c->in; ci++) row[ci * 3 + dt] = src[ci];
+                }
+            }
+        }
+        matmul(out + r0 * c->out, patches, c->w, c->b, (int)n, K, c->out);
+    }
+    arena_reset(a, mark);
+}
+
+/* Multi-head scaled dot-product attention, softmax(q k^T * head_dim^-0.5) v, as Diffusers' Attention
+ * processors compute it. q, k, v and out are token-major with the heads side by side ([tokens][heads *
+ * head_dim], as the to_q/to_k/to_v projections produce them). Query sequence s (n_q tokens) attends to
+ * key/value sequence s / kv_div (n_kv tokens): kv_div = 1 for self-attention, frames-per-batch-item for
+ * cross-attention to one text per batch item. Work is split over (sequence, head, query chunk). */
+static void attention(Arena *a, float *out, const float *q, const float *k, const float *v, int n_seq, int n_q,
+                      int n_kv, int kv_div, int heads, int head_dim) {
+    const int inner = heads * head_dim, chunk = n_q < 128 ? n_q : 128, n_chunks = (n_q + chunk - 1) / chunk;
+    const int threads = num_threads();
+    const size_t per_thread = (size_t)chunk * head_dim * 2 + (size_t)n_kv * head_dim * 2 + (size_t)chunk * n_kv;
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    ArenaMark mark = arena_mark(a);
+    float *scratch = arena_alloc(a, per_thread * threads);
+    long item;
+#pragma omp parallel for schedule(dynamic)
+    for (item = 0; item < (long)n_seq * heads * n_chunks; item++) {
+        const int s = (int)(item / ((long)heads * n_chunks)), h = (int)(item / n_chunks % heads);
+        const int i0 = (int)(item % n_chunks) * chunk, nq = n_q - i0 < chunk ? n_q - i0 : chunk;
+        float *qh = scratch + per_thread * thread_index(), *kh = qh + (size_t)chunk * head_dim;
+        float *vt = kh + (size_t)n_kv * head_dim, *scores = vt + (size_t)n_kv * head_dim;
+        float *oh = scores + (size_t)chunk * n_kv;
+        const float *qs = q + ((size_t)s * n_q + i0) * inner + h * head_dim;
+        const size_t kv0 = (size_t)(s / kv_div) * n_kv;
+        int i, j, d;
+        for (i = 0; i < nq; i++) memcpy(qh + (size_t)i * head_dim, qs + (size_t)i * inner, head_dim * sizeof(float));
+        for (j = 0; j < n_kv; j++) {
+            const float *kr = k + (kv0 + j) * inner + h * head_dim, *vr = v + (kv0 + j) * inner + h * head_dim;
+            memcpy(kh + (size_t)j * head_dim, kr, head_dim * sizeof(float));
+            for (d = 0; d < head_dim; d++) vt[(size_t)d * n_kv + j] = vr[d];
+        }
+        matmul(scores, qh, kh, NULL, nq, head_dim, n_kv);
+        for (i = 0; i < nq; i++) {
+            float *row = scores + (size_t)i * n_kv;
+            for (j = 0; j < n_kv; j++) row[j] *= scale;
+            softmax_row(row, n_kv);
+        }
+        matmul(oh, scores, vt, NULL, nq, n_kv, head_dim);
+        for (i = 0; i < nq; i++)
+            memcpy(out + ((size_t)s * n_q + i0 + i) * inner + h * head_dim, oh + (size_t)i * head_dim,
+                   head_dim * sizeof(float));
+    }
+    arena_reset(a, mark);
+}
+
+/* Nearest-neighbour resize of channels-last frames, as torch's F.interpolate(mode="nearest"):
+ * source index floor(dst * (in / out)) computed in float. */
+static void upsample_nearest(const float *in, float *out, int frames, int H, int W, int Ho, int Wo, int C) {
+    const float sy = (float)H / (float)Ho, sx = (float)W / (float)Wo;
+    long fy;
+#pragma omp parallel for schedule(static)
+    for (fy = 0; fy < (long)frames * Ho; fy++) {
+        const int f = (int)(fy / Ho), y = (int)(fy % Ho);
+        int iy = (int)floorf(y * sy), x;
+        if (iy > H - 1) iy = H - 1;
+        for (x = 0; x < Wo; x++) {
+            int ix = (int)floorf(x * sx);
+            if (ix > W - 1) ix = W - 1;
+            memcpy(out + (((size_t)f * Ho + y) * Wo + x) * C, in + (((size_t)f * H + iy) * W + ix) * C,
+                   (size_t)C * sizeof(float));
+        }
+    }
+}
+
+/* [frames][C][H*W] (Diffusers) <-> [frames][H*W][C] (t2v) */
+static void channels_first_to_last(const float *in, float *out, size_t frames, size_t P, int C) {
+    size_t f;
+    for (f = 0; f < frames; f++) {
+        size_t p;
+        int c;
+        for (c = 0; c < C; c++)
+            for (p = 0; p < P; p++) out[(f * P + p) * C + c] = in[(f * C + c) * P + p];
+    }
+}
+
+static void channels_last_to_first(const float *in, float *out, size_t frames, size_t P, int C) {
+    size_t f;
+    for (f = 0; f < frames; f++) {
+        size_t p;
+        int c;
+        for (p = 0; p < P; p++)
+            for (c = 0; c < C; c++) out[(f * C + c) * P + p] = in[(f * P + p) * C + c];
+    }
+}
+
+/* ============================================================================================
+ * 5. CLIP text encoder: transformers' CLIPTextModel -> last_hidden_state, the states the UNet attends to
+ * ============================================================================================ */
+
+typedef struct {
+    LayerNorm layer_norm1, layer_norm2;
+    Linear q_proj, k_proj, v_proj, out_proj; /* self_attn.* (dim, dim) */
+    Linear fc1, fc2;                         /* mlp: (ff, dim), (dim, ff) */
+} CLIPEncoderLayer;
+
+typedef struct TextEncoder {
+    int vocab, dim, ff, heads, n_layers, n_positions, quick_gelu;
+    const float *token_embedding;    /* (vocab, dim) */
+    const float *position_embedding; /* (n_positions, dim) */
+    CLIPEncoderLayer *layers;
+    LayerNorm final_layer_norm;
+    Arena arena;
+} TextEncoder;
+
+static void load_text_encoder(T2VModel *m) {
+    TextEncoder *te = (TextEncoder *)xcalloc(1, sizeof(TextEncoder), "text encoder");
+    Weights W;
+    const char *act = config_required(m, "text_encoder.hidden_act");
+    float eps = (float)config_double(m, "text_encoder.layer_norm_eps");
+    int i;
+    int64_t shape[2];
+    W.m = m;
+    W.component = "text_encoder";
+    te->vocab = config_int(m, "text_encoder.vocab_size");
+    te->dim = config_int(m, "text_encoder.hidden_size");
+    te->ff = config_int(m, "text_encoder.intermediate_size");
+    te->heads = config_int(m, "text_encoder.num_attention_heads");
+    te->n_layers = config_int(m, "text_encoder.num_hidden_layers");
+    te->n_positions = config_int(m, "text_encoder.max_position_embeddings");
+    if (!strcmp(act, "quick_gelu")) te->quick_gelu = 1;
+    else if (strcmp(act, "gelu")) die("%s: text_encoder hidden_act '%s' is not implemented (gelu, quick_gelu)", m->path, act);
+    if (te->dim <= 0 || te->heads <= 0 || te->dim % te->heads || te->n_layers < 0 || te->vocab <= 0)
+        die("%s: invalid text_encoder config", m->path);
+    if (te->n_positions < t2v_context_length(m))
+        die("%s: max_position_embeddings %d < tokenizer context length %d", m->path, te->n_positions, t2v_context_length(m));
+    shape[0] = te->vocab;
+    shape[1] = te->dim;
+    te->token_embedding = tensor_f32(&W, 2, shape, "text_model.embeddings.token_embedding.weight");
+    shape[0] = te->n_positions;
+    te->position_embedding = tensor_f32(&W, 2, shape, "text_model.embeddings.position_embedding.weight");
+    te->layers = (CLIPEncoderLayer *)xcalloc((size_t)te->n_layers, sizeof(CLIPEncoderLayer), "text encoder");
+    for (i = 0; i < te->n_layers; i++) {
+        CLIPEncoderLayer *L = &te->layers[i];
+        L->layer_norm1 = load_layer_norm(&W, te->dim, eps, "text_model.encoder.layers.%d.layer_norm1", i);
+        L->q_proj = load_linear(&W, te->dim, te->dim, 1, "text_model.encoder.layers.%d.self_attn.q_proj", i);
+        L->k_proj = load_linear(&W, te->dim, te->dim, 1, "text_model.encoder.layers.%d.self_attn.k_proj", i);
+        L->v_proj = load_linear(&W, te->dim, te->dim, 1, "text_model.encoder.layers.%d.self_attn.v_proj", i);
+        L->out_proj = load_linear(&W, te->dim, te->dim, 1, "text_model.encoder.layers.%d.self_attn.out_proj", i);
+        L->layer_norm2 = load_layer_norm(&W, te->dim, eps, "text_model.encoder.layers.%d.layer_norm2", i);
+        L->fc1 = load_linear(&W, te->dim, te->ff, 1, "text_model.encoder.layers.%d.mlp.fc1", i);
+        L->fc2 = load_linear(&W, te->ff, te->dim, 1, "text_model.encoder.layers.%d.mlp.fc2", i);
+    }
+    te->final_layer_norm = load_layer_norm(&W, te->dim, eps, "text_model.final_layer_norm");
+    m->text_encoder = te;
+}
+
+int t2v_text_hidden_size(const T2VModel *m) { return m->text_encoder->dim; }
+
+/* CLIPAttention with the causal mask CLIPTextTransformer always applies: token i sees tokens 0..i. */
+static void clip_causal_self_attention(const TextEncoder *te, const float *q, const float *k, const float *v,
+                                       float *out, int T) {
+    const int hd = te->dim / te->heads;
+    const float scale = 1.0f / sqrtf((float)hd);
+    int h;
+#pragma omp parallel for schedule(static)
+    for (h = 0; h < te->heads; h++) {
+        float scores[4096];
+        int i, j, d;
+        for (i = 0; i < T; i++) {
+            const float *qi = q + (size_t)i * te->dim + h * hd;
+            float *oi = out + (size_t)i * te->dim + h * hd;
+            for (j = 0; j <= i; j++) {
+                const float *kj = k + (size_t)j * te->dim + h * hd;
+                float dot = 0.0f;
+                for (d = 0; d < hd; d++) dot += qi[d] * kj[d];
+                scores[j] = dot * scale;
+            }
+            softmax_row(scores, i + 1);
+            for (d = 0; d < hd; d++) oi[d] = 0.0f;
+            for (j = 0; j <= i; j++) {
+                const float *vj = v + (size_t)j * te->dim + h * hd;
+                for (d = 0; d < hd; d++) oi[d] += scores[j] * vj[d];
+            }
+        }
+    }
+}
+
+/* CLIPTextModel.forward(input_ids).last_hidden_state: embeddings, pre-LayerNorm encoder layers, final LayerNorm */
+void t2v_encode_text(T2VModel *m, const int32_t *ids, float *out) {
+    TextEncoder *te = m->text_encoder;
+    const int T = t2v_context_length(m), D = te->dim;
+    Arena *a = &te->arena;
+    ArenaMark mark = arena_mark(a);
+    float *h = arena_alloc(a, (size_t)T * D), *x = arena_alloc(a, (size_t)T * D);
+    float *q = arena_alloc(a, (size_t)T * D), *k = arena_alloc(a, (size_t)T * D), *v = arena_alloc(a, (size_t)T * D);
+    float *ffh = arena_alloc(a, (size_t)T * te->ff);
+    int t, i, l;
+    if (T > 4096) die("context length %d is larger than t2v supports (4096)", T);
+    for (t = 0; t < T; t++) {
+        if (ids[t] < 0 || ids[t] >= te->vocab) die("token id %d is outside the vocabulary (%d)", ids[t], te->vocab);
+        for (i = 0; i < D; i++)
+            h[(size_t)t * D + i] = te->token_embedding[(size_t)ids[t] * D + i] + te->position_embedding[(size_t)t * D + i];
+    }
+    for (l = 0; l < te->n_layers; l++) {
+        const CLIPEncoderLayer *L = &te->layers[l];
+        layer_norm(&L->layer_norm1, h, x, T);
+        linear(&L->q_proj, x, q, T);
+        linear(&L->k_proj, x, k, T);
+        linear(&L->v_proj, x, v, T);
+        clip_causal_self_attention(te, q, k, v, x, T);
+        linear(&L->out_proj, x, q, T);
+        add_inplace(h, q, (size_t)T * D);
+        layer_norm(&L->layer_norm2, h, x, T);
+        linear(&L->fc1, x, ffh, T);
+        for (i = 0; i < T * te->ff; i++) ffh[i] = te->quick_gelu ? quick_gelu(ffh[i]) : gelu_erf(ffh[i]);
+        linear(&L->fc2, ffh, q, T);
+        add_inplace(h, q, (size_t)T * D);
+    }
+    layer_norm(&te->final_layer_norm, h, out, T);
+    arena_reset(a, mark);
+}
+
+/* ============================================================================================
+ * 6. UNet3DConditionModel (Diffusers unet_3d_condition.py, unet_3d_blocks.py, resnet.py,
+ *    transformer_2d.py, transformer_temporal.py, attention.py, embeddings.py)
+ * ============================================================================================ */
+
+typedef struct {                 /* ResnetBlock2D */
+    int in, out, has_temb, has_shortcut;
+    float output_scale_factor;
+    GroupNorm norm1, norm2;
+    Conv conv1, conv2;           /* 3x3 */
+    Linear time_emb_proj;        /* (out, temb) */
+    Conv conv_shortcut;          /* 1x1, when in != out */
+} ResnetBlock2D;
+
+typedef struct {                 /* TemporalConvLayer: 4 x (GroupNorm, SiLU, Conv3d (3,1,1)) + residual */
+    GroupNorm norm[4];           /* convN.0 */
+    Conv conv[4];                /* conv1.2, conv2.3, conv3.3, conv4.3 */
+} TemporalConvLayer;
+
+typedef struct {                 /* Attention: to_q, to_k, to_v (no bias), to_out.0 */
+    int heads, head_dim, cross;  /* cross: keys/values come from the text states */
+    Linear to_q, to_k, to_v, to_out;
+} Attention;
+
+typedef struct {                 /* BasicTransformerBlock (norm_type layer_norm, GEGLU feed-forward) */
+    int dim;
+    LayerNorm norm1, norm2, norm3;
+    Attention attn1, attn2;      /* attn2: cross-attention (spatial) or a second self-attention (temporal) */
+    Linear ff_proj;              /* ff.net.0.proj (8 dim, dim): GEGLU value and gate halves */
+    Linear ff_out;               /* ff.net.2 (dim, 4 dim) */
+} BasicTransformerBlock;
+
+typedef struct {                 /* Transformer2DModel or TransformerTemporalModel (one block, linear projections) */
+    int channels, inner;
+    GroupNorm norm;              /* eps 1e-6 */
+    Linear proj_in, proj_out;
+    BasicTransformerBlock block;
+} Transformer;
+
+typedef struct {                 /* CrossAttnDownBlock3D / DownBlock3D / UNetMidBlock3DCrossAttn / *UpBlock3D */
+    int cross_attention, n_layers, out_channels, has_sampler;
+    ResnetBlock2D *resnets;
+    TemporalConvLayer *temp_convs;
+    Transformer *attentions, *temp_attentions; /* NULL without cross-attention */
+    Conv sampler;                /* downsamplers.0.conv or upsamplers.0.conv */
+} UNetBlock;
+
+typedef struct UNet3D {
+    int in_channels, out_channels, n_blocks, layers, head_dim, cross_dim, groups, temb_dim, downsample_padding;
+    int channels[8];             /* block_out_channels */
+    float norm_eps;
+    Conv conv_in;
+    Linear time_linear_1, time_linear_2; /* time_embedding.linear_1/2 */
+    Transformer transformer_in;
+    UNetBlock down[8], mid, up[8];
+    GroupNorm conv_norm_out;
+    Conv conv_out;
+    Arena arena;
+} UNet3D;
+
+/* ---- loading: the same module tree as Diffusers builds from the config ---- */
+
+static ResnetBlock2D load_resnet(Weights *W, int in, int out, int temb, int groups, float eps, float scale,
+                                 const char *prefix) {
+    ResnetBlock2D r;
+    memset(&r, 0, sizeof r);
+    r.in = in;
+    r.out = out;
+    r.output_scale_factor = scale;
+    r.norm1 = load_group_norm(W, in, groups, eps, "%s.norm1", prefix);
+    r.conv1 = load_conv(W, in, out, 3, 0, "%s.conv1", prefix);
+    r.has_temb = temb > 0;
+    if (r.has_temb) r.time_emb_proj = load_linear(W, temb, out, 1, "%s.time_emb_proj", prefix);
+    r.norm2 = load_group_norm(W, out, groups, eps, "%s.norm2", prefix);
+    r.conv2 = load_conv(W, out, out, 3, 0, "%s.conv2", prefix);
+    r.has_shortcut = in != out;
+    if (r.has_shortcut) r.conv_shortcut = load_conv(W, in, out, 1, 0, "%s.conv_shortcut", prefix);
+    return r;
+}
+
+static TemporalConvLayer load_temporal_conv(Weights *W, int channels, int groups, const char *prefix) {
+    TemporalConvLayer t;
+    int i;
+    for (i = 0; i < 4; i++) {
+        /* nn.Sequential indices: conv1 = (GroupNorm, SiLU, Conv3d); conv2..4 = (GroupNorm, SiLU, Dropout, Conv3d) */
+        t.norm[i] = load_group_norm(W, channels, groups, 1e-5f, "%s.conv%d.0", prefix, i + 1);
+        t.conv[i] = load_conv(W, channels, channels, 3, 1, "%s.conv%d.%d", prefix, i + 1, i == 0 ? 2 : 3);
+    }
+    return t;
+}
+
+static Attention load_attention(Weights *W, int dim, int kv_dim, int heads, int qkv_bias, const char *fmt, ...) {
+    Attention at;
+    char name[400];
+    FORMAT_NAME(name, fmt);
+    at.heads = heads;
+    at.head_dim = dim / heads;
+    at.cross = 0;
+    at.to_q = load_linear(W, dim, dim, qkv_bias, "%s.to_q", name);
+    at.to_k = load_linear(W, kv_dim, dim, qkv_bias, "%s.to_k", name);
+    at.to_v = load_linear(W, kv_dim, dim, qkv_bias, "%s.to_v", name);
+    at.to_out = load_linear(W, dim, dim, 1, "%s.to_out.0", name);
+    return at;
+}
+
+/* Transformer2DModel (cross_dim = the text width) or TransformerTemporalModel (cross_dim = 0: its attn2 is a
+ * second self-attention, double_self_attention). */
+static Transformer load_transformer(Weights *W, int channels, int heads, int head_dim, int groups, int cross_dim,
+                                    const char *prefix) {
+    Transformer tr;
+    BasicTransformerBlock *b = &tr.block;
+    const int inner = heads * head_dim;
+    tr.channels = channels;
+    tr.inner = inner;
+    tr.norm = load_group_norm(W, channels, groups, 1e-6f, "%s.norm", prefix);
+    tr.proj_in = load_linear(W, channels, inner, 1, "%s.proj_in", prefix);
+    b->dim = inner;
+    b->norm1 = load_layer_norm(W, inner, 1e-5f, "%s.transformer_blocks.0.norm1", prefix);
+    b->attn1 = load_attention(W, inner, inner, heads, 0, "%s.transformer_blocks.0.attn1", prefix);
+    b->norm2 = load_layer_norm(W, inner, 1e-5f, "%s.transformer_blocks.0.norm2", prefix);
+    b->attn2 = load_attention(W, inner, cross_dim ? cross_dim : inner, heads, 0, "%s.transformer_blocks.0.attn2", prefix);
+    b->attn2.cross = cross_dim != 0;
+    b->norm3 = load_layer_norm(W, inner, 1e-5f, "%s.transformer_blocks.0.norm3", prefix);
+    b->ff_proj = load_linear(W, inner, 8 * inner, 1, "%s.transformer_blocks.0.ff.net.0.proj", prefix);
+    b->ff_out = load_linear(W, 4 * inner, inner, 1, "%s.transformer_blocks.0.ff.net.2", prefix);
+    tr.proj_out = load_linear(W, inner, channels, 1, "%s.proj_out", prefix);
+    return tr;
+}
+
+/* One down/mid/up block. The spatial transformers have channels / head_dim heads of head_dim: Diffusers
+ * passes the config's attention_head_dim where the blocks expect a head count and vice versa, so in this
+ * family "attention_head_dim" ends up as the per-head width (diffusers issue #2011). */
+static void load_block(UNet3D *u, Weights *W, UNetBlock *blk, const char *prefix, int cross, int n_layers,
+                       int n_transformers, const int *resnet_in, int out, float scale, int sampler) {
+    const int heads = out / u->head_dim;
+    int j;
+    char name[400];
+    blk->cross_attention = cross;
+    blk->n_layers = n_layers;
+    blk->out_channels = out;
+    blk->resnets = (ResnetBlock2D *)xcalloc((size_t)n_layers, sizeof(ResnetBlock2D), "unet");
+    blk->temp_convs = (TemporalConvLayer *)xcalloc((size_t)n_layers, sizeof(TemporalConvLayer), "unet");
+    if (cross) {
+        if (heads < 1) die("%s: %s has %d channels, fewer than attention_head_dim %d", W->m->path, prefix, out, u->head_dim);
+        blk->attentions = (Transformer *)xcalloc((size_t)n_layers, sizeof(Transformer), "unet");
+        blk->temp_attentions = (Transformer *)xcalloc((size_t)n_layers, sizeof(Transformer), "unet");
+    }
+    for (j = 0; j < n_layers; j++) {
+        snprintf(name, sizeof name, "%s.resnets.%d", prefix, j);
+        blk->resnets[j] = load_resnet(W, resnet_in[j], out, u->temb_dim, u->groups, u->norm_eps, scale, name);
+        snprintf(name, sizeof name, "%s.temp_convs.%d", prefix, j);
+        blk->temp_convs[j] = load_temporal_conv(W, out, u->groups, name);
+    }
+    for (j = 0; cross && j < n_transformers; j++) {
+        snprintf(name, sizeof name, "%s.attentions.%d", prefix, j);
+        blk->attentions[j] = load_transformer(W, out, heads, u->head_dim, u->groups, u->cross_dim, name);
+        snprintf(name, sizeof name, "%s.temp_attentions.%d", prefix, j);
+        blk->temp_attentions[j] = load_transformer(W, out, heads, u->head_dim, u->groups, 0, name);
+    }
+    blk->has_sampler = sampler;
+    if (sampler) blk->sampler = load_conv(W, out, out, 3, 0, "%s.%s.0.conv", prefix, sampler < 0 ? "downsamplers" : "upsamplers");
+}
+
+static void load_unet(T2VModel *m) {
+    UNet3D *u = (UNet3D *)xcalloc(1, sizeof(UNet3D), "unet");
+    Weights W;
+    char down_types[8][64], up_types[8][64], name[64];
+    int i, j, n, n_up, resnet_in[64], out_ch, in_ch, prev_ch;
+    const int *ch = u->channels;
+    W.m = m;
+    W.component = "unet";
+    n = config_ints(m, "unet.block_out_channels", u->channels, 8);
+    u->n_blocks = n;
+    if (config_list(m, "unet.down_block_types", down_types, 8) != n || (n_up = config_list(m, "unet.up_block_types", up_types, 8)) != n)
+        die("%s: unet block_out_channels, down_block_types and up_block_types differ in length", m->path);
+    u->in_channels = config_int(m, "unet.in_channels");
+    u->out_channels = config_int(m, "unet.out_channels");
+    u->layers = config_int(m, "unet.layers_per_block");
+    u->head_dim = config_int(m, "unet.attention_head_dim");
+    u->cross_dim = config_int(m, "unet.cross_attention_dim");
+    u->groups = config_int(m, "unet.norm_num_groups");
+    u->norm_eps = (float)config_double(m, "unet.norm_eps");
+    u->downsample_padding = config_int(m, "unet.downsample_padding");
+    u->temb_dim = 4 * ch[0];
+    if (strcmp(config_required(m, "unet.act_fn"), "silu")) die("%s: unet act_fn must be silu", m->path);
+    if (strcmp(config_required(m, "unet.num_attention_heads"), "null") || strcmp(config_required(m, "unet.time_cond_proj_dim"), "null"))
+        die("%s: unet num_attention_heads / time_cond_proj_dim are not implemented (must be null)", m->path);
+    if (u->layers < 1 || u->layers > 62 || u->head_dim < 1 || u->in_channels < 1 || u->out_channels < 1 || u->cross_dim < 1)
+        die("%s: invalid unet config", m->path);
+    (void)n_up;
+    u->conv_in = load_conv(&W, u->in_channels, ch[0], 3, 0, "conv_in");
+    u->time_linear_1 = load_linear(&W, ch[0], u->temb_dim, 1, "time_embedding.linear_1");
+    u->time_linear_2 = load_linear(&W, u->temb_dim, u->temb_dim, 1, "time_embedding.linear_2");
+    /* transformer_in: 8 heads of attention_head_dim, whatever the channel count */
+    u->transformer_in = load_transformer(&W, ch[0], 8, u->head_dim, u->groups, 0, "transformer_in");
+    out_ch = ch[0];
+    for (i = 0; i < n; i++) {
+        int cross = !strcmp(down_types[i], "CrossAttnDownBlock3D");
+        if (!cross && strcmp(down_types[i], "DownBlock3D")) die("%s: unet down block type %s is not implemented", m->path, down_types[i]);
+        in_ch = out_ch;
+        out_ch = ch[i];
+        for (j = 0; j < u->layers; j++) resnet_in[j] = j == 0 ? in_ch : out_ch;
+        snprintf(name, sizeof name, "down_blocks.%d", i);
+        load_block(u, &W, &u->down[i], name, cross, u->layers, u->layers, resnet_in, out_ch, 1.0f, i < n - 1 ? -1 : 0);
+    }
+    resnet_in[0] = resnet_in[1] = ch[n - 1];
+    /* the mid block has one transformer pair between its two resnets */
+    load_block(u, &W, &u->mid, "mid_block", 1, 2, 1, resnet_in, ch[n - 1], (float)config_double(m, "unet.mid_block_scale_factor"), 0);
+    out_ch = ch[n - 1];
+    for (i = 0; i < n; i++) {
+        int cross = !strcmp(up_types[i], "CrossAttnUpBlock3D");
+        if (!cross && strcmp(up_types[i], "UpBlock3D")) die("%s: unet up block type %s is not implemented", m->path, up_types[i]);
+        prev_ch = out_ch;
+        out_ch = ch[n - 1 - i];
+        in_ch = ch[i + 1 < n ? n - 2 - i : 0];
+        for (j = 0; j <= u->layers; j++) /* input = previous output concatenated with the skip connection */
+            resnet_in[j] = (j == 0 ? prev_ch : out_ch) + (j == u->layers ? in_ch : out_ch);
+        snprintf(name, sizeof name, "up_blocks.%d", i);
+        load_block(u, &W, &u->up[i], name, cross, u->layers + 1, u->layers + 1, resnet_in, out_ch, 1.0f, i < n - 1 ? 1 : 0);
+    }
+    u->conv_norm_out = load_group_norm(&W, ch[0], u->groups, u->norm_eps, "conv_norm_out");
+    u->conv_out = load_conv(&W, ch[0], u->out_channels, 3, 0, "conv_out");
+    m->unet = u;
+}
+
+/* ---- forward ---- */
+
+typedef struct {                 /* what every UNet stage of one forward needs to know */
+    UNet3D *u;
+    Arena *a;
+    int B, F;                    /* batch, frames per batch item: a video tensor has B*F frames */
+    const float *silu_temb;      /* SiLU(time embedding), (B, temb_dim) */
+    const float *context;        /* text states (B, ctx_len, cross_dim) */
+    int ctx_len;
+    const char *dump_dir;
+} UNetRun;
+
+/* --dump: writes a channels-last activation as Diffusers' (B*F, C, H, W) act_<name>.npy */
+static void dump_activation(const UNetRun *r, const float *x, int C, int H, int W, const char *fmt, ...) {
+    char name[200], path[4096];
+    float *tmp;
+    int64_t dims[4];
+    if (!r->dump_dir) return;
+    FORMAT_NAME(name, fmt);
+    snprintf(path, sizeof path, "%s/act_%s.npy", r->dump_dir, name);
+    tmp = alloc_floats((size_t)r->B * r->F * C * H * W, "dump");
+    channels_last_to_first(x, tmp, (size_t)r->B * r->F, (size_t)H * W, C);
+    dims[0] = (int64_t)r->B * r->F;
+    dims[1] = C;
+    dims[2] = H;
+    dims[3] = W;
+    npy_save_f32(path, tmp, 4, dims);
+    free(tmp);
+}
+
+/* ResnetBlock2D: (x + conv2(SiLU(GN(conv1(SiLU(GN(x))) + temb)))) / output_scale_factor, with a 1x1
+ * conv_shortcut on x when the channel count changes. in: frames x H x W x r->in; out: ... x r->out.
+ * silu_temb: (frames / frames_per_temb, temb) or NULL (VAE). out may equal in when in == out. */
+static void resnet_block_2d(Arena *a, const ResnetBlock2D *r, const float *in, float *out, int frames, int H, int W,
+                            const float *silu_temb, int frames_per_temb) {
+    const size_t P = (size_t)H * W, tokens = (size_t)frames * P;
+    ArenaMark mark = arena_mark(a);
+    float *x = arena_alloc(a, tokens * r->in), *y = arena_alloc(a, tokens * r->out);
+    size_t t;
+    group_norm(a, &r->norm1, in, x, frames, P, 1);
+    conv2d(a, &r->conv1, x, y, frames, H, W, 1, 1, 1, H, W);
+    if (r->has_temb) {
+        const int n_temb = frames / frames_per_temb;
+        float *proj = arena_alloc(a, (size_t)n_temb * r->out);
+        linear(&r->time_emb_proj, silu_temb, proj, (size_t)n_temb);
+#pragma omp parallel for schedule(static)
+        for (t = 0; t < tokens; t++) {
+            const float *p = proj + (t / P / frames_per_temb) * r->out;
+            float *v = y + t * r->out;
+            int c;
+            for (c = 0; c < r->out; c++) v[c] += p[c];
+        }
+    }
+    group_norm(a, &r->norm2, y, y, frames, P, 1);
+    if (r->in < r->out) x = arena_alloc(a, tokens * r->out);
+    conv2d(a, &r->conv2, y, x, frames, H, W, 1, 1, 1, H, W);
+    if (r->has_shortcut) {
+        conv2d(a, &r->conv_shortcut, in, y, frames, H, W, 1, 0, 0, H, W);
+        in = y;
+    }
+#pragma omp parallel for schedule(static)
+    for (t = 0; t < tokens * r->out; t++) out[t] = (in[t] + x[t]) / r->output_scale_factor;
+    arena_reset(a, mark);
+}
+
+/* TemporalConvLayer: h + conv4(conv3(conv2(conv1(h)))), each convN = Conv3d(3,1,1) after SiLU(GroupNorm)
+ * where the GroupNorm statistics run over all frames of a batch item (a 5-D GroupNorm). In place. */
+static void temporal_conv_layer(const UNetRun *r, const TemporalConvLayer *tc, float *h, int C, size_t P) {
+    const size_t tokens = (size_t)r->B * r->F * P;
+    ArenaMark mark = arena_mark(r->a);
+    float *x = arena_alloc(r->a, tokens * C), *y = arena_alloc(r->a, tokens * C);
+    int i;
+    group_norm(r->a, &tc->norm[0], h, x, r->B, (size_t)r->F * P, 1);
+    conv_temporal(r->a, &tc->conv[0], x, y, r->B, r->F, P);
+    for (i = 1; i < 4; i++) {
+        group_norm(r->a, &tc->norm[i], y, x, r->B, (size_t)r->F * P, 1);
+        conv_temporal(r->a, &tc->conv[i], x, y, r->B, r->F, P);
+    }
+    add_inplace(h, y, tokens * C);
+    arena_reset(r->a, mark);
+}
+
+/* Attention (AttnProcessor): to_out(softmax(q k^T / sqrt(d)) v) over n_seq sequences of seq_len tokens of x;
+ * keys and values from `context` (kv_seqs sequences of kv_len tokens; query sequence s uses s * kv_seqs / n_seq)
+ * or, when context is NULL, from x itself. The result is added to h. */
+static void attention_block(Arena *a, const Attention *at, const float *x, float *h, int n_seq, int seq_len,
+                            const float *context, int kv_seqs, int kv_len) {
+    const size_t tokens = (size_t)n_seq * seq_len, dim = (size_t)at->to_q.out;
+    const size_t kv_tokens = context ? (size_t)kv_seqs * kv_len : tokens;
+    ArenaMark mark = arena_mark(a);
+    float *q = arena_alloc(a, tokens * dim), *k = arena_alloc(a, kv_tokens * dim), *v = arena_alloc(a, kv_tokens * dim);
+    float *o = arena_alloc(a, tokens * dim);
+    linear(&at->to_q, x, q, tokens);
+    linear(&at->to_k, context ? context : x, k, kv_tokens);
+    linear(&at->to_v, context ? context : x, v, kv_tokens);
+    if (context)
+        attention(a, o, q, k, v, n_seq, seq_len, kv_len, n_seq / kv_seqs, at->heads, at->head_dim);
+    else
+        attention(a, o, q, k, v, n_seq, seq_len, seq_len, 1, at->heads, at->head_dim);
+    linear(&at->to_out, o, q, tokens);
+    add_inplace(h, q, tokens * dim);
+    arena_reset(a, mark);
+}
+
+/* FeedForward with GEGLU: ff.net.2(value * gelu(gate)) where (value, gate) = ff.net.0.proj(x) split in
+ * halves; added to h. Done in chunks of tokens to keep the 8*dim-wide intermediate small. */
+static void feed_forward_geglu(Arena *a, const BasicTransformerBlock *b, const float *x, float *h, size_t tokens) {
+    const size_t chunk = 2048, d4 = (size_t)b->ff_out.in;
+    ArenaMark mark = arena_mark(a);
+    float *proj = arena_alloc(a, chunk * 2 * d4), *act = arena_alloc(a, chunk * d4), *y = arena_alloc(a, chunk * b->dim);
+    size_t t0;
+    for (t0 = 0; t0 < tokens; t0 += chunk) {
+        const size_t n = tokens - t0 < chunk ? tokens - t0 : chunk;
+        size_t t;
+        linear(&b->ff_proj, x + t0 * b->dim, proj, n);
+#pragma omp parallel for schedule(static)
+        for (t = 0; t < n; t++) {
+            const float *value = proj + t * 2 * d4, *gate = value + d4;
+            float *out = act + t * d4;
+            size_t i;
+            for (i = 0; i < d4; i++) out[i] = value[i] * gelu_erf(gate[i]);
+        }
+        linear(&b->ff_out, act, y, n);
+        add_inplace(h + t0 * b->dim, y, n * b->dim);
+    }
+    arena_reset(a, mark);
+}
+
+/* BasicTransformerBlock: h += attn1(norm1(h)); h += attn2(norm2(h), context); h += ff(norm3(h)).
+ * h: n_seq sequences of seq_len tokens of width dim. */
+static void basic_transformer_block(const UNetRun *r, const BasicTransformerBlock *b, float *h, int n_seq, int seq_len) {
+    const size_t tokens = (size_t)n_seq * seq_len;
+    ArenaMark mark = arena_mark(r->a);
+    float *x = arena_alloc(r->a, tokens * b->dim);
+    layer_norm(&b->norm1, h, x, tokens);
+    attention_block(r->a, &b->attn1, x, h, n_seq, seq_len, NULL, 0, 0);
+    layer_norm(&b->norm2, h, x, tokens);
+    if (b->attn2.cross)
+        attention_block(r->a, &b->attn2, x, h, n_seq, seq_len, r->context, r->B, r->ctx_len);
+    else
+        attention_block(r->a, &b->attn2, x, h, n_seq, seq_len, NULL, 0, 0);
+    layer_norm(&b->norm3, h, x, tokens);
+    feed_forward_geglu(r->a, b, x, h, tokens);
+    arena_reset(r->a, mark);
+}
+
+/* Transformer2DModel: h + proj_out(block(proj_in(GroupNorm(h)))), each frame's pixels one sequence. In place. */
+static void transformer_2d_model(const UNetRun *r, const Transformer *tr, float *h, size_t P) {
+    const int frames = r->B * r->F;
+    const size_t tokens = (size_t)frames * P;
+    ArenaMark mark = arena_mark(r->a);
+    float *x = arena_alloc(r->a, tokens * tr->channels), *y = arena_alloc(r->a, tokens * tr->inner);
+    group_norm(r->a, &tr->norm, h, x, frames, P, 0);
+    linear(&tr->proj_in, x, y, tokens);
+    basic_transformer_block(r, &tr->block, y, frames, (int)P);
+    linear(&tr->proj_out, y, x, tokens);
+    add_inplace(h, x, tokens * tr->channels);
+    arena_reset(r->a, mark);
+}
+
+/* [B][F][P][C] <-> [B][P][F][C] */
+static void swap_frames_and_pixels(const float *in, float *out, int B, int F, size_t P, int C, int to_pixel_major) {
+    long bf;
+#pragma omp parallel for schedule(static)
+    for (bf = 0; bf < (long)B * F; bf++) {
+        const size_t b = (size_t)bf / F, f = (size_t)bf % F;
+        size_t p;
+        for (p = 0; p < P; p++) {
+            const size_t frame_major = ((b * F + f) * P + p) * C, pixel_major = ((b * P + p) * F + f) * C;
+            if (to_pixel_major) memcpy(out + pixel_major, in + frame_major, (size_t)C * sizeof(float));
+            else memcpy(out + frame_major, in + pixel_major, (size_t)C * sizeof(float));
+        }
+    }
+}
+
+/* TransformerTemporalModel: GroupNorm over all frames of a batch item, then each pixel's F frames are one
+ * sequence (Diffusers permutes to (B*H*W, F, C)); no positional embedding. In place. */
+static void transformer_temporal_model(const UNetRun *r, const Transformer *tr, float *h, size_t P) {
+    const size_t tokens = (size_t)r->B * r->F * P;
+    ArenaMark mark = arena_mark(r->a);
+    float *x = arena_alloc(r->a, tokens * tr->channels), *xt = arena_alloc(r->a, tokens * tr->channels);
+    float *y = arena_alloc(r->a, tokens * tr->inner);
+    group_norm(r->a, &tr->norm, h, x, r->B, (size_t)r->F * P, 0);
+    swap_frames_and_pixels(x, xt, r->B, r->F, P, tr->channels, 1);
+    linear(&tr->proj_in, xt, y, tokens);
+    basic_transformer_block(r, &tr->block, y, (int)((size_t)r->B * P), r->F);
+    linear(&tr->proj_out, y, xt, tokens);
+    swap_frames_and_pixels(xt, x, r->B, r->F, P, tr->channels, 0);
+    add_inplace(h, x, tokens * tr->channels);
+    arena_reset(r->a, mark);
+}
+
+/* Timesteps(flip_sin_to_cos=True, downscale_freq_shift=0): [cos(t f_i) | sin(t f_i)], f_i = exp(-ln(10000) i / half),
+ * in float32 as torch computes it (t * f_i rounded to float before cos/sin). */
+static void timestep_embedding(float t, float *out, int dim) {
+    const int half = dim / 2;
+    const float log_max_period = (float)-9.210340371976184; /* -ln(10000) */
+    int i;
+    for (i = 0; i < half; i++) {
+        const float freq = expf(log_max_period * (float)i / (float)half);
+        const float arg = t * freq;
+        out[i] = cosf(arg);
+        out[half + i] = sinf(arg);
+    }
+    if (dim % 2) out[dim - 1] = 0.0f;
+}
+
+typedef struct { float *data; int C, H, W; ArenaMark mark; } Skip; /* a down-path output kept for the up path */
+
+/* The largest activation of a forward: the up blocks' concatenated inputs dominate. */
+static size_t unet_max_activation(const UNet3D *u, int frames, int H, int W) {
+    size_t best = (size_t)frames * H * W * (u->in_channels > u->channels[0] ? u->in_channels : u->channels[0]);
+    int i, j, h = H, w = W, hs[9], ws[9];
+    for (i = 0; i < u->n_blocks; i++) {
+        hs[i] = h;
+        ws[i] = w;
+        for (j = 0; j < u->down[i].n_layers; j++) {
+            size_t s = (size_t)frames * h * w * (u->down[i].resnets[j].in > u->down[i].out_channels ? u->down[i].resnets[j].in : u->down[i].out_channels);
+            if (s > best) best = s;
+        }
+        if (u->down[i].has_sampler) {
+            h = (h + 2 * u->downsample_padding - 3) / 2 + 1;
+            w = (w + 2 * u->downsample_padding - 3) / 2 + 1;
+        }
+    }
+    for (i = 0; i < u->n_blocks; i++) {
+        const int level = u->n_blocks - 1 - i;
+        for (j = 0; j < u->up[i].n_layers; j++) {
+            size_t s = (size_t)frames * hs[level] * ws[level] * u->up[i].resnets[j].in;
+            if (s > best) best = s;
+        }
+    }
+    return best;
+}
+
+void t2v_unet(T2VModel *m, const float *sample, int B, int F, int H, int W, double timestep, const float *context,
+              float *out, const char *dump_dir) {
+    UNet3D *u = m->unet;
+    UNetRun run;
+    Arena *a = &u->arena;
+    ArenaMark mark = arena_mark(a);
+    const int frames = B * F, up_factor = 1 << (u->n_blocks - 1);
+    const int forward_upsample_size = H % up_factor != 0 || W % up_factor != 0;
+    Skip skips[1 + 8 * 64];
+    int n_skips = 0, C = u->channels[0], i, j, b;
+    size_t max_act = unet_max_activation(u, frames, H, W), t;
+    float *h, *h2, *tmp, *t_proj, *t_hidden, *emb, *silu_emb;
+    int64_t dims[2];
+
+    if (B < 1 || F < 1 || H < 1 || W < 1) die("unet: invalid sample size");
+    run.u = u;
+    run.a = a;
+    run.B = B;
+    run.F = F;
+    run.context = context;
+    run.ctx_len = t2v_context_length(m);
+    run.dump_dir = dump_dir;
+
+    /* time_proj, time_embedding (linear_1, SiLU, linear_2); one row per batch item, shared by its frames */
+    t_proj = arena_alloc(a, (size_t)B * C);
+    t_hidden = arena_alloc(a, (size_t)B * u->temb_dim);
+    emb = arena_alloc(a, (size_t)B * u->temb_dim);
+    silu_emb = arena_alloc(a, (size_t)B * u->temb_dim);
+    for (b = 0; b < B; b++) timestep_embedding((float)timestep, t_proj + (size_t)b * C, C);
+    linear(&u->time_linear_1, t_proj, t_hidden, (size_t)B);
+    for (t = 0; t < (size_t)B * u->temb_dim; t++) t_hidden[t] = silu(t_hidden[t]);
+    linear(&u->time_linear_2, t_hidden, emb, (size_t)B);
+    for (t = 0; t < (size_t)B * u->temb_dim; t++) silu_emb[t] = silu(emb[t]);
+    run.silu_temb = silu_emb;
+    if (dump_dir) {
+        char path[4096];
+        dims[0] = B;
+        dims[1] = C;
+        snprintf(path, sizeof path, "%s/act_time_proj.npy", dump_dir);
+        npy_save_f32(path, t_proj, 2, dims);
+        dims[1] = u->temb_dim;
+        snprintf(path, sizeof path, "%s/act_time_embedding.npy", dump_dir);
+        npy_save_f32(path, emb, 2, dims);
+    }
+
+    /* (B, C, F, H, W) -> channels-last frames; conv_in; transformer_in */
+    h = arena_alloc(a, max_act);
+    h2 = arena_alloc(a, max_act);
+    for (b = 0; b < B; b++) {
+        int f, c;
+        size_t p;
+        for (c = 0; c < u->in_channels; c++)
+            for (f = 0; f < F; f++)
+                for (p = 0; p < (size_t)H * W; p++)
+                    h2[(((size_t)b * F + f) * H * W + p) * u->in_channels + c] =
+                        sample[(((size_t)b * u->in_channels + c) * F + f) * H * W + p];
+    }
+    conv2d(a, &u->conv_in, h2, h, frames, H, W, 1, 1, 1, H, W);
+    dump_activation(&run, h, C, H, W, "conv_in");
+    transformer_temporal_model(&run, &u->transformer_in, h, (size_t)H * W);
+    dump_activation(&run, h, C, H, W, "transformer_in");
+
+#define PUSH_SKIP()                                                                   \
+    do {                                                                              \
+        Skip *s_ = &skips[n_skips++];                                                 \
+        s_->mark = arena_mark(a);                                                     \
+        s_->data = arena_alloc(a, (size_t)frames * H * W * C);                        \
+        memcpy(s_->data, h, (size_t)frames * H * W * C * sizeof(float));              \
+        s_->C = C; s_->H = H; s_->W = W;                                              \
+    } while (0)
+
+    PUSH_SKIP();
+    for (i = 0; i < u->n_blocks; i++) {
+        const UNetBlock *blk = &u->down[i];
+        const size_t P = (size_t)H * W;
+        for (j = 0; j < blk->n_layers; j++) {
+            resnet_block_2d(a, &blk->resnets[j], h, h2, frames, H, W, run.silu_temb, F);
+            tmp = h; h = h2; h2 = tmp;
+            C = blk->out_channels;
+            dump_activation(&run, h, C, H, W, "down_block%d_resnets%d", i, j);
+            temporal_conv_layer(&run, &blk->temp_convs[j], h, C, P);
+            dump_activation(&run, h, C, H, W, "down_block%d_temp_convs%d", i, j);
+            if (blk->cross_attention) {
+                transformer_2d_model(&run, &blk->attentions[j], h, P);
+                dump_activation(&run, h, C, H, W, "down_block%d_attentions%d", i, j);
+                transformer_temporal_model(&run, &blk->temp_attentions[j], h, P);
+                dump_activation(&run, h, C, H, W, "down_block%d_temp_attentions%d", i, j);
+            }
+            PUSH_SKIP();
+        }
+        if (blk->has_sampler) { /* Downsample2D: 3x3 convolution, stride 2 */
+            const int p = u->downsample_padding;
+            const int Ho = p ? (H + 2 * p - 3) / 2 + 1 : (H - 2) / 2 + 1, Wo = p ? (W + 2 * p - 3) / 2 + 1 : (W - 2) / 2 + 1;
+            conv2d(a, &blk->sampler, h, h2, frames, H, W, 2, p, p, Ho, Wo);
+            tmp = h; h = h2; h2 = tmp;
+            H = Ho;
+            W = Wo;
+            PUSH_SKIP();
+        }
+        dump_activation(&run, h, C, H, W, "down_block%d", i);
+    }
+
+    /* UNetMidBlock3DCrossAttn: resnet, temporal conv, then (transformer, temporal transformer, resnet, temporal conv) */
+    resnet_block_2d(a, &u->mid.resnets[0], h, h, frames, H, W, run.silu_temb, F);
+    temporal_conv_layer(&run, &u->mid.temp_convs[0], h, C, (size_t)H * W);
+    transformer_2d_model(&run, &u->mid.attentions[0], h, (size_t)H * W);
+    transformer_temporal_model(&run, &u->mid.temp_attentions[0], h, (size_t)H * W);
+    resnet_block_2d(a, &u->mid.resnets[1], h, h, frames, H, W, run.silu_temb, F);
+    temporal_conv_layer(&run, &u->mid.temp_convs[1], h, C, (size_t)H * W);
+    dump_activation(&run, h, C, H, W, "mid_block");
+
+    for (i = 0; i < u->n_blocks; i++) {
+        const UNetBlock *blk = &u->up[i];
+        for (j = 0; j < blk->n_layers; j++) {
+            const Skip *s = &skips[--n_skips];
+            const size_t P = (size_t)H * W;
+            long px;
+            if (s->H != H || s->W != W) die("internal: skip connection size mismatch");
+#pragma omp parallel for schedule(static)
+            for (px = 0; px < (long)(frames * P); px++) { /* torch.cat([hidden_states, res_hidden_states], dim=1) */
+                memcpy(h2 + (size_t)px * (C + s->C), h + (size_t)px * C, (size_t)C * sizeof(float));
+                memcpy(h2 + (size_t)px * (C + s->C) + C, s->data + (size_t)px * s->C, (size_t)s->C * sizeof(float));
+            }
+            resnet_block_2d(a, &blk->resnets[j], h2, h, frames, H, W, run.silu_temb, F);
+            C = blk->out_channels;
+            dump_activation(&run, h, C, H, W, "up_block%d_resnets%d", i, j);
+            temporal_conv_layer(&run, &blk->temp_convs[j], h, C, P);
+            if (blk->cross_attention) {
+                transformer_2d_model(&run, &blk->attentions[j], h, P);
+                transformer_temporal_model(&run, &blk->temp_attentions[j], h, P);
+            }
+            arena_reset(a, s->mark); /* the skip and everything after it are done */
+        }
+        if (blk->has_sampler) { /* Upsample2D: nearest x2 (or to the next skip's size), then a 3x3 convolution */
+            const int Ho = forward_upsample_size ? skips[n_skips - 1].H : 2 * H;
+            const int Wo = forward_upsample_size ? skips[n_skips - 1].W : 2 * W;
+            ArenaMark m2 = arena_mark(a);
+            float *up = arena_alloc(a, (size_t)frames * Ho * Wo * C);
+            upsample_nearest(h, up, frames, H, W, Ho, Wo, C);
+            H = Ho;
+            W = Wo;
+            conv2d(a, &blk->sampler, up, h, frames, H, W, 1, 1, 1, H, W);
+            arena_reset(a, m2);
+        }
+        dump_activation(&run, h, C, H, W, "up_block%d", i);
+    }
+#undef PUSH_SKIP
+
+    /* conv_norm_out, SiLU, conv_out; back to (B, C, F, H, W) */
+    group_norm(a, &u->conv_norm_out, h, h2, frames, (size_t)H * W, 0);
+    dump_activation(&run, h2, C, H, W, "conv_norm_out");
+    for (t = 0; t < (size_t)frames * H * W * C; t++) h2[t] = silu(h2[t]);
+    conv2d(a, &u->conv_out, h2, h, frames, H, W, 1, 1, 1, H, W);
+    dump_activation(&run, h, u->out_channels, H, W, "conv_out");
+    for (b = 0; b < B; b++) {
+        int f, c;
+        size_t p;
+        for (c = 0; c < u->out_channels; c++)
+            for (f = 0; f < F; f++)
+                for (p = 0; p < (size_t)H * W; p++)
+                    out[(((size_t)b * u->out_channels + c) * F + f) * H * W + p] =
+                        h[(((size_t)b * F + f) * H * W + p) * u->out_channels + c];
+    }
+    arena_reset(a, mark);
+}
+
+/* ============================================================================================
+ * 7. AutoencoderKL (Diffusers autoencoder_kl.py, vae.py): the decoder turns latents into frames, the
+ *    encoder gives the latent distribution of images. Both run one frame at a time, so memory stays
+ *    bounded whatever the frame count.
+ * ============================================================================================ */
+
+typedef struct {                 /* Attention in the mid block: one head, GroupNorm first, residual */
+    GroupNorm group_norm;
+    Attention attn;
+} VAEAttention;
+
+typedef struct { int n_layers, out_channels, has_sampler; ResnetBlock2D *resnets; Conv sampler; } VAEBlock;
+
+typedef struct VAE {
+    int in_channels, out_channels, latent_channels, n_blocks, layers, groups, mid_attention;
+    int use_quant_conv, use_post_quant_conv;
+    int channels[8];             /* block_out_channels */
+    float scaling_factor;
+    /* encoder */
+    Conv enc_conv_in, enc_conv_out, quant_conv;
+    VAEBlock enc_down[8];
+    ResnetBlock2D enc_mid[2];
+    VAEAttention enc_attn;
+    GroupNorm enc_norm_out;
+    /* decoder */
+    Conv post_quant_conv, dec_conv_in, dec_conv_out;
+    ResnetBlock2D dec_mid[2];
+    VAEAttention dec_attn;
+    VAEBlock dec_up[8];
+    GroupNorm dec_norm_out;
+    Arena arena;
+} VAE;
+
+static void load_vae_mid_block(VAE *v, Weights *W, ResnetBlock2D *resnets, VAEAttention *attn, const char *prefix) {
+    const int C = v->channels[v->n_blocks - 1];
+    char name[200];
+    snprintf(name, sizeof name, "%s.resnets.0", prefix);
+    resnets[0] = load_resnet(W, C, C, 0, v->groups, 1e-6f, 1.0f, name);
+    if (v->mid_attention) {
+        attn->group_norm = load_group_norm(W, C, v->groups, 1e-6f, "%s.attentions.0.group_norm", prefix);
+        attn->attn = load_attention(W, C, C, 1, 1, "%s.attentions.0", prefix);
+    }
+    snprintf(name, sizeof name, "%s.resnets.1", prefix);
+    resnets[1] = load_resnet(W, C, C, 0, v->groups, 1e-6f, 1.0f, name);
+}
+
+static void load_vae(T2VModel *m) {
+    VAE *v = (VAE *)xcalloc(1, sizeof(VAE), "vae");
+    Weights W;
+    char types[8][64], name[200];
+    int i, j, n, in_ch, out_ch;
+    const int *ch = v->channels;
+    W.m = m;
+    W.component = "vae";
+    n = v->n_blocks = config_ints(m, "vae.block_out_channels", v->channels, 8);
+    if (config_list(m, "vae.down_block_types", types, 8) != n || config_list(m, "vae.up_block_types", types, 8) != n)
+        die("%s: vae block_out_channels, down_block_types and up_block_types differ in length", m->path);
+    v->in_channels = config_int(m, "vae.in_channels");
+    v->out_channels = config_int(m, "vae.out_channels");
+    v->latent_channels = config_int(m, "vae.latent_channels");
+    v->layers = config_int(m, "vae.layers_per_block");
+    v->groups = config_int(m, "vae.norm_num_groups");
+    v->scaling_factor = (float)config_double(m, "vae.scaling_factor");
+    v->mid_attention = config_bool(m, "vae.mid_block_add_attention");
+    v->use_quant_conv = config_bool(m, "vae.use_quant_conv");
+    v->use_post_quant_conv = config_bool(m, "vae.use_post_quant_conv");
+    if (v->layers < 1 || v->layers > 62 || v->latent_channels < 1 || v->in_channels < 1 || v->out_channels < 1)
+        die("%s: invalid vae config", m->path);
+    if (strcmp(config_required(m, "vae.shift_factor"), "null") || strcmp(config_required(m, "vae.latents_mean"), "null"))
+        die("%s: vae shift_factor / latents_mean are not implemented (must be null)", m->path);
+    /* encoder: conv_in, DownEncoderBlock2D x n (resnets, Downsample2D with padding 0), mid block, norm, conv_out */
+    v->enc_conv_in = load_conv(&W, v->in_channels, ch[0], 3, 0, "encoder.conv_in");
+    out_ch = ch[0];
+    for (i = 0; i < n; i++) {
+        VAEBlock *blk = &v->enc_down[i];
+        in_ch = out_ch;
+        out_ch = ch[i];
+        blk->n_layers = v->layers;
+        blk->out_channels = out_ch;
+        blk->resnets = (ResnetBlock2D *)xcalloc((size_t)v->layers, sizeof(ResnetBlock2D), "vae");
+        for (j = 0; j < v->layers; j++) {
+            snprintf(name, sizeof name, "encoder.down_blocks.%d.resnets.%d", i, j);
+            blk->resnets[j] = load_resnet(&W, j == 0 ? in_ch : out_ch, out_ch, 0, v->groups, 1e-6f, 1.0f, name);
+        }
+        blk->has_sampler = i < n - 1;
+        if (blk->has_sampler) blk->sampler = load_conv(&W, out_ch, out_ch, 3, 0, "encoder.down_blocks.%d.downsamplers.0.conv", i);
+    }
+    load_vae_mid_block(v, &W, v->enc_mid, &v->enc_attn, "encoder.mid_block");
+    v->enc_norm_out = load_group_norm(&W, ch[n - 1], v->groups, 1e-6f, "encoder.conv_norm_out");
+    v->enc_conv_out = load_conv(&W, ch[n - 1], 2 * v->latent_channels, 3, 0, "encoder.conv_out");
+    if (v->use_quant_conv) v->quant_conv = load_conv(&W, 2 * v->latent_channels, 2 * v->latent_channels, 1, 0, "quant_conv");
+    /* decoder: post_quant_conv, conv_in, mid block, UpDecoderBlock2D x n (resnets, Upsample2D), norm, conv_out */
+    if (v->use_post_quant_conv) v->post_quant_conv = load_conv(&W, v->latent_channels, v->latent_channels, 1, 0, "post_quant_conv");
+    v->dec_conv_in = load_conv(&W, v->latent_channels, ch[n - 1], 3, 0, "decoder.conv_in");
+    load_vae_mid_block(v, &W, v->dec_mid, &v->dec_attn, "decoder.mid_block");
+    out_ch = ch[n - 1];
+    for (i = 0; i < n; i++) {
+        VAEBlock *blk = &v->dec_up[i];
+        in_ch = out_ch;
+        out_ch = ch[n - 1 - i];
+        blk->n_layers = v->layers + 1;
+        blk->out_channels = out_ch;
+        blk->resnets = (ResnetBlock2D *)xcalloc((size_t)blk->n_layers, sizeof(ResnetBlock2D), "vae");
+        for (j = 0; j < blk->n_layers; j++) {
+            snprintf(name, sizeof name, "decoder.up_blocks.%d.resnets.%d", i, j);
+            blk->resnets[j] = load_resnet(&W, j == 0 ? in_ch : out_ch, out_ch, 0, v->groups, 1e-6f, 1.0f, name);
+        }
+        blk->has_sampler = i < n - 1;
+        if (blk->has_sampler) blk->sampler = load_conv(&W, out_ch, out_ch, 3, 0, "decoder.up_blocks.%d.upsamplers.0.conv", i);
+    }
+    v->dec_norm_out = load_group_norm(&W, ch[0], v->groups, 1e-6f, "decoder.conv_norm_out");
+    v->dec_conv_out = load_conv(&W, ch[0], v->out_channels, 3, 0, "decoder.conv_out");
+    m->vae = v;
+}
+
+/* The mid block's Attention: h + to_out(attention(GroupNorm(h))), one head over the frame's pixels. In place. */
+static void vae_attention(Arena *a, const VAEAttention *va, float *h, size_t P) {
+    ArenaMark mark = arena_mark(a);
+    float *x = arena_alloc(a, P * va->group_norm.channels);
+    group_norm(a, &va->group_norm, h, x, 1, P, 0);
+    attention_block(a, &va->attn, x, h, 1, (int)P, NULL, 0, 0);
+    arena_reset(a, mark);
+}
+
+static void vae_mid_block(VAE *v, const ResnetBlock2D *resnets, const VAEAttention *attn, float *h, int H, int W) {
+    resnet_block_2d(&v->arena, &resnets[0], h, h, 1, H, W, NULL, 1);
+    if (v->mid_attention) vae_attention(&v->arena, attn, h, (size_t)H * W);
+    resnet_block_2d(&v->arena, &resnets[1], h, h, 1, H, W, NULL, 1);
+}
+
+/* Decoder of one frame: z [h][w][latent] -> image [H][W][out_channels] (H = h * 2^(n_blocks-1)). */
+static void vae_decode_frame(VAE *v, const float *z, float *image, int h, int w) {
+    Arena *a = &v->arena;
+    ArenaMark mark = arena_mark(a);
+    const int n = v->n_blocks, scale = 1 << (n - 1);
+    size_t max_act = 0;
+    int i, j, H = h, W = w, C = v->channels[n - 1];
+    float *x, *y, *tmp;
+    for (i = 0; i < n; i++) { /* up block i runs at 4^i h w pixels; its widest tensor is its input or output */
+        const size_t pixels = (size_t)h * w << (2 * i);
+        const int in_ch = i ? v->dec_up[i - 1].out_channels : C, out_ch = v->dec_up[i].out_channels;
+        if (pixels * (in_ch > out_ch ? in_ch : out_ch) > max_act) max_act = pixels * (in_ch > out_ch ? in_ch : out_ch);
+    }
+    if ((size_t)h * w * v->latent_channels > max_act) max_act = (size_t)h * w * v->latent_channels;
+    x = arena_alloc(a, max_act);
+    y = arena_alloc(a, max_act);
+    if (v->use_post_quant_conv) conv2d(a, &v->post_quant_conv, z, y, 1, h, w, 1, 0, 0, h, w);
+    else memcpy(y, z, (size_t)h * w * v->latent_channels * sizeof(float));
+    conv2d(a, &v->dec_conv_in, y, x, 1, h, w, 1, 1, 1, h, w);
+    vae_mid_block(v, v->dec_mid, &v->dec_attn, x, H, W);
+    for (i = 0; i < n; i++) {
+        const VAEBlock *blk = &v->dec_up[i];
+        for (j = 0; j < blk->n_layers; j++) {
+            resnet_block_2d(a, &blk->resnets[j], x, y, 1, H, W, NULL, 1);
+            tmp = x; x = y; y = tmp;
+        }
+        C = blk->out_channels;
+        if (blk->has_sampler) {
+            upsample_nearest(x, y, 1, H, W, 2 * H, 2 * W, C);
+            H *= 2;
+            W *= 2;
+            conv2d(a, &blk->sampler, y, x, 1, H, W, 1, 1, 1, H, W);
+        }
+    }
+    if (H != h * scale || W != w * scale) die("internal: vae decoder size");
+    group_norm(a, &v->dec_norm_out, x, y, 1, (size_t)H * W, 1);
+    conv2d(a, &v->dec_conv_out, y, image, 1, H, W, 1, 1, 1, H, W);
+    arena_reset(a, mark);
+}
+
+void t2v_vae_decode(T2VModel *m, const float *latents, int N, int h, int w, float *out) {
+    VAE *v = m->vae;
+    const int scale = 1 << (v->n_blocks - 1), H = h * scale, W = w * scale;
+    const int L = v->latent_channels, O = v->out_channels;
+    float *z = alloc_floats((size_t)h * w * L, "vae input"), *image = alloc_floats((size_t)H * W * O, "vae output");
+    int n;
+    for (n = 0; n < N; n++) {
+        channels_first_to_last(latents + (size_t)n * L * h * w, z, 1, (size_t)h * w, L);
+        vae_decode_frame(v, z, image, h, w);
+        channels_last_to_first(image, out + (size_t)n * O * H * W, 1, (size_t)H * W, O);
+    }
+    free(z);
+    free(image);
+}
+
+/* Encoder of one frame: image [H][W][in] -> moments [H/s][W/s][2 * latent] (mean, logvar). */
+static void vae_encode_frame(VAE *v, const float *image, float *moments, int H, int W) {
+    Arena *a = &v->arena;
+    ArenaMark mark = arena_mark(a);
+    const int n = v->n_blocks;
+    size_t max_act = 0;
+    int i, j;
+    float *x, *y, *tmp;
+    for (i = 0; i < n; i++) {
+        size_t s = (size_t)H * W * v->channels[i];
+        if (s > max_act) max_act = s;
+    }
+    if ((size_t)H * W * v->in_channels > max_act) max_act = (size_t)H * W * v->in_channels;
+    x = arena_alloc(a, max_act);
+    y = arena_alloc(a, max_act);
+    conv2d(a, &v->enc_conv_in, image, x, 1, H, W, 1, 1, 1, H, W);
+    for (i = 0; i < n; i++) {
+        const VAEBlock *blk = &v->enc_down[i];
+        for (j = 0; j < blk->n_layers; j++) {
+            resnet_block_2d(a, &blk->resnets[j], x, y, 1, H, W, NULL, 1);
+            tmp = x; x = y; y = tmp;
+        }
+        if (blk->has_sampler) { /* Downsample2D(padding=0): pad right and bottom by one, 3x3 stride 2 */
+            const int Ho = (H - 2) / 2 + 1, Wo = (W - 2) / 2 + 1;
+            conv2d(a, &blk->sampler, x, y, 1, H, W, 2, 0, 0, Ho, Wo);
+            tmp = x; x = y; y = tmp;
+            H = Ho;
+            W = Wo;
+        }
+    }
+    vae_mid_block(v, v->enc_mid, &v->enc_attn, x, H, W);
+    group_norm(a, &v->enc_norm_out, x, y, 1, (size_t)H * W, 1);
+    if (v->use_quant_conv) {
+        conv2d(a, &v->enc_conv_out, y, x, 1, H, W, 1, 1, 1, H, W);
+        conv2d(a, &v->quant_conv, x, moments, 1, H, W, 1, 0, 0, H, W);
+    } else {
+        conv2d(a, &v->enc_conv_out, y, moments, 1, H, W, 1, 1, 1, H, W);
+    }
+    arena_reset(a, mark);
+}
+
+void t2v_vae_encode(T2VModel *m, const float *images, int N, int H, int W, float *mean, float *logvar) {
+    VAE *v = m->vae;
+    const int scale = 1 << (v->n_blocks - 1), h = H / scale, w = W / scale, L = v->latent_channels;
+    float *img = alloc_floats((size_t)H * W * v->in_channels, "vae input");
+    float *moments = alloc_floats((size_t)h * w * 2 * L, "vae output");
+    int n;
+    size_t p;
+    if (H % scale || W % scale) die("vae-encode: image size %dx%d is not a multiple of %d", H, W, scale);
+    for (n = 0; n < N; n++) {
+        channels_first_to_last(images + (size_t)n * v->in_channels * H * W, img, 1, (size_t)H * W, v->in_channels);
+        vae_encode_frame(v, img, moments, H, W);
+        for (p = 0; p < (size_t)h * w; p++) {
+            int c;
+            for (c = 0; c < L; c++) {
+                float lv = moments[p * 2 * L + L + c];
+                mean[((size_t)n * L + c) * h * w + p] = moments[p * 2 * L + c];
+                /* DiagonalGaussianDistribution clamps logvar to [-30, 20] */
+                if (logvar) logvar[((size_t)n * L + c) * h * w + p] = lv < -30.0f ? -30.0f : lv > 20.0f ? 20.0f : lv;
+            }
+        }
+    }
+    free(img);
+    free(moments);
+}
+
+static void free_text_encoder(TextEncoder *te) {
+    if (!te) return;
+    free(te->layers);
+    arena_free(&te->arena);
+    free(te);
+}
+
+static void free_block(UNetBlock *b) {
+    free(b->resnets);
+    free(b->temp_convs);
+    free(b->attentions);
+    free(b->temp_attentions);
+}
+
+static void free_unet(UNet3D *u) {
+    int i;
+    if (!u) return;
+    for (i = 0; i < u->n_blocks; i++) {
+        free_block(&u->down[i]);
+        free_block(&u->up[i]);
+    }
+    free_block(&u->mid);
+    arena_free(&u->arena);
+    free(u);
+}
+
+static void free_vae(VAE *v) {
+    int i;
+    if (!v) return;
+    for (i = 0; i < v->n_blocks; i++) {
+        free(v->enc_down[i].resnets);
+        free(v->dec_up[i].resnets);
+    }
+    arena_free(&v->arena);
+    free(v);
+}
+
 
 void t2v_free(T2VModel *m) {
     if (!m) return;
     t2v_tokenizer_free(m->tokenizer);
+    free_text_encoder(m->text_encoder);
+    free_unet(m->unet);
+    free_vae(m->vae);
 #if T2V_POSIX
     if (m->mapped) munmap(m->file, m->file_size);
 #endif
@@ -467,22 +2147,229 @@ void t2v_free(T2VModel *m) {
 int t2v_context_length(const T2VModel *m) { return config_int(m, "tokenizer.model_max_length"); }
 const T2VTokenizer *t2v_model_tokenizer(const T2VModel *m) { return m->tokenizer; }
 
+/* ============================================================================================
+ * 11. The command line
+ * ============================================================================================ */
+
 #ifndef TESTING
-int main(int argc, char **argv) {
-    T2VModel *m;
-    int32_t ids[4096];
-    int i, n, mode = T2V_TOKENIZER_DIFFUSERS;
-    if (argc < 4 || strcmp(argv[1], "tokenize")) {
-        fprintf(stderr, "usage: t2v tokenize MODEL.t2v PROMPT [--tokenizer diffusers|openclip]\n");
-        return 1;
+static void usage(FILE *f) {
+    fprintf(f,
+        "t2v: ModelScope text-to-video (Diffusers TextToVideoSDPipeline) in C.\n"
+        "\n"
+        "usage:\n"
+        "  t2v tokenize    MODEL.t2v PROMPT                        print the token ids\n"
+        "  t2v encode-text MODEL.t2v PROMPT OUT.npy                text states (1, 77, hidden)\n"
+        "  t2v unet        MODEL.t2v SAMPLE.npy TIMESTEP CONTEXT.npy OUT.npy [--dump DIR]\n"
+        "                  sample (B,4,F,H,W), context (B,77,D) -> noise prediction (B,4,F,H,W)\n"
+        "  t2v vae-decode  MODEL.t2v LATENTS.npy OUT.npy           (N,4,h,w) / scaling_factor -> (N,3,8h,8w)\n"
+        "  t2v vae-encode  MODEL.t2v IMAGES.npy MEAN.npy [LOGVAR.npy]\n"
+        "\n"
+        "options:\n"
+        "  --tokenizer diffusers|openclip   prompt clean-up (default diffusers: what Diffusers feeds the model)\n"
+        "  --threads N                      OpenMP threads (default: all cores)\n"
+        "  --dump DIR                       write intermediates as .npy files into DIR\n");
+}
+
+typedef struct {
+    const char *positional[8];
+    int n_positional;
+    T2VTokenizerMode tokenizer;
+    int threads;
+    const char *dump_dir;
+} Args;
+
+static int parse_int_arg(const char *opt, const char *v, int lo, int hi) {
+    char *end;
+    long x;
+    errno = 0;
+    x = strtol(v, &end, 10);
+    if (end == v || *end || errno || x < lo || x > hi) die("%s expects an integer in [%d, %d], got '%s'", opt, lo, hi, v);
+    return (int)x;
+}
+
+static void parse_args(int argc, char **argv, Args *a) {
+    int i;
+    memset(a, 0, sizeof *a);
+    for (i = 0; i < argc; i++) {
+        const char *s = argv[i];
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(s, "--tokenizer") || !strcmp(s, "--threads") || !strcmp(s, "--dump")) {
+            if (!next) die("%s needs a value", s);
+            i++;
+            if (!strcmp(s, "--tokenizer")) {
+                if (!strcmp(next, "diffusers")) a->tokenizer = T2V_TOKENIZER_DIFFUSERS;
+                else if (!strcmp(next, "openclip")) a->tokenizer = T2V_TOKENIZER_OPENCLIP;
+                else die("--tokenizer must be diffusers or openclip, not '%s'", next);
+            } else if (!strcmp(s, "--threads")) {
+                a->threads = parse_int_arg(s, next, 1, 1024);
+            } else {
+                a->dump_dir = next;
+            }
+        } else if (s[0] == '-' && s[1] == '-' && s[2]) {
+            die("unknown option %s (see t2v --help)", s);
+        } else {
+            if (a->n_positional == 8) die("too many arguments (see t2v --help)");
+            a->positional[a->n_positional++] = s;
+        }
     }
-    if (argc >= 6 && !strcmp(argv[4], "--tokenizer")) mode = !strcmp(argv[5], "openclip");
-    m = t2v_load(argv[2]);
+#ifdef _OPENMP
+    if (a->threads) omp_set_num_threads(a->threads);
+#endif
+}
+
+static void need_positional(const Args *a, int lo, int hi, const char *cmd) {
+    if (a->n_positional < lo || a->n_positional > hi) die("%s: wrong number of arguments (see t2v --help)", cmd);
+}
+
+static void make_dump_dir(const char *dir) {
+#if T2V_POSIX
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) die("cannot create %s: %s", dir, strerror(errno));
+#else
+    (void)dir;
+#endif
+}
+
+static int32_t *tokenize_prompt(T2VModel *m, const char *prompt, T2VTokenizerMode mode) {
+    int n = t2v_context_length(m);
+    int32_t *ids = (int32_t *)xmalloc(sizeof(int32_t) * (size_t)n, "token ids");
+    t2v_tokenize(m->tokenizer, prompt, mode, ids, n);
+    return ids;
+}
+
+static int cmd_tokenize(const Args *a) {
+    T2VModel *m;
+    int32_t *ids;
+    int i, n;
+    need_positional(a, 2, 2, "tokenize");
+    m = t2v_load(a->positional[0]);
+    ids = tokenize_prompt(m, a->positional[1], a->tokenizer);
     n = t2v_context_length(m);
-    t2v_tokenize(t2v_model_tokenizer(m), argv[3], (T2VTokenizerMode)mode, ids, n);
     for (i = 0; i < n; i++) printf(i ? " %d" : "%d", (int)ids[i]);
     printf("\n");
+    free(ids);
     t2v_free(m);
     return 0;
+}
+
+static int cmd_encode_text(const Args *a) {
+    T2VModel *m;
+    int32_t *ids;
+    float *states;
+    int64_t dims[3];
+    need_positional(a, 3, 3, "encode-text");
+    m = t2v_load(a->positional[0]);
+    ids = tokenize_prompt(m, a->positional[1], a->tokenizer);
+    dims[0] = 1;
+    dims[1] = t2v_context_length(m);
+    dims[2] = t2v_text_hidden_size(m);
+    states = alloc_floats((size_t)dims[1] * dims[2], "text states");
+    t2v_encode_text(m, ids, states);
+    npy_save_f32(a->positional[2], states, 3, dims);
+    free(states);
+    free(ids);
+    t2v_free(m);
+    return 0;
+}
+
+static int cmd_unet(const Args *a) {
+    T2VModel *m;
+    Shape ss, cs;
+    int64_t want[5] = {-1, -1, -1, -1, -1}, want_ctx[3] = {-1, -1, -1};
+    float *sample, *context, *out;
+    char *end;
+    double timestep;
+    need_positional(a, 5, 5, "unet");
+    m = t2v_load(a->positional[0]);
+    want[1] = m->unet->in_channels;
+    sample = npy_load_expect(a->positional[1], &ss, 5, want, "(B, in_channels, F, H, W)");
+    timestep = strtod(a->positional[2], &end);
+    if (end == a->positional[2] || *end || !isfinite(timestep)) die("TIMESTEP must be a number, not '%s'", a->positional[2]);
+    want_ctx[0] = ss.shape[0];
+    want_ctx[1] = t2v_context_length(m);
+    want_ctx[2] = m->unet->cross_dim;
+    context = npy_load_expect(a->positional[3], &cs, 3, want_ctx, "(B, 77, cross_attention_dim) with the sample's B");
+    if (ss.shape[0] > 64 || ss.shape[2] > 4096 || ss.shape[3] > 4096 || ss.shape[4] > 4096) die("unet: sample too large");
+    out = alloc_floats(shape_numel(&ss), "unet output");
+    if (a->dump_dir) make_dump_dir(a->dump_dir);
+    t2v_unet(m, sample, (int)ss.shape[0], (int)ss.shape[2], (int)ss.shape[3], (int)ss.shape[4], timestep, context, out,
+             a->dump_dir);
+    ss.shape[1] = m->unet->out_channels;
+    npy_save(a->positional[4], out, 0, &ss);
+    free(sample);
+    free(context);
+    free(out);
+    t2v_free(m);
+    return 0;
+}
+
+static int cmd_vae_decode(const Args *a) {
+    T2VModel *m;
+    Shape s;
+    int64_t want[4] = {-1, -1, -1, -1};
+    float *latents, *out;
+    int scale;
+    need_positional(a, 3, 3, "vae-decode");
+    m = t2v_load(a->positional[0]);
+    want[1] = m->vae->latent_channels;
+    latents = npy_load_expect(a->positional[1], &s, 4, want, "(N, latent_channels, h, w)");
+    if (s.shape[2] > 1024 || s.shape[3] > 1024) die("vae-decode: latents too large");
+    scale = 1 << (m->vae->n_blocks - 1);
+    out = alloc_floats(mul_size(shape_numel(&s) / (size_t)m->vae->latent_channels * m->vae->out_channels, (size_t)scale * scale), "vae output");
+    t2v_vae_decode(m, latents, (int)s.shape[0], (int)s.shape[2], (int)s.shape[3], out);
+    s.shape[1] = m->vae->out_channels;
+    s.shape[2] *= scale;
+    s.shape[3] *= scale;
+    npy_save(a->positional[2], out, 0, &s);
+    free(latents);
+    free(out);
+    t2v_free(m);
+    return 0;
+}
+
+static int cmd_vae_encode(const Args *a) {
+    T2VModel *m;
+    Shape s;
+    int64_t want[4] = {-1, -1, -1, -1};
+    float *images, *mean, *logvar;
+    int scale;
+    need_positional(a, 3, 4, "vae-encode");
+    m = t2v_load(a->positional[0]);
+    want[1] = m->vae->in_channels;
+    images = npy_load_expect(a->positional[1], &s, 4, want, "(N, 3, H, W)");
+    scale = 1 << (m->vae->n_blocks - 1);
+    if (s.shape[2] % scale || s.shape[3] % scale || s.shape[2] > 8192 || s.shape[3] > 8192)
+        die("vae-encode: H and W must be multiples of %d (got %lldx%lld)", scale, (long long)s.shape[2], (long long)s.shape[3]);
+    mean = alloc_floats(shape_numel(&s) / (size_t)(scale * scale) / m->vae->in_channels * m->vae->latent_channels, "latents");
+    logvar = alloc_floats(shape_numel(&s) / (size_t)(scale * scale) / m->vae->in_channels * m->vae->latent_channels, "latents");
+    t2v_vae_encode(m, images, (int)s.shape[0], (int)s.shape[2], (int)s.shape[3], mean, logvar);
+    s.shape[1] = m->vae->latent_channels;
+    s.shape[2] /= scale;
+    s.shape[3] /= scale;
+    npy_save(a->positional[2], mean, 0, &s);
+    if (a->n_positional == 4) npy_save(a->positional[3], logvar, 0, &s);
+    free(images);
+    free(mean);
+    free(logvar);
+    t2v_free(m);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    Args a;
+    const char *cmd = argc > 1 ? argv[1] : "";
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    if (argc < 2 || !strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 1 : 0;
+    }
+    parse_args(argc - 2, argv + 2, &a);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(&a);
+    if (!strcmp(cmd, "encode-text")) return cmd_encode_text(&a);
+    if (!strcmp(cmd, "unet")) return cmd_unet(&a);
+    if (!strcmp(cmd, "vae-decode")) return cmd_vae_decode(&a);
+    if (!strcmp(cmd, "vae-encode")) return cmd_vae_encode(&a);
+    die("unknown command '%s' (see t2v --help)", cmd);
+    return 1;
 }
 #endif
