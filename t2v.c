@@ -699,23 +699,20 @@ static const float *tensor_f32(Weights *W, int ndim, const int64_t *shape, const
 }
 
 /* nn.Linear "name.weight" (out, in) and, if has_bias, "name.bias" (out) */
-static Linear load_linear(Weights *W, int in, int out, int has_bias, const char *fmt, ...) {
-    Linear l;
+static void load_linear(Linear *l, Weights *W, int in, int out, int has_bias, const char *fmt, ...) {
     char name[400];
     int64_t shape[2];
     FORMAT_NAME(name, fmt);
     shape[0] = out;
     shape[1] = in;
-    l.in = in;
-    l.out = out;
-    l.w = tensor_f32(W, 2, shape, "%s.weight", name);
-    l.b = has_bias ? tensor_f32(W, 1, shape, "%s.bias", name) : NULL;
-    return l;
+    l->in = in;
+    l->out = out;
+    l->w = tensor_f32(W, 2, shape, "%s.weight", name);
+    l->b = has_bias ? tensor_f32(W, 1, shape, "%s.bias", name) : NULL;
 }
 
 /* nn.Conv2d (out, in, k, k), or with temporal = 1 TemporalConvLayer's nn.Conv3d (out, in, 3, 1, 1) */
-static Conv load_conv(Weights *W, int in, int out, int k, int temporal, const char *fmt, ...) {
-    Conv c;
+static void load_conv(Conv *c, Weights *W, int in, int out, int k, int temporal, const char *fmt, ...) {
     char name[400];
     int64_t shape[5];
     FORMAT_NAME(name, fmt);
@@ -724,42 +721,37 @@ static Conv load_conv(Weights *W, int in, int out, int k, int temporal, const ch
     shape[2] = temporal ? 3 : k;
     shape[3] = temporal ? 1 : k;
     shape[4] = 1;
-    c.in = in;
-    c.out = out;
-    c.kh = (int)shape[2];
-    c.kw = (int)shape[3];
-    c.w = tensor_f32(W, temporal ? 5 : 4, shape, "%s.weight", name);
-    c.b = tensor_f32(W, 1, shape, "%s.bias", name);
-    return c;
+    c->in = in;
+    c->out = out;
+    c->kh = (int)shape[2];
+    c->kw = (int)shape[3];
+    c->w = tensor_f32(W, temporal ? 5 : 4, shape, "%s.weight", name);
+    c->b = tensor_f32(W, 1, shape, "%s.bias", name);
 }
 
-static GroupNorm load_group_norm(Weights *W, int channels, int groups, float eps, const char *fmt, ...) {
-    GroupNorm g;
+static void load_group_norm(GroupNorm *g, Weights *W, int channels, int groups, float eps, const char *fmt, ...) {
     char name[400];
     int64_t shape[1];
     FORMAT_NAME(name, fmt);
     if (groups <= 0 || channels % groups)
         die("%s: %s: %d channels do not split into %d groups", W->m->path, name, channels, groups);
     shape[0] = channels;
-    g.channels = channels;
-    g.groups = groups;
-    g.eps = eps;
-    g.w = tensor_f32(W, 1, shape, "%s.weight", name);
-    g.b = tensor_f32(W, 1, shape, "%s.bias", name);
-    return g;
+    g->channels = channels;
+    g->groups = groups;
+    g->eps = eps;
+    g->w = tensor_f32(W, 1, shape, "%s.weight", name);
+    g->b = tensor_f32(W, 1, shape, "%s.bias", name);
 }
 
-static LayerNorm load_layer_norm(Weights *W, int dim, float eps, const char *fmt, ...) {
-    LayerNorm l;
+static void load_layer_norm(LayerNorm *l, Weights *W, int dim, float eps, const char *fmt, ...) {
     char name[400];
     int64_t shape[1];
     FORMAT_NAME(name, fmt);
     shape[0] = dim;
-    l.dim = dim;
-    l.eps = eps;
-    l.w = tensor_f32(W, 1, shape, "%s.weight", name);
-    l.b = tensor_f32(W, 1, shape, "%s.bias", name);
-    return l;
+    l->dim = dim;
+    l->eps = eps;
+    l->w = tensor_f32(W, 1, shape, "%s.weight", name);
+    l->b = tensor_f32(W, 1, shape, "%s.bias", name);
 }
 
 /* ---- scratch memory: a stack of float blocks, reused by every forward pass ----
@@ -1133,16 +1125,16 @@ static void load_text_encoder(T2VModel *m) {
     te->layers = (CLIPEncoderLayer *)xcalloc((size_t)te->n_layers, sizeof(CLIPEncoderLayer), "text encoder");
     for (i = 0; i < te->n_layers; i++) {
         CLIPEncoderLayer *L = &te->layers[i];
-        L->layer_norm1 = load_layer_norm(&W, te->dim, eps, "text_model.encoder.layers.%d.layer_norm1", i);
-        L->q_proj = load_linear(&W, te->dim, te->dim, 1, "text_model.encoder.layers.%d.self_attn.q_proj", i);
-        L->k_proj = load_linear(&W, te->dim, te->dim, 1, "text_model.encoder.layers.%d.self_attn.k_proj", i);
-        L->v_proj = load_linear(&W, te->dim, te->dim, 1, "text_model.encoder.layers.%d.self_attn.v_proj", i);
-        L->out_proj = load_linear(&W, te->dim, te->dim, 1, "text_model.encoder.layers.%d.self_attn.out_proj", i);
-        L->layer_norm2 = load_layer_norm(&W, te->dim, eps, "text_model.encoder.layers.%d.layer_norm2", i);
-        L->fc1 = load_linear(&W, te->dim, te->ff, 1, "text_model.encoder.layers.%d.mlp.fc1", i);
-        L->fc2 = load_linear(&W, te->ff, te->dim, 1, "text_model.encoder.layers.%d.mlp.fc2", i);
+        load_layer_norm(&L->layer_norm1, &W, te->dim, eps, "text_model.encoder.layers.%d.layer_norm1", i);
+        load_linear(&L->q_proj, &W, te->dim, te->dim, 1, "text_model.encoder.layers.%d.self_attn.q_proj", i);
+        load_linear(&L->k_proj, &W, te->dim, te->dim, 1, "text_model.encoder.layers.%d.self_attn.k_proj", i);
+        load_linear(&L->v_proj, &W, te->dim, te->dim, 1, "text_model.encoder.layers.%d.self_attn.v_proj", i);
+        load_linear(&L->out_proj, &W, te->dim, te->dim, 1, "text_model.encoder.layers.%d.self_attn.out_proj", i);
+        load_layer_norm(&L->layer_norm2, &W, te->dim, eps, "text_model.encoder.layers.%d.layer_norm2", i);
+        load_linear(&L->fc1, &W, te->dim, te->ff, 1, "text_model.encoder.layers.%d.mlp.fc1", i);
+        load_linear(&L->fc2, &W, te->ff, te->dim, 1, "text_model.encoder.layers.%d.mlp.fc2", i);
     }
-    te->final_layer_norm = load_layer_norm(&W, te->dim, eps, "text_model.final_layer_norm");
+    load_layer_norm(&te->final_layer_norm, &W, te->dim, eps, "text_model.final_layer_norm");
     m->text_encoder = te;
 }
 
@@ -1281,14 +1273,14 @@ static ResnetBlock2D load_resnet(Weights *W, int in, int out, int temb, int grou
     r.in = in;
     r.out = out;
     r.output_scale_factor = scale;
-    r.norm1 = load_group_norm(W, in, groups, eps, "%s.norm1", prefix);
-    r.conv1 = load_conv(W, in, out, 3, 0, "%s.conv1", prefix);
+    load_group_norm(&r.norm1, W, in, groups, eps, "%s.norm1", prefix);
+    load_conv(&r.conv1, W, in, out, 3, 0, "%s.conv1", prefix);
     r.has_temb = temb > 0;
-    if (r.has_temb) r.time_emb_proj = load_linear(W, temb, out, 1, "%s.time_emb_proj", prefix);
-    r.norm2 = load_group_norm(W, out, groups, eps, "%s.norm2", prefix);
-    r.conv2 = load_conv(W, out, out, 3, 0, "%s.conv2", prefix);
+    if (r.has_temb) load_linear(&r.time_emb_proj, W, temb, out, 1, "%s.time_emb_proj", prefix);
+    load_group_norm(&r.norm2, W, out, groups, eps, "%s.norm2", prefix);
+    load_conv(&r.conv2, W, out, out, 3, 0, "%s.conv2", prefix);
     r.has_shortcut = in != out;
-    if (r.has_shortcut) r.conv_shortcut = load_conv(W, in, out, 1, 0, "%s.conv_shortcut", prefix);
+    if (r.has_shortcut) load_conv(&r.conv_shortcut, W, in, out, 1, 0, "%s.conv_shortcut", prefix);
     return r;
 }
 
@@ -1297,24 +1289,22 @@ static TemporalConvLayer load_temporal_conv(Weights *W, int channels, int groups
     int i;
     for (i = 0; i < 4; i++) {
         /* nn.Sequential indices: conv1 = (GroupNorm, SiLU, Conv3d); conv2..4 = (GroupNorm, SiLU, Dropout, Conv3d) */
-        t.norm[i] = load_group_norm(W, channels, groups, 1e-5f, "%s.conv%d.0", prefix, i + 1);
-        t.conv[i] = load_conv(W, channels, channels, 3, 1, "%s.conv%d.%d", prefix, i + 1, i == 0 ? 2 : 3);
+        load_group_norm(&t.norm[i], W, channels, groups, 1e-5f, "%s.conv%d.0", prefix, i + 1);
+        load_conv(&t.conv[i], W, channels, channels, 3, 1, "%s.conv%d.%d", prefix, i + 1, i == 0 ? 2 : 3);
     }
     return t;
 }
 
-static Attention load_attention(Weights *W, int dim, int kv_dim, int heads, int qkv_bias, const char *fmt, ...) {
-    Attention at;
+static void load_attention(Attention *at, Weights *W, int dim, int kv_dim, int heads, int qkv_bias, const char *fmt, ...) {
     char name[400];
     FORMAT_NAME(name, fmt);
-    at.heads = heads;
-    at.head_dim = dim / heads;
-    at.cross = 0;
-    at.to_q = load_linear(W, dim, dim, qkv_bias, "%s.to_q", name);
-    at.to_k = load_linear(W, kv_dim, dim, qkv_bias, "%s.to_k", name);
-    at.to_v = load_linear(W, kv_dim, dim, qkv_bias, "%s.to_v", name);
-    at.to_out = load_linear(W, dim, dim, 1, "%s.to_out.0", name);
-    return at;
+    at->heads = heads;
+    at->head_dim = dim / heads;
+    at->cross = 0; /* the caller marks cross-attention: kv_dim may equal dim */
+    load_linear(&at->to_q, W, dim, dim, qkv_bias, "%s.to_q", name);
+    load_linear(&at->to_k, W, kv_dim, dim, qkv_bias, "%s.to_k", name);
+    load_linear(&at->to_v, W, kv_dim, dim, qkv_bias, "%s.to_v", name);
+    load_linear(&at->to_out, W, dim, dim, 1, "%s.to_out.0", name);
 }
 
 /* Transformer2DModel (cross_dim = the text width) or TransformerTemporalModel (cross_dim = 0: its attn2 is a
@@ -1326,18 +1316,18 @@ static Transformer load_transformer(Weights *W, int channels, int heads, int hea
     const int inner = heads * head_dim;
     tr.channels = channels;
     tr.inner = inner;
-    tr.norm = load_group_norm(W, channels, groups, 1e-6f, "%s.norm", prefix);
-    tr.proj_in = load_linear(W, channels, inner, 1, "%s.proj_in", prefix);
+    load_group_norm(&tr.norm, W, channels, groups, 1e-6f, "%s.norm", prefix);
+    load_linear(&tr.proj_in, W, channels, inner, 1, "%s.proj_in", prefix);
     b->dim = inner;
-    b->norm1 = load_layer_norm(W, inner, 1e-5f, "%s.transformer_blocks.0.norm1", prefix);
-    b->attn1 = load_attention(W, inner, inner, heads, 0, "%s.transformer_blocks.0.attn1", prefix);
-    b->norm2 = load_layer_norm(W, inner, 1e-5f, "%s.transformer_blocks.0.norm2", prefix);
-    b->attn2 = load_attention(W, inner, cross_dim ? cross_dim : inner, heads, 0, "%s.transformer_blocks.0.attn2", prefix);
+    load_layer_norm(&b->norm1, W, inner, 1e-5f, "%s.transformer_blocks.0.norm1", prefix);
+    load_attention(&b->attn1, W, inner, inner, heads, 0, "%s.transformer_blocks.0.attn1", prefix);
+    load_layer_norm(&b->norm2, W, inner, 1e-5f, "%s.transformer_blocks.0.norm2", prefix);
+    load_attention(&b->attn2, W, inner, cross_dim ? cross_dim : inner, heads, 0, "%s.transformer_blocks.0.attn2", prefix);
     b->attn2.cross = cross_dim != 0;
-    b->norm3 = load_layer_norm(W, inner, 1e-5f, "%s.transformer_blocks.0.norm3", prefix);
-    b->ff_proj = load_linear(W, inner, 8 * inner, 1, "%s.transformer_blocks.0.ff.net.0.proj", prefix);
-    b->ff_out = load_linear(W, 4 * inner, inner, 1, "%s.transformer_blocks.0.ff.net.2", prefix);
-    tr.proj_out = load_linear(W, inner, channels, 1, "%s.proj_out", prefix);
+    load_layer_norm(&b->norm3, W, inner, 1e-5f, "%s.transformer_blocks.0.norm3", prefix);
+    load_linear(&b->ff_proj, W, inner, 8 * inner, 1, "%s.transformer_blocks.0.ff.net.0.proj", prefix);
+    load_linear(&b->ff_out, W, 4 * inner, inner, 1, "%s.transformer_blocks.0.ff.net.2", prefix);
+    load_linear(&tr.proj_out, W, inner, channels, 1, "%s.proj_out", prefix);
     return tr;
 }
 
@@ -1372,7 +1362,7 @@ static void load_block(UNet3D *u, Weights *W, UNetBlock *blk, const char *prefix
         blk->temp_attentions[j] = load_transformer(W, out, heads, u->head_dim, u->groups, 0, name);
     }
     blk->has_sampler = sampler;
-    if (sampler) blk->sampler = load_conv(W, out, out, 3, 0, "%s.%s.0.conv", prefix, sampler < 0 ? "downsamplers" : "upsamplers");
+    if (sampler) load_conv(&blk->sampler, W, out, out, 3, 0, "%s.%s.0.conv", prefix, sampler < 0 ? "downsamplers" : "upsamplers");
 }
 
 static void load_unet(T2VModel *m) {
@@ -1402,9 +1392,9 @@ static void load_unet(T2VModel *m) {
     if (u->layers < 1 || u->layers > 62 || u->head_dim < 1 || u->in_channels < 1 || u->out_channels < 1 || u->cross_dim < 1)
         die("%s: invalid unet config", m->path);
     (void)n_up;
-    u->conv_in = load_conv(&W, u->in_channels, ch[0], 3, 0, "conv_in");
-    u->time_linear_1 = load_linear(&W, ch[0], u->temb_dim, 1, "time_embedding.linear_1");
-    u->time_linear_2 = load_linear(&W, u->temb_dim, u->temb_dim, 1, "time_embedding.linear_2");
+    load_conv(&u->conv_in, &W, u->in_channels, ch[0], 3, 0, "conv_in");
+    load_linear(&u->time_linear_1, &W, ch[0], u->temb_dim, 1, "time_embedding.linear_1");
+    load_linear(&u->time_linear_2, &W, u->temb_dim, u->temb_dim, 1, "time_embedding.linear_2");
     /* transformer_in: 8 heads of attention_head_dim, whatever the channel count */
     u->transformer_in = load_transformer(&W, ch[0], 8, u->head_dim, u->groups, 0, "transformer_in");
     out_ch = ch[0];
@@ -1432,8 +1422,8 @@ static void load_unet(T2VModel *m) {
         snprintf(name, sizeof name, "up_blocks.%d", i);
         load_block(u, &W, &u->up[i], name, cross, u->layers + 1, u->layers + 1, resnet_in, out_ch, 1.0f, i < n - 1 ? 1 : 0);
     }
-    u->conv_norm_out = load_group_norm(&W, ch[0], u->groups, u->norm_eps, "conv_norm_out");
-    u->conv_out = load_conv(&W, ch[0], u->out_channels, 3, 0, "conv_out");
+    load_group_norm(&u->conv_norm_out, &W, ch[0], u->groups, u->norm_eps, "conv_norm_out");
+    load_conv(&u->conv_out, &W, ch[0], u->out_channels, 3, 0, "conv_out");
     m->unet = u;
 }
 
@@ -1877,8 +1867,8 @@ static void load_vae_mid_block(VAE *v, Weights *W, ResnetBlock2D *resnets, VAEAt
     snprintf(name, sizeof name, "%s.resnets.0", prefix);
     resnets[0] = load_resnet(W, C, C, 0, v->groups, 1e-6f, 1.0f, name);
     if (v->mid_attention) {
-        attn->group_norm = load_group_norm(W, C, v->groups, 1e-6f, "%s.attentions.0.group_norm", prefix);
-        attn->attn = load_attention(W, C, C, 1, 1, "%s.attentions.0", prefix);
+        load_group_norm(&attn->group_norm, W, C, v->groups, 1e-6f, "%s.attentions.0.group_norm", prefix);
+        load_attention(&attn->attn, W, C, C, 1, 1, "%s.attentions.0", prefix);
     }
     snprintf(name, sizeof name, "%s.resnets.1", prefix);
     resnets[1] = load_resnet(W, C, C, 0, v->groups, 1e-6f, 1.0f, name);
@@ -1909,7 +1899,7 @@ static void load_vae(T2VModel *m) {
     if (strcmp(config_required(m, "vae.shift_factor"), "null") || strcmp(config_required(m, "vae.latents_mean"), "null"))
         die("%s: vae shift_factor / latents_mean are not implemented (must be null)", m->path);
     /* encoder: conv_in, DownEncoderBlock2D x n (resnets, Downsample2D with padding 0), mid block, norm, conv_out */
-    v->enc_conv_in = load_conv(&W, v->in_channels, ch[0], 3, 0, "encoder.conv_in");
+    load_conv(&v->enc_conv_in, &W, v->in_channels, ch[0], 3, 0, "encoder.conv_in");
     out_ch = ch[0];
     for (i = 0; i < n; i++) {
         VAEBlock *blk = &v->enc_down[i];
@@ -1923,15 +1913,15 @@ static void load_vae(T2VModel *m) {
             blk->resnets[j] = load_resnet(&W, j == 0 ? in_ch : out_ch, out_ch, 0, v->groups, 1e-6f, 1.0f, name);
         }
         blk->has_sampler = i < n - 1;
-        if (blk->has_sampler) blk->sampler = load_conv(&W, out_ch, out_ch, 3, 0, "encoder.down_blocks.%d.downsamplers.0.conv", i);
+        if (blk->has_sampler) load_conv(&blk->sampler, &W, out_ch, out_ch, 3, 0, "encoder.down_blocks.%d.downsamplers.0.conv", i);
     }
     load_vae_mid_block(v, &W, v->enc_mid, &v->enc_attn, "encoder.mid_block");
-    v->enc_norm_out = load_group_norm(&W, ch[n - 1], v->groups, 1e-6f, "encoder.conv_norm_out");
-    v->enc_conv_out = load_conv(&W, ch[n - 1], 2 * v->latent_channels, 3, 0, "encoder.conv_out");
-    if (v->use_quant_conv) v->quant_conv = load_conv(&W, 2 * v->latent_channels, 2 * v->latent_channels, 1, 0, "quant_conv");
+    load_group_norm(&v->enc_norm_out, &W, ch[n - 1], v->groups, 1e-6f, "encoder.conv_norm_out");
+    load_conv(&v->enc_conv_out, &W, ch[n - 1], 2 * v->latent_channels, 3, 0, "encoder.conv_out");
+    if (v->use_quant_conv) load_conv(&v->quant_conv, &W, 2 * v->latent_channels, 2 * v->latent_channels, 1, 0, "quant_conv");
     /* decoder: post_quant_conv, conv_in, mid block, UpDecoderBlock2D x n (resnets, Upsample2D), norm, conv_out */
-    if (v->use_post_quant_conv) v->post_quant_conv = load_conv(&W, v->latent_channels, v->latent_channels, 1, 0, "post_quant_conv");
-    v->dec_conv_in = load_conv(&W, v->latent_channels, ch[n - 1], 3, 0, "decoder.conv_in");
+    if (v->use_post_quant_conv) load_conv(&v->post_quant_conv, &W, v->latent_channels, v->latent_channels, 1, 0, "post_quant_conv");
+    load_conv(&v->dec_conv_in, &W, v->latent_channels, ch[n - 1], 3, 0, "decoder.conv_in");
     load_vae_mid_block(v, &W, v->dec_mid, &v->dec_attn, "decoder.mid_block");
     out_ch = ch[n - 1];
     for (i = 0; i < n; i++) {
@@ -1946,10 +1936,10 @@ static void load_vae(T2VModel *m) {
             blk->resnets[j] = load_resnet(&W, j == 0 ? in_ch : out_ch, out_ch, 0, v->groups, 1e-6f, 1.0f, name);
         }
         blk->has_sampler = i < n - 1;
-        if (blk->has_sampler) blk->sampler = load_conv(&W, out_ch, out_ch, 3, 0, "decoder.up_blocks.%d.upsamplers.0.conv", i);
+        if (blk->has_sampler) load_conv(&blk->sampler, &W, out_ch, out_ch, 3, 0, "decoder.up_blocks.%d.upsamplers.0.conv", i);
     }
-    v->dec_norm_out = load_group_norm(&W, ch[0], v->groups, 1e-6f, "decoder.conv_norm_out");
-    v->dec_conv_out = load_conv(&W, ch[0], v->out_channels, 3, 0, "decoder.conv_out");
+    load_group_norm(&v->dec_norm_out, &W, ch[0], v->groups, 1e-6f, "decoder.conv_norm_out");
+    load_conv(&v->dec_conv_out, &W, ch[0], v->out_channels, 3, 0, "decoder.conv_out");
     m->vae = v;
 }
 
@@ -2089,6 +2079,1055 @@ void t2v_vae_encode(T2VModel *m, const float *images, int N, int H, int W, float
     free(moments);
 }
 
+/* ============================================================================================
+ * 8. Noise and schedulers: torch's CPU random stream (mt19937 + its normal sampling) so that --seed gives
+ *    the latents torch.randn(generator=torch.Generator("cpu").manual_seed(seed)) gives, and Diffusers'
+ *    DDIMScheduler / DPMSolverMultistepScheduler (scheduling_ddim.py, scheduling_dpmsolver_multistep.py)
+ *    in float32, one rounding per tensor operation as torch does.
+ * ============================================================================================ */
+
+/* ---- torch.Generator("cpu") and torch.randn ---- */
+
+#define MT_N 624
+#define MT_M 397
+
+/* Which float32 Box-Muller kernel torch.randn uses for >= 16 elements: torch 1.13 picks the AVX2
+ * one on AVX2 machines (the golden rng/ files, the pipeline latents); SCALAR is the
+ * ATEN_CPU_CAPABILITY=default kernel (rng/scalar/). Both are reproduced bit for bit. */
+typedef enum { TORCH_RANDN_AVX2, TORCH_RANDN_SCALAR } TorchRandnKernel;
+
+typedef struct {
+    uint32_t state[MT_N];
+    int next;                 /* index of the next word of state to temper */
+    int has_cached_normal;    /* torch keeps the second Box-Muller value of the double path */
+    double cached_normal;
+    TorchRandnKernel kernel;
+} TorchGenerator;
+
+/* torch.Generator('cpu').manual_seed(seed): at::mt19937 keeps only the low 32 bits of the seed. */
+static void torch_generator_seed(TorchGenerator *g, uint64_t seed) {
+    int i;
+    g->state[0] = (uint32_t)(seed & 0xffffffffu);
+    for (i = 1; i < MT_N; i++) {
+        uint32_t prev = g->state[i - 1];
+        g->state[i] = (uint32_t)(1812433253u * (prev ^ (prev >> 30)) + (uint32_t)i);
+    }
+    g->next = MT_N;           /* regenerate the whole block on the first draw */
+    g->has_cached_normal = 0;
+    g->cached_normal = 0.0;
+    g->kernel = TORCH_RANDN_AVX2;
+}
+
+/* One 32-bit draw of the standard MT19937 (at::mt19937::operator()). */
+static uint32_t mt19937_next(TorchGenerator *g) {
+    uint32_t y;
+    if (g->next >= MT_N) {
+        int i;
+        for (i = 0; i < MT_N; i++) {
+            uint32_t x = (g->state[i] & 0x80000000u) | (g->state[(i + 1) % MT_N] & 0x7fffffffu);
+            g->state[i] = g->state[(i + MT_M) % MT_N] ^ (x >> 1) ^ ((x & 1u) ? 0x9908b0dfu : 0u);
+        }
+        g->next = 0;
+    }
+    y = g->state[g->next++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    y ^= y >> 18;
+    return y;
+}
+
+/* uniform_real_distribution<double>: random64() = first << 32 | second, keep 53 bits. */
+static double torch_uniform_double(TorchGenerator *g) {
+    uint64_t hi = mt19937_next(g), lo = mt19937_next(g);
+    uint64_t r = (hi << 32) | lo;
+    return (double)(r & ((UINT64_C(1) << 53) - 1)) * (1.0 / 9007199254740992.0);
+}
+
+/* uniform_real_distribution<float>: 24 bits of one 32-bit draw. */
+static float torch_uniform_float(TorchGenerator *g) {
+    return (float)((double)(mt19937_next(g) & 0xffffffu) * (1.0 / 16777216.0));
+}
+
+/* at::normal_distribution<double>: Box-Muller in double, second value cached in the generator. */
+static double torch_normal_double(TorchGenerator *g) {
+    double u1, u2, r, theta;
+    if (g->has_cached_normal) {
+        g->has_cached_normal = 0;
+        return g->cached_normal;
+    }
+    u1 = torch_uniform_double(g);
+    u2 = torch_uniform_double(g);
+    r = sqrt(-2.0 * log(1.0 - u2));
+    theta = 6.283185307179586 * u1;   /* 2.0 * c10::pi<double> */
+    g->cached_normal = r * sin(theta);
+    g->has_cached_normal = 1;
+    return r * cos(theta);
+}
+
+static uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static float f32_from_bits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+/* log256_ps of torch's avx_mathfun.h (Cephes logf), one lane, with the multiply-adds that GCC
+ * contracts into FMAs in torch's AVX2 build. Only called on (0, 1]. */
+static float avx_mathfun_logf(float x) {
+    float e, z, y, tmp;
+    int below;
+    if (x < f32_from_bits(0x00800000u))             /* cut off denormals */
+        x = f32_from_bits(0x00800000u);
+    e = (float)((int32_t)(f32_bits(x) >> 23) - 0x7f) + 1.0f;
+    x = f32_from_bits((f32_bits(x) & ~0x7f800000u) | f32_bits(0.5f));   /* mantissa in [0.5, 1) */
+    below = x < 0.707106781186547524f;
+    tmp = below ? x : 0.0f;
+    x = x - 1.0f;
+    e = e - (below ? 1.0f : 0.0f);
+    x = x + tmp;
+    z = x * x;
+    y = fmaf(7.0376836292E-2f, x, -1.1514610310E-1f);
+    y = fmaf(y, x, 1.1676998740E-1f);
+    y = fmaf(y, x, -1.2420140846E-1f);
+    y = fmaf(y, x, 1.4249322787E-1f);
+    y = fmaf(y, x, -1.6668057665E-1f);
+    y = fmaf(y, x, 2.0000714765E-1f);
+    y = fmaf(y, x, -2.4999993993E-1f);
+    y = fmaf(y, x, 3.3333331174E-1f);
+    y = y * x;
+    y = fmaf(y, z, e * -2.12194440e-4f);
+    y = fmaf(-z, 0.5f, y);
+    x = x + y;
+    return fmaf(e, 0.693359375f, x);
+}
+
+/* sincos256_ps of avx_mathfun.h (Cephes sinf/cosf), one lane, FMAs as in torch's build.
+ * Only called on [0, 2 pi), where the float -> int truncation cannot overflow. */
+static void avx_mathfun_sincosf(float x, float *s, float *c) {
+    uint32_t sign_sin = f32_bits(x) & 0x80000000u, sign_cos;
+    float y, z, yc, ys;
+    int32_t j;
+    x = f32_from_bits(f32_bits(x) & 0x7fffffffu);
+    j = (int32_t)(x * 1.27323954473516f);           /* x * 4/pi, truncated */
+    j = (j + 1) & ~1;
+    y = (float)j;
+    sign_sin ^= (uint32_t)(j & 4) << 29;
+    sign_cos = (uint32_t)(~(j - 2) & 4) << 29;
+    x = fmaf(y, -0.78515625f, x);                   /* extended precision x - j * pi/4 */
+    x = fmaf(y, -2.4187564849853515625e-4f, x);
+    x = fmaf(y, -3.77489497744594108e-8f, x);
+    z = x * x;
+    yc = fmaf(2.443315711809948E-005f, z, -1.388731625493765E-003f);
+    yc = fmaf(yc, z, 4.166664568298827E-002f);
+    yc = yc * z;
+    yc = fmaf(yc, z, -(z * 0.5f));
+    yc = yc + 1.0f;
+    ys = fmaf(-1.9515295891E-4f, z, 8.3321608736E-3f);
+    ys = fmaf(ys, z, -1.6666654611E-1f);
+    ys = ys * z;
+    ys = fmaf(ys, x, x);
+    if ((j & 2) == 0) {                             /* the vector code blends by adding +0 */
+        *s = 0.0f + ys;
+        *c = yc + 0.0f;
+    } else {
+        *s = yc + 0.0f;
+        *c = 0.0f + ys;
+    }
+    *s = f32_from_bits(f32_bits(*s) ^ sign_sin);
+    *c = f32_from_bits(f32_bits(*c) ^ sign_cos);
+}
+
+/* normal_fill_16_AVX2 / normal_fill_16: Box-Muller over the pairs (j, j+8) of 16 uniforms. */
+static void torch_normal_fill_16(float *d, TorchRandnKernel kernel) {
+    int j;
+    for (j = 0; j < 8; j++) {
+        float u1 = 1.0f - d[j];                      /* [0,1) -> (0,1] for the log */
+        float radius, theta, s, c;
+        if (kernel == TORCH_RANDN_AVX2) {
+            radius = sqrtf(-2.0f * avx_mathfun_logf(u1));
+            theta = (float)6.283185307179586 * d[j + 8];   /* _mm256_set1_ps(2.0f * pi<double>) */
+            avx_mathfun_sincosf(theta, &s, &c);
+        } else {
+            radius = sqrtf(-2.0f * logf(u1));
+            theta = (float)(6.283185307179586 * d[j + 8]); /* 2.0f * pi<double> * u2 in double */
+            s = sinf(theta);
+            c = cosf(theta);
+        }
+        d[j] = radius * c;
+        d[j + 8] = radius * s;
+    }
+}
+
+/* torch.randn(n, generator=g) for float32 (aten normal_kernel on a contiguous CPU tensor).
+ * Fewer than 16 elements: per element double path. Otherwise: n float uniforms first, Box-Muller
+ * per block of 16, and if n % 16 != 0 the last 16 outputs are redone from 16 fresh uniforms. */
+static void torch_randn(TorchGenerator *g, float *out, size_t n) {
+    size_t i;
+    if (n < 16) {
+        for (i = 0; i < n; i++)
+            out[i] = (float)torch_normal_double(g);
+        return;
+    }
+    for (i = 0; i < n; i++)
+        out[i] = torch_uniform_float(g);
+    for (i = 0; i + 16 <= n; i += 16)
+        torch_normal_fill_16(out + i, g->kernel);
+    if (n % 16 != 0) {
+        float *tail = out + n - 16;
+        for (i = 0; i < 16; i++)
+            tail[i] = torch_uniform_float(g);
+        torch_normal_fill_16(tail, g->kernel);
+    }
+}
+
+/* ---- scheduler config: the keys of scheduler_config.json ---- */
+
+typedef enum { SCHED_DDIM, SCHED_DPM_SOLVER } SchedulerKind;
+
+/* scheduler_config.json keys we understand; bit (1ul << key) in SchedulerConfig.present. */
+enum {
+    SK_NUM_TRAIN_TIMESTEPS, SK_BETA_START, SK_BETA_END, SK_BETA_SCHEDULE, SK_TRAINED_BETAS,
+    SK_PREDICTION_TYPE, SK_SET_ALPHA_TO_ONE, SK_STEPS_OFFSET, SK_TIMESTEP_SPACING, SK_CLIP_SAMPLE,
+    SK_CLIP_SAMPLE_RANGE, SK_THRESHOLDING, SK_RESCALE_BETAS_ZERO_SNR, SK_SOLVER_ORDER,
+    SK_ALGORITHM_TYPE, SK_SOLVER_TYPE, SK_LOWER_ORDER_FINAL, SK_EULER_AT_FINAL,
+    SK_USE_KARRAS_SIGMAS, SK_USE_LU_LAMBDAS, SK_FINAL_SIGMAS_TYPE, SK_LAMBDA_MIN_CLIPPED,
+    SK_VARIANCE_TYPE, SK_COUNT
+};
+
+static const char *const sched_key_names[SK_COUNT] = {
+    "num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas",
+    "prediction_type", "set_alpha_to_one", "steps_offset", "timestep_spacing", "clip_sample",
+    "clip_sample_range", "thresholding", "rescale_betas_zero_snr", "solver_order",
+    "algorithm_type", "solver_type", "lower_order_final", "euler_at_final",
+    "use_karras_sigmas", "use_lu_lambdas", "final_sigmas_type", "lambda_min_clipped",
+    "variance_type"
+};
+
+/* Values as read from scheduler_config.json. Strings are borrowed (only read during init);
+ * NULL stands for JSON null. trained_betas_nonnull: the key holds something other than null. */
+typedef struct {
+    unsigned long present;
+    int num_train_timesteps;
+    double beta_start, beta_end;
+    const char *beta_schedule;
+    int trained_betas_nonnull;
+    const char *prediction_type;
+    int set_alpha_to_one;
+    int steps_offset;
+    const char *timestep_spacing;
+    int clip_sample;
+    double clip_sample_range;
+    int thresholding;
+    int rescale_betas_zero_snr;
+    int solver_order;
+    const char *algorithm_type;
+    const char *solver_type;
+    int lower_order_final;
+    int euler_at_final;
+    int use_karras_sigmas;
+    int use_lu_lambdas;
+    const char *final_sigmas_type;
+    double lambda_min_clipped;
+    const char *variance_type;
+} SchedulerConfig;
+
+/* The __init__ defaults of DDIMScheduler / DPMSolverMultistepScheduler (they differ!). */
+static void scheduler_config_defaults(SchedulerKind kind, SchedulerConfig *c) {
+    memset(c, 0, sizeof *c);
+    c->num_train_timesteps = 1000;
+    c->beta_start = 0.0001;
+    c->beta_end = 0.02;
+    c->beta_schedule = "linear";
+    c->prediction_type = "epsilon";
+    c->set_alpha_to_one = 1;
+    c->timestep_spacing = kind == SCHED_DDIM ? "leading" : "linspace";
+    c->clip_sample = 1;
+    c->clip_sample_range = 1.0;
+    c->solver_order = 2;
+    c->algorithm_type = "dpmsolver++";
+    c->solver_type = "midpoint";
+    c->lower_order_final = 1;
+    c->final_sigmas_type = "zero";
+    c->lambda_min_clipped = -HUGE_VAL;
+}
+
+/* from_config / from_pretrained: keys absent from the file (or listed in _use_default_values)
+ * take the target class's own default, so DPM built from the DDIM config gets 'linspace'. */
+static void scheduler_config_resolve(SchedulerKind kind, const SchedulerConfig *file, SchedulerConfig *out) {
+    unsigned long p = file->present;
+    scheduler_config_defaults(kind, out);
+    out->present = p;
+#define TAKE(key, field) do { if (p & (1ul << (key))) out->field = file->field; } while (0)
+    TAKE(SK_NUM_TRAIN_TIMESTEPS, num_train_timesteps); TAKE(SK_BETA_START, beta_start);
+    TAKE(SK_BETA_END, beta_end); TAKE(SK_BETA_SCHEDULE, beta_schedule);
+    TAKE(SK_TRAINED_BETAS, trained_betas_nonnull); TAKE(SK_PREDICTION_TYPE, prediction_type);
+    TAKE(SK_SET_ALPHA_TO_ONE, set_alpha_to_one); TAKE(SK_STEPS_OFFSET, steps_offset);
+    TAKE(SK_TIMESTEP_SPACING, timestep_spacing); TAKE(SK_CLIP_SAMPLE, clip_sample);
+    TAKE(SK_CLIP_SAMPLE_RANGE, clip_sample_range); TAKE(SK_THRESHOLDING, thresholding);
+    TAKE(SK_RESCALE_BETAS_ZERO_SNR, rescale_betas_zero_snr); TAKE(SK_SOLVER_ORDER, solver_order);
+    TAKE(SK_ALGORITHM_TYPE, algorithm_type); TAKE(SK_SOLVER_TYPE, solver_type);
+    TAKE(SK_LOWER_ORDER_FINAL, lower_order_final); TAKE(SK_EULER_AT_FINAL, euler_at_final);
+    TAKE(SK_USE_KARRAS_SIGMAS, use_karras_sigmas); TAKE(SK_USE_LU_LAMBDAS, use_lu_lambdas);
+    TAKE(SK_FINAL_SIGMAS_TYPE, final_sigmas_type); TAKE(SK_LAMBDA_MIN_CLIPPED, lambda_min_clipped);
+    TAKE(SK_VARIANCE_TYPE, variance_type);
+#undef TAKE
+}
+
+enum { BETA_LINEAR, BETA_SCALED_LINEAR, BETA_SQUAREDCOS };
+enum { PRED_EPSILON, PRED_V, PRED_SAMPLE };
+enum { SPACING_LEADING, SPACING_LINSPACE, SPACING_TRAILING };
+enum { SOLVER_MIDPOINT, SOLVER_HEUN };
+enum { FINAL_SIGMA_ZERO, FINAL_SIGMA_MIN };
+
+static const char *const beta_names[] = { "linear", "scaled_linear", "squaredcos_cap_v2", NULL };
+static const char *const pred_names[] = { "epsilon", "v_prediction", "sample", NULL };
+static const char *const spacing_names[] = { "leading", "linspace", "trailing", NULL };
+/* Diffusers maps the UniPC/DEIS solver_type names onto midpoint and 'deis' onto dpmsolver++. */
+static const char *const solver_names[] = { "midpoint", "heun", "logrho", "bh1", "bh2", NULL };
+static const char *const algo_names[] = { "dpmsolver++", "deis", NULL };
+static const char *const final_sigma_names[] = { "zero", "sigma_min", NULL };
+
+static int choice_index(const char *v, const char *const *names) {
+    int i;
+    for (i = 0; v && names[i]; i++)
+        if (strcmp(v, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static int refuse_scheduler_value(char *err, size_t n, int key, const char *value, const char *supported) {
+    snprintf(err, n, "scheduler_config: %s = %s is not supported (supported: %s)",
+             sched_key_names[key], value, supported);
+    return -1;
+}
+
+/* Reject (by key name) every value this port does not implement. Returns 0 or -1 with err set. */
+static int scheduler_config_validate(SchedulerKind kind, const SchedulerConfig *c, char *err, size_t n) {
+    char num[64];
+    if (c->num_train_timesteps < 2) {
+        snprintf(num, sizeof num, "%d", c->num_train_timesteps);
+        return refuse_scheduler_value(err, n, SK_NUM_TRAIN_TIMESTEPS, num, "an integer >= 2");
+    }
+    if (c->trained_betas_nonnull)
+        return refuse_scheduler_value(err, n, SK_TRAINED_BETAS, "a list", "null");
+    if (choice_index(c->beta_schedule, beta_names) < 0)
+        return refuse_scheduler_value(err, n, SK_BETA_SCHEDULE, c->beta_schedule ? c->beta_schedule : "null",
+                      "linear, scaled_linear, squaredcos_cap_v2");
+    if (choice_index(c->prediction_type, pred_names) < 0)
+        return refuse_scheduler_value(err, n, SK_PREDICTION_TYPE, c->prediction_type ? c->prediction_type : "null",
+                      "epsilon, v_prediction, sample");
+    if (choice_index(c->timestep_spacing, spacing_names) < 0)
+        return refuse_scheduler_value(err, n, SK_TIMESTEP_SPACING, c->timestep_spacing ? c->timestep_spacing : "null",
+                      "leading, linspace, trailing");
+    if (c->thresholding)
+        return refuse_scheduler_value(err, n, SK_THRESHOLDING, "true", "false");
+    if (c->rescale_betas_zero_snr)
+        return refuse_scheduler_value(err, n, SK_RESCALE_BETAS_ZERO_SNR, "true", "false");
+    if (kind == SCHED_DDIM)
+        return 0;
+    if (c->solver_order != 1 && c->solver_order != 2) {
+        snprintf(num, sizeof num, "%d", c->solver_order);
+        return refuse_scheduler_value(err, n, SK_SOLVER_ORDER, num, "1, 2");
+    }
+    if (choice_index(c->algorithm_type, algo_names) < 0)
+        return refuse_scheduler_value(err, n, SK_ALGORITHM_TYPE, c->algorithm_type ? c->algorithm_type : "null",
+                      "dpmsolver++ (deis is mapped to it)");
+    if (choice_index(c->solver_type, solver_names) < 0)
+        return refuse_scheduler_value(err, n, SK_SOLVER_TYPE, c->solver_type ? c->solver_type : "null",
+                      "midpoint, heun (logrho, bh1, bh2 are mapped to midpoint)");
+    if (c->use_karras_sigmas)
+        return refuse_scheduler_value(err, n, SK_USE_KARRAS_SIGMAS, "true", "false");
+    if (c->use_lu_lambdas)
+        return refuse_scheduler_value(err, n, SK_USE_LU_LAMBDAS, "true", "false");
+    if (choice_index(c->final_sigmas_type, final_sigma_names) < 0)
+        return refuse_scheduler_value(err, n, SK_FINAL_SIGMAS_TYPE, c->final_sigmas_type ? c->final_sigmas_type : "null",
+                      "zero, sigma_min");
+    if (!(isinf(c->lambda_min_clipped) && c->lambda_min_clipped < 0)) {
+        snprintf(num, sizeof num, "%g", c->lambda_min_clipped);
+        return refuse_scheduler_value(err, n, SK_LAMBDA_MIN_CLIPPED, num, "-Infinity");
+    }
+    if (c->variance_type)
+        return refuse_scheduler_value(err, n, SK_VARIANCE_TYPE, c->variance_type, "null");
+    return 0;
+}
+
+/* ---- DDIMScheduler and DPMSolverMultistepScheduler ---- */
+
+typedef struct {
+    SchedulerKind kind;
+    int num_train_timesteps;
+    int num_inference_steps;      /* as requested (DDIM's step size uses it) */
+    int num_timesteps;            /* length of timesteps[] (the denoising loop count) */
+    int64_t *timesteps;
+    float *alphas_cumprod;        /* [num_train_timesteps], float32 like Diffusers */
+    float init_noise_sigma;
+    int step_index;
+    int prediction_type;
+    size_t numel;
+    /* DDIM */
+    float final_alpha_cumprod;
+    int clip_sample;
+    float clip_sample_range;
+    /* DPMSolverMultistep */
+    float *sigmas;                /* [num_timesteps + 1] */
+    int solver_order, solver_type, lower_order_final, euler_at_final, final_sigmas_type;
+    int lower_order_nums;
+    float *model_outputs[2];      /* converted outputs (x0 predictions): [0] older, [1] newest */
+} Scheduler;
+
+/* torch.linspace(start, end, steps, dtype=float32) as torch 1.13's AVX2 CPU kernel computes it
+ * (checked bit-exact): the first steps/16*16 values in 8-lane groups base + k*step (lanes not
+ * fused), with base = start + step*i (first half) or end - step*(steps-1-i) (second half) as one
+ * fused multiply-add; the remaining values use that fused formula directly. */
+static float torch_linspace_f32(double start_d, double end_d, int steps, int i) {
+    float start = (float)start_d, end = (float)end_d;
+    float step = (end - start) / (float)(steps - 1);
+    int half = steps / 2, vec_end = steps / 16 * 16, base_i = i;
+    float base, ks;
+    if (i < vec_end)
+        base_i = i - i % 8;
+    base = base_i < half ? fmaf(step, (float)base_i, start) : fmaf(-step, (float)(steps - base_i - 1), end);
+    if (base_i == i)
+        return base;
+    ks = (float)(i - base_i) * step;
+    return base + ks;
+}
+
+/* betas_for_alpha_bar(cosine): Python double math, then torch.tensor(..., float32). */
+static float squaredcos_beta(int i, int n) {
+    double t1 = (double)i / n, t2 = (double)(i + 1) / n;
+    double a1 = pow(cos((t1 + 0.008) / 1.008 * 3.141592653589793 / 2), 2.0);
+    double a2 = pow(cos((t2 + 0.008) / 1.008 * 3.141592653589793 / 2), 2.0);
+    double b = 1 - a2 / a1;
+    return (float)(b < 0.999 ? b : 0.999);
+}
+
+/* Scheduler __init__: betas -> alphas = 1 - betas -> torch.cumprod (CPU accumulates in double). */
+static void compute_alphas_cumprod(const SchedulerConfig *c, float *ac) {
+    int i, n = c->num_train_timesteps, sched = choice_index(c->beta_schedule, beta_names);
+    double acc = 1.0;
+    for (i = 0; i < n; i++) {
+        float beta, alpha;
+        if (sched == BETA_LINEAR) {
+            beta = torch_linspace_f32(c->beta_start, c->beta_end, n, i);
+        } else if (sched == BETA_SCALED_LINEAR) {   /* linspace(start**0.5, end**0.5) ** 2 */
+            float r = torch_linspace_f32(pow(c->beta_start, 0.5), pow(c->beta_end, 0.5), n, i);
+            beta = r * r;
+        } else {
+            beta = squaredcos_beta(i, n);
+        }
+        alpha = 1.0f - beta;
+        acc *= alpha;
+        ac[i] = (float)acc;
+    }
+}
+
+/* np.linspace(0, stop, num)[i] in float64: i * (stop / (num - 1)), last value exactly stop. */
+static double np_linspace0(double stop, int num, int i) {
+    if (num == 1)
+        return 0.0;
+    if (i == num - 1)
+        return stop;
+    return (double)i * (stop / (num - 1));
+}
+
+/* np.arange(start, 0, -step) for floats: length ceil(-start / -step); numpy fills
+ * a[i] = start + i * ((start - step) - start). Returns the length (values rounded half-even - 1). */
+static int np_arange_trailing(double start, double step, int64_t *out, int max) {
+    double len_d = ceil((0.0 - start) / -step), delta = (start - step) - start;
+    int i, len = len_d > max ? max + 1 : (len_d > 0 ? (int)len_d : 0);  /* caller checks len */
+    for (i = 0; i < len && i < max; i++)
+        out[i] = (int64_t)rint(i == 0 ? start : start + i * delta) - 1;
+    return len;
+}
+
+/* DDIMScheduler.set_timesteps */
+static int ddim_set_timesteps(Scheduler *s, const SchedulerConfig *c, int spacing, int n) {
+    int i, T = s->num_train_timesteps;
+    if (spacing == SPACING_LINSPACE) {      /* np.round is round-half-even (rint) */
+        for (i = 0; i < n; i++)
+            s->timesteps[i] = (int64_t)rint(np_linspace0(T - 1, n, n - 1 - i));
+    } else if (spacing == SPACING_LEADING) {
+        for (i = 0; i < n; i++)
+            s->timesteps[i] = (int64_t)(n - 1 - i) * (T / n) + c->steps_offset;
+    } else {
+        return np_arange_trailing(T, (double)T / n, s->timesteps, n);
+    }
+    return n;
+}
+
+/* DPMSolverMultistepScheduler.set_timesteps (lambda_min_clipped = -inf: last_timestep = T). */
+static int dpm_solver_set_timesteps(Scheduler *s, const SchedulerConfig *c, int spacing, int n) {
+    int i, T = s->num_train_timesteps;
+    if (spacing == SPACING_LINSPACE) {      /* linspace(0, T-1, n+1).round()[::-1][:-1] */
+        for (i = 0; i < n; i++)
+            s->timesteps[i] = (int64_t)rint(np_linspace0(T - 1, n + 1, n - i));
+    } else if (spacing == SPACING_LEADING) {
+        for (i = 0; i < n; i++)
+            s->timesteps[i] = (int64_t)(n - i) * (T / (n + 1)) + c->steps_offset;
+    } else {
+        n = np_arange_trailing(T, (double)T / n, s->timesteps, n);
+    }
+    return n;
+}
+
+/* sigmas = ((1 - ac) / ac) ** 0.5 in float32, sampled at the (integer) timesteps by np.interp. */
+static float dpm_sigma_at(const float *ac, int64_t t) {
+    float one_minus = 1.0f - ac[t];
+    float ratio = one_minus / ac[t];
+    return sqrtf(ratio);
+}
+
+static void scheduler_free(Scheduler *s) {
+    free(s->timesteps);
+    free(s->alphas_cumprod);
+    free(s->sigmas);
+    free(s->model_outputs[0]);
+    free(s->model_outputs[1]);
+    memset(s, 0, sizeof *s);
+}
+
+/* Builds the scheduler from the file's config (absent keys -> this kind's defaults), then runs
+ * set_timesteps(num_inference_steps). sample_numel sizes DPM's model-output history. 0 or -1. */
+static int scheduler_init(Scheduler *s, SchedulerKind kind, const SchedulerConfig *file_cfg,
+                   int num_inference_steps, size_t sample_numel, char *err, size_t errsize) {
+    SchedulerConfig c;
+    int i, n = num_inference_steps, T, spacing;
+    memset(s, 0, sizeof *s);
+    scheduler_config_resolve(kind, file_cfg, &c);
+    if (scheduler_config_validate(kind, &c, err, errsize))
+        return -1;
+    T = c.num_train_timesteps;
+    if (n < 1 || n > T) {
+        snprintf(err, errsize, "num_inference_steps = %d must be between 1 and num_train_timesteps (%d)", n, T);
+        return -1;
+    }
+    s->kind = kind;
+    s->num_train_timesteps = T;
+    s->num_inference_steps = n;
+    s->numel = sample_numel;
+    s->init_noise_sigma = 1.0f;
+    s->prediction_type = choice_index(c.prediction_type, pred_names);
+    spacing = choice_index(c.timestep_spacing, spacing_names);
+    s->alphas_cumprod = malloc((size_t)T * sizeof(float));
+    s->timesteps = malloc((size_t)(n + 1) * sizeof(int64_t));
+    if (!s->alphas_cumprod || !s->timesteps)
+        goto oom;
+    compute_alphas_cumprod(&c, s->alphas_cumprod);
+    if (kind == SCHED_DDIM) {
+        s->final_alpha_cumprod = c.set_alpha_to_one ? 1.0f : s->alphas_cumprod[0];
+        s->clip_sample = c.clip_sample;
+        s->clip_sample_range = (float)c.clip_sample_range;
+        s->num_timesteps = ddim_set_timesteps(s, &c, spacing, n);
+    } else {
+        s->solver_order = c.solver_order;
+        s->solver_type = choice_index(c.solver_type, solver_names) == SOLVER_HEUN ? SOLVER_HEUN : SOLVER_MIDPOINT;
+        s->lower_order_final = c.lower_order_final;
+        s->euler_at_final = c.euler_at_final;
+        s->final_sigmas_type = choice_index(c.final_sigmas_type, final_sigma_names);
+        s->num_timesteps = dpm_solver_set_timesteps(s, &c, spacing, n);
+    }
+    if (s->num_timesteps != n) {    /* numpy's float arange can yield one step more (ends at -1) */
+        snprintf(err, errsize, "timestep_spacing = %s with num_inference_steps = %d gives %d timesteps "
+                 "in Diffusers (unsupported)", c.timestep_spacing, n, s->num_timesteps);
+        goto fail;
+    }
+    for (i = 0; i < n; i++) {
+        if (s->timesteps[i] < 0 || s->timesteps[i] >= T) {
+            snprintf(err, errsize, "timestep %lld out of range [0, %d) (steps_offset = %d, timestep_spacing = %s)",
+                     (long long)s->timesteps[i], T, c.steps_offset, c.timestep_spacing);
+            goto fail;
+        }
+        /* DPM's index_for_timestep would start at the 2nd occurrence of a repeated first timestep */
+        if (kind == SCHED_DPM_SOLVER && i > 0 && s->timesteps[i] == s->timesteps[0]) {
+            snprintf(err, errsize, "num_inference_steps = %d repeats timestep %lld (unsupported)",
+                     n, (long long)s->timesteps[0]);
+            goto fail;
+        }
+    }
+    if (kind == SCHED_DPM_SOLVER) {
+        s->sigmas = malloc((size_t)(n + 1) * sizeof(float));
+        s->model_outputs[0] = malloc(sample_numel * sizeof(float) + 1);
+        s->model_outputs[1] = malloc(sample_numel * sizeof(float) + 1);
+        if (!s->sigmas || !s->model_outputs[0] || !s->model_outputs[1])
+            goto oom;
+        for (i = 0; i < n; i++)
+            s->sigmas[i] = dpm_sigma_at(s->alphas_cumprod, s->timesteps[i]);
+        s->sigmas[n] = s->final_sigmas_type == FINAL_SIGMA_MIN ? dpm_sigma_at(s->alphas_cumprod, 0) : 0.0f;
+    }
+    return 0;
+oom:
+    snprintf(err, errsize, "scheduler_init: out of memory");
+fail:
+    scheduler_free(s);
+    return -1;
+}
+
+/* DDIMScheduler.step with eta = 0 (no noise): float32 scalars, one rounding per tensor op. */
+static void ddim_step(Scheduler *s, const float *mo, float *x) {
+    int64_t t = s->timesteps[s->step_index];
+    int64_t prev_t = t - s->num_train_timesteps / s->num_inference_steps;  /* uses N, not the spacing */
+    float a_t = s->alphas_cumprod[t];
+    float a_prev = prev_t >= 0 ? s->alphas_cumprod[prev_t] : s->final_alpha_cumprod;
+    float b_t = 1.0f - a_t;
+    float sa = sqrtf(a_t), sb = sqrtf(b_t), sa_prev = sqrtf(a_prev);
+    float one_minus_prev = 1.0f - a_prev;          /* - std_dev_t**2, which is 0 for eta = 0 */
+    float dir = sqrtf(one_minus_prev);
+    float lo = -s->clip_sample_range, hi = s->clip_sample_range;
+    size_t i;
+    for (i = 0; i < s->numel; i++) {
+        float x0, eps, p, q;
+        if (s->prediction_type == PRED_EPSILON) {
+            p = sb * mo[i];
+            q = x[i] - p;
+            x0 = q / sa;
+            eps = mo[i];
+        } else if (s->prediction_type == PRED_SAMPLE) {
+            x0 = mo[i];
+            p = sa * x0;
+            q = x[i] - p;
+            eps = q / sb;
+        } else {                                   /* v_prediction */
+            p = sa * x[i];
+            q = sb * mo[i];
+            x0 = p - q;
+            p = sa * mo[i];
+            q = sb * x[i];
+            eps = p + q;
+        }
+        if (s->clip_sample)
+            x0 = x0 < lo ? lo : (x0 > hi ? hi : x0);
+        p = sa_prev * x0;
+        q = dir * eps;
+        x[i] = p + q;
+    }
+}
+
+/* DPMSolverMultistepScheduler._sigma_to_alpha_sigma_t and lambda = log(alpha) - log(sigma). */
+static void dpm_alpha_sigma(float sigma, float *alpha_t, float *sigma_t, float *lambda) {
+    float sq = sigma * sigma;
+    float sq1 = sq + 1.0f;
+    float root = sqrtf(sq1);
+    *alpha_t = 1.0f / root;
+    *sigma_t = sigma * *alpha_t;
+    if (lambda)                                     /* sigma = 0: log 0 = -inf, lambda = +inf */
+        *lambda = logf(*alpha_t) - logf(*sigma_t);
+}
+
+/* convert_model_output for dpmsolver++: the data prediction x0, written to out. */
+static void dpm_convert_model_output(const Scheduler *s, const float *mo, const float *x, float *out) {
+    float alpha_t, sigma_t;
+    size_t i;
+    dpm_alpha_sigma(s->sigmas[s->step_index], &alpha_t, &sigma_t, NULL);
+    for (i = 0; i < s->numel; i++) {
+        float p, q;
+        if (s->prediction_type == PRED_EPSILON) {
+            p = sigma_t * mo[i];
+            q = x[i] - p;
+            out[i] = q / alpha_t;
+        } else if (s->prediction_type == PRED_SAMPLE) {
+            out[i] = mo[i];
+        } else {
+            p = alpha_t * x[i];
+            q = sigma_t * mo[i];
+            out[i] = p - q;
+        }
+    }
+}
+
+/* dpm_solver_first_order_update (dpmsolver++): x = (s_t/s_s) x - alpha_t (e^-h - 1) x0. */
+static void dpm_solver_first_order_update(const Scheduler *s, const float *m0, float *x) {
+    float a_t, s_t, l_t, a_s, s_s, l_s, h, e, a, b;
+    size_t i;
+    dpm_alpha_sigma(s->sigmas[s->step_index + 1], &a_t, &s_t, &l_t);
+    dpm_alpha_sigma(s->sigmas[s->step_index], &a_s, &s_s, &l_s);
+    h = l_t - l_s;
+    e = expf(-h) - 1.0f;
+    a = s_t / s_s;
+    b = a_t * e;
+    for (i = 0; i < s->numel; i++) {
+        float p = a * x[i], q = b * m0[i];
+        x[i] = p - q;
+    }
+}
+
+/* multistep_dpm_solver_second_order_update (dpmsolver++, midpoint or heun). */
+static void dpm_solver_second_order_update(const Scheduler *s, const float *m0, const float *m1, float *x) {
+    float a_t, s_t, l_t, a_s0, s_s0, l_s0, a_s1, s_s1, l_s1, h, h0, r0, inv_r0, e, a, b, c;
+    size_t i;
+    dpm_alpha_sigma(s->sigmas[s->step_index + 1], &a_t, &s_t, &l_t);
+    dpm_alpha_sigma(s->sigmas[s->step_index], &a_s0, &s_s0, &l_s0);
+    dpm_alpha_sigma(s->sigmas[s->step_index - 1], &a_s1, &s_s1, &l_s1);
+    h = l_t - l_s0;
+    h0 = l_s0 - l_s1;
+    r0 = h0 / h;
+    inv_r0 = 1.0f / r0;
+    e = expf(-h) - 1.0f;
+    a = s_t / s_s0;
+    b = a_t * e;
+    if (s->solver_type == SOLVER_MIDPOINT) {
+        c = 0.5f * b;                               /* x = a x - b D0 - (0.5 b) D1 */
+    } else {
+        float eh = e / h;                           /* x = a x - b D0 + a_t ((e^-h - 1)/h + 1) D1 */
+        float eh1 = eh + 1.0f;
+        c = a_t * eh1;
+    }
+    for (i = 0; i < s->numel; i++) {
+        float p = a * x[i], q = b * m0[i];
+        float u = p - q;
+        float diff = m0[i] - m1[i];
+        float d1 = inv_r0 * diff;                   /* D1 = (1 / r0) * (m0 - m1) */
+        float w = c * d1;
+        x[i] = s->solver_type == SOLVER_MIDPOINT ? u - w : u + w;
+    }
+}
+
+/* scheduler.step(model_output, timesteps[step_index], sample): updates sample in place. */
+static int scheduler_step(Scheduler *s, const float *model_output, float *sample) {
+    if (s->step_index >= s->num_timesteps)
+        return -1;
+    if (s->kind == SCHED_DDIM) {
+        ddim_step(s, model_output, sample);
+    } else {
+        int last = s->step_index == s->num_timesteps - 1;
+        int short_run = s->lower_order_final && s->num_timesteps < 15;
+        int lower_final = last && (s->euler_at_final || short_run || s->final_sigmas_type == FINAL_SIGMA_ZERO);
+        float *tmp = s->model_outputs[0];           /* shift the history: newest goes to [1] */
+        s->model_outputs[0] = s->model_outputs[1];
+        s->model_outputs[1] = tmp;
+        dpm_convert_model_output(s, model_output, sample, s->model_outputs[1]);
+        /* Diffusers' lower_order_second only changes anything for solver_order 3 (refused) */
+        if (s->solver_order == 1 || s->lower_order_nums < 1 || lower_final)
+            dpm_solver_first_order_update(s, s->model_outputs[1], sample);
+        else
+            dpm_solver_second_order_update(s, s->model_outputs[1], s->model_outputs[0], sample);
+        if (s->lower_order_nums < s->solver_order)
+            s->lower_order_nums++;
+    }
+    s->step_index++;
+    return 0;
+}
+
+/* Reads the model's scheduler.* config lines into a SchedulerConfig; only keys present in the file are
+ * marked present (the others take each scheduler's own default, as Diffusers' from_config does). */
+static void scheduler_config_from_model(const T2VModel *m, SchedulerConfig *c) {
+    int k;
+    memset(c, 0, sizeof *c);
+    for (k = 0; k < SK_COUNT; k++) {
+        char key[96], *end;
+        const char *v;
+        double x;
+        snprintf(key, sizeof key, "scheduler.%s", sched_key_names[k]);
+        v = t2v_config(m, key);
+        if (!v) continue;
+        c->present |= 1ul << k;
+        x = strtod(v, &end);
+        switch (k) {
+        case SK_BETA_SCHEDULE: c->beta_schedule = v; break;
+        case SK_PREDICTION_TYPE: c->prediction_type = v; break;
+        case SK_TIMESTEP_SPACING: c->timestep_spacing = v; break;
+        case SK_ALGORITHM_TYPE: c->algorithm_type = v; break;
+        case SK_SOLVER_TYPE: c->solver_type = v; break;
+        case SK_FINAL_SIGMAS_TYPE: c->final_sigmas_type = strcmp(v, "null") ? v : NULL; break;
+        case SK_VARIANCE_TYPE: c->variance_type = strcmp(v, "null") ? v : NULL; break;
+        case SK_TRAINED_BETAS: c->trained_betas_nonnull = strcmp(v, "null") != 0; break;
+        case SK_SET_ALPHA_TO_ONE: case SK_CLIP_SAMPLE: case SK_THRESHOLDING: case SK_RESCALE_BETAS_ZERO_SNR:
+        case SK_LOWER_ORDER_FINAL: case SK_EULER_AT_FINAL: case SK_USE_KARRAS_SIGMAS: case SK_USE_LU_LAMBDAS: {
+            int b = !strcmp(v, "true");
+            if (!b && strcmp(v, "false")) die("%s: scheduler config %s = '%s' is not true/false", m->path, sched_key_names[k], v);
+            if (k == SK_SET_ALPHA_TO_ONE) c->set_alpha_to_one = b;
+            else if (k == SK_CLIP_SAMPLE) c->clip_sample = b;
+            else if (k == SK_THRESHOLDING) c->thresholding = b;
+            else if (k == SK_RESCALE_BETAS_ZERO_SNR) c->rescale_betas_zero_snr = b;
+            else if (k == SK_LOWER_ORDER_FINAL) c->lower_order_final = b;
+            else if (k == SK_EULER_AT_FINAL) c->euler_at_final = b;
+            else if (k == SK_USE_KARRAS_SIGMAS) c->use_karras_sigmas = b;
+            else c->use_lu_lambdas = b;
+            break;
+        }
+        default: /* numbers */
+            if (end == v || *end) die("%s: scheduler config %s = '%s' is not a number", m->path, sched_key_names[k], v);
+            if (k == SK_NUM_TRAIN_TIMESTEPS) c->num_train_timesteps = (int)x;
+            else if (k == SK_BETA_START) c->beta_start = x;
+            else if (k == SK_BETA_END) c->beta_end = x;
+            else if (k == SK_STEPS_OFFSET) c->steps_offset = (int)x;
+            else if (k == SK_CLIP_SAMPLE_RANGE) c->clip_sample_range = x;
+            else if (k == SK_SOLVER_ORDER) c->solver_order = (int)x;
+            else c->lambda_min_clipped = x;
+        }
+    }
+}
+
+/* ============================================================================================
+ * 9. The pipeline: TextToVideoSDPipeline.__call__
+ * ============================================================================================ */
+
+static void format_duration(double s, char *buf, size_t n) {
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+/* One tqdm-like line on stderr: step i/N, seconds per step, elapsed, ETA. */
+static void report_progress(const char *what, int done, int total, double start, double last_step) {
+    char elapsed[32], eta[32];
+    const double now = now_seconds(), per = done ? (now - start) / done : 0.0;
+    format_duration(now - start, elapsed, sizeof elapsed);
+    format_duration(per * (total - done), eta, sizeof eta);
+    fprintf(stderr, "%s %d/%d  %.2f s/step (last %.2f s)  elapsed %s  ETA %s\n", what, done, total, per,
+            now - last_step, elapsed, eta);
+}
+
+static void dump_tensor(const char *dir, const char *name, const float *data, int ndim, const int64_t *dims) {
+    char path[4096];
+    if (!dir) return;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    npy_save_f32(path, data, ndim, dims);
+}
+
+int t2v_vae_scale_factor(const T2VModel *m) { return 1 << (m->vae->n_blocks - 1); }
+
+float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
+    UNet3D *u = m->unet;
+    const int scale = t2v_vae_scale_factor(m), F = o->frames, h = o->height / scale, w = o->width / scale;
+    const int C = u->in_channels, T = t2v_context_length(m), D = t2v_text_hidden_size(m);
+    const int cfg = o->guidance > 1.0; /* do_classifier_free_guidance */
+    const int B = cfg ? 2 : 1;
+    const size_t latent_n = (size_t)C * F * h * w, frame_px = (size_t)o->height * o->width;
+    SchedulerConfig sc;
+    Scheduler sched;
+    char err[512];
+    int32_t *ids;
+    float *context, *latents, *unet_in, *unet_out, *noise, *frames, *decoded, *z;
+    float *dump_unet_in = NULL, *dump_unet_out = NULL, *dump_noise = NULL, *dump_latents = NULL;
+    int64_t dims[7], *dump_timesteps = NULL;
+    double start, last;
+    int i, f;
+    size_t j;
+
+    if (o->frames < 1 || o->steps < 1) die("frames and steps must be at least 1");
+    if (o->height < scale || o->width < scale || o->height % scale || o->width % scale)
+        die("height and width must be positive multiples of %d (got %dx%d)", scale, o->width, o->height);
+    if (!isfinite(o->guidance)) die("guidance must be a finite number");
+    if (D != u->cross_dim) die("text encoder width %d differs from the UNet's cross_attention_dim %d", D, u->cross_dim);
+
+    /* encode_prompt: the negative prompt ("" by default) then the prompt; batch order [negative, prompt] */
+    context = alloc_floats((size_t)B * T * D, "text states");
+    ids = (int32_t *)xmalloc(sizeof(int32_t) * (size_t)T, "token ids");
+    t2v_tokenize(m->tokenizer, o->prompt, o->tokenizer, ids, T);
+    t2v_encode_text(m, ids, context + (size_t)(B - 1) * T * D);
+    if (cfg) {
+        t2v_tokenize(m->tokenizer, o->negative_prompt ? o->negative_prompt : "", o->tokenizer, ids, T);
+        t2v_encode_text(m, ids, context);
+    }
+    free(ids);
+    dims[0] = 1;
+    dims[1] = T;
+    dims[2] = D;
+    dump_tensor(o->dump_dir, "prompt_embeds.npy", context + (size_t)(B - 1) * T * D, 3, dims);
+    if (cfg) dump_tensor(o->dump_dir, "negative_prompt_embeds.npy", context, 3, dims);
+
+    scheduler_config_from_model(m, &sc);
+    if (scheduler_init(&sched, o->scheduler == T2V_SCHEDULER_DPM ? SCHED_DPM_SOLVER : SCHED_DDIM, &sc, o->steps,
+                       latent_n, err, sizeof err))
+        die("%s: %s", m->path, err);
+
+    /* prepare_latents: randn (1, C, F, h, w) from the seeded CPU generator, times init_noise_sigma */
+    latents = alloc_floats(latent_n, "latents");
+    if (o->latents) {
+        memcpy(latents, o->latents, latent_n * sizeof(float));
+    } else {
+        TorchGenerator g;
+        torch_generator_seed(&g, o->seed);
+        torch_randn(&g, latents, latent_n);
+    }
+    for (j = 0; j < latent_n; j++) latents[j] *= sched.init_noise_sigma;
+    dims[0] = 1;
+    dims[1] = C;
+    dims[2] = F;
+    dims[3] = h;
+    dims[4] = w;
+    dump_tensor(o->dump_dir, "latents_init.npy", latents, 5, dims);
+
+    unet_in = alloc_floats((size_t)B * latent_n, "unet input");
+    unet_out = alloc_floats((size_t)B * latent_n, "unet output");
+    noise = alloc_floats(latent_n, "noise prediction");
+    if (o->dump_dir) {
+        dump_unet_in = alloc_floats((size_t)sched.num_timesteps * B * latent_n, "dump");
+        dump_unet_out = alloc_floats((size_t)sched.num_timesteps * B * latent_n, "dump");
+        dump_noise = alloc_floats((size_t)sched.num_timesteps * latent_n, "dump");
+        dump_latents = alloc_floats((size_t)sched.num_timesteps * latent_n, "dump");
+        dump_timesteps = (int64_t *)xmalloc(sizeof(int64_t) * (size_t)sched.num_timesteps, "dump");
+    }
+
+    /* the denoising loop */
+    start = last = now_seconds();
+    for (i = 0; i < sched.num_timesteps; i++) {
+        const int64_t t = sched.timesteps[i];
+        int b;
+        for (b = 0; b < B; b++) memcpy(unet_in + b * latent_n, latents, latent_n * sizeof(float)); /* scale_model_input: identity */
+        t2v_unet(m, unet_in, B, F, h, w, (double)t, context, unet_out, NULL);
+        if (cfg)
+            for (j = 0; j < latent_n; j++) /* noise = u + g (c - u), in float32 as torch computes it */
+                noise[j] = unet_out[j] + (float)o->guidance * (unet_out[latent_n + j] - unet_out[j]);
+        else
+            memcpy(noise, unet_out, latent_n * sizeof(float));
+        if (o->dump_dir) {
+            memcpy(dump_unet_in + (size_t)i * B * latent_n, unet_in, (size_t)B * latent_n * sizeof(float));
+            memcpy(dump_unet_out + (size_t)i * B * latent_n, unet_out, (size_t)B * latent_n * sizeof(float));
+            memcpy(dump_noise + (size_t)i * latent_n, noise, latent_n * sizeof(float));
+            dump_timesteps[i] = t;
+        }
+        scheduler_step(&sched, noise, latents);
+        if (o->dump_dir) memcpy(dump_latents + (size_t)i * latent_n, latents, latent_n * sizeof(float));
+        if (!o->quiet) report_progress("step", i + 1, sched.num_timesteps, start, last);
+        last = now_seconds();
+    }
+    if (o->dump_dir) {
+        Shape s;
+        char path[4096];
+        s.ndim = 1;
+        s.shape[0] = sched.num_timesteps;
+        snprintf(path, sizeof path, "%s/timesteps.npy", o->dump_dir);
+        npy_save(path, dump_timesteps, 1, &s);
+        dims[0] = sched.num_timesteps;
+        dims[1] = B;
+        dims[2] = C;
+        dims[3] = F;
+        dims[4] = h;
+        dims[5] = w;
+        dump_tensor(o->dump_dir, "unet_in.npy", dump_unet_in, 6, dims);
+        dump_tensor(o->dump_dir, "unet_out.npy", dump_unet_out, 6, dims);
+        dims[1] = 1;
+        dump_tensor(o->dump_dir, "noise_pred.npy", dump_noise, 6, dims);
+        dump_tensor(o->dump_dir, "latents.npy", dump_latents, 6, dims);
+        free(dump_unet_in);
+        free(dump_unet_out);
+        free(dump_noise);
+        free(dump_latents);
+        free(dump_timesteps);
+    }
+
+    /* decode_latents: latents / scaling_factor, each frame through the VAE decoder, then
+     * VaeImageProcessor.postprocess: clamp(x / 2 + 0.5, 0, 1), as (F, H, W, 3) */
+    frames = alloc_floats(mul_size((size_t)F * frame_px, 3), "frames");
+    z = alloc_floats((size_t)C * h * w, "latent frame");
+    decoded = alloc_floats(frame_px * 3, "decoded frame");
+    start = last = now_seconds();
+    for (f = 0; f < F; f++) {
+        const float inv_scaling = (float)(1.0 / m->vae->scaling_factor);
+        int c;
+        size_t p;
+        for (c = 0; c < C; c++)
+            for (p = 0; p < (size_t)h * w; p++) z[(size_t)c * h * w + p] = latents[((size_t)c * F + f) * h * w + p] * inv_scaling;
+        t2v_vae_decode(m, z, 1, h, w, decoded);
+        for (p = 0; p < frame_px; p++)
+            for (c = 0; c < 3; c++) {
+                float v = decoded[(size_t)c * frame_px + p] / 2.0f + 0.5f;
+                frames[((size_t)f * frame_px + p) * 3 + c] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+            }
+        if (!o->quiet) report_progress("decode frame", f + 1, F, start, last);
+        last = now_seconds();
+    }
+    dims[0] = 1;
+    dims[1] = F;
+    dims[2] = o->height;
+    dims[3] = o->width;
+    dims[4] = 3;
+    dump_tensor(o->dump_dir, "frames.npy", frames, 5, dims);
+    free(z);
+    free(decoded);
+    free(context);
+    free(latents);
+    free(unet_in);
+    free(unet_out);
+    free(noise);
+    scheduler_free(&sched);
+    return frames;
+}
+
+/* ============================================================================================
+ * 10. Video output
+ * ============================================================================================ */
+
+static unsigned char to_byte(float v) { /* [0,1] -> 0..255, rounded to nearest */
+    float x = v * 255.0f + 0.5f;
+    return (unsigned char)(x < 0.0f ? 0 : x > 255.0f ? 255 : (int)x);
+}
+
+/* BT.601 limited range ("TV range", what players assume for untagged standard-definition video):
+ * Y in 16..235, Cb/Cr in 16..240, from RGB in [0,1]. */
+static void rgb_to_ycbcr(const float *rgb, float *y, float *cb, float *cr) {
+    const float r = rgb[0], g = rgb[1], b = rgb[2];
+    *y = 16.0f + 219.0f * (0.299f * r + 0.587f * g + 0.114f * b);
+    *cb = 128.0f + 224.0f * (-0.168736f * r - 0.331264f * g + 0.5f * b);
+    *cr = 128.0f + 224.0f * (0.5f * r - 0.418688f * g - 0.081312f * b);
+}
+
+static unsigned char clamp_byte(float v) {
+    v += 0.5f;
+    return (unsigned char)(v < 0.0f ? 0 : v > 255.0f ? 255 : (int)v);
+}
+
+/* YUV4MPEG2: a text header, then per frame "FRAME\n" and the Y, Cb, Cr planes. 4:2:0 averages each 2x2
+ * block's chroma (centred, "420jpeg" siting); 4:4:4 keeps it per pixel. Written to path.tmp, then renamed. */
+static void write_y4m(const char *path, const float *frames, int n_frames, int H, int W, int fps, int yuv444) {
+    char tmp[4096];
+    FILE *f = open_output(path, tmp, sizeof tmp);
+    const int cw = yuv444 ? W : (W + 1) / 2, ch = yuv444 ? H : (H + 1) / 2;
+    unsigned char *plane = (unsigned char *)xmalloc((size_t)H * W, "video frame");
+    int n, x, y, c;
+    fprintf(f, "YUV4MPEG2 W%d H%d F%d:1 Ip A1:1 %s XCOLORRANGE=LIMITED\n", W, H, fps, yuv444 ? "C444" : "C420jpeg");
+    for (n = 0; n < n_frames; n++) {
+        const float *rgb = frames + (size_t)n * H * W * 3;
+        fputs("FRAME\n", f);
+        for (y = 0; y < H; y++)
+            for (x = 0; x < W; x++) {
+                float Y, Cb, Cr;
+                rgb_to_ycbcr(rgb + ((size_t)y * W + x) * 3, &Y, &Cb, &Cr);
+                plane[(size_t)y * W + x] = clamp_byte(Y);
+            }
+        fwrite(plane, 1, (size_t)H * W, f);
+        for (c = 0; c < 2; c++) {
+            for (y = 0; y < ch; y++)
+                for (x = 0; x < cw; x++) {
+                    const int step = yuv444 ? 1 : 2;
+                    float sum = 0.0f;
+                    int dy, dx, count = 0;
+                    for (dy = 0; dy < step; dy++)
+                        for (dx = 0; dx < step; dx++) {
+                            const int yy = y * step + dy, xx = x * step + dx;
+                            float Y, Cb, Cr;
+                            if (yy >= H || xx >= W) continue;
+                            rgb_to_ycbcr(rgb + ((size_t)yy * W + xx) * 3, &Y, &Cb, &Cr);
+                            sum += c == 0 ? Cb : Cr;
+                            count++;
+                        }
+                    plane[(size_t)y * cw + x] = clamp_byte(sum / count);
+                }
+            fwrite(plane, 1, (size_t)ch * cw, f);
+        }
+    }
+    free(plane);
+    close_output(f, tmp, path);
+}
+
+/* Binary PPM (P6): one RGB image per frame, DIR/frame_0000.ppm ... */
+static void write_ppm_frames(const char *dir, const float *frames, int n_frames, int H, int W) {
+    unsigned char *row = (unsigned char *)xmalloc((size_t)W * 3, "image row");
+    int n, y, x;
+    for (n = 0; n < n_frames; n++) {
+        char path[4096], tmp[4096];
+        FILE *f;
+        snprintf(path, sizeof path, "%s/frame_%04d.ppm", dir, n);
+        f = open_output(path, tmp, sizeof tmp);
+        fprintf(f, "P6\n%d %d\n255\n", W, H);
+        for (y = 0; y < H; y++) {
+            for (x = 0; x < W * 3; x++) row[x] = to_byte(frames[((size_t)n * H + y) * W * 3 + x]);
+            fwrite(row, 1, (size_t)W * 3, f);
+        }
+        close_output(f, tmp, path);
+    }
+    free(row);
+}
+
 static void free_text_encoder(TextEncoder *te) {
     if (!te) return;
     free(te->layers);
@@ -2154,63 +3193,116 @@ const T2VTokenizer *t2v_model_tokenizer(const T2VModel *m) { return m->tokenizer
 #ifndef TESTING
 static void usage(FILE *f) {
     fprintf(f,
-        "t2v: ModelScope text-to-video (Diffusers TextToVideoSDPipeline) in C.\n"
+        "t2v: text to video with ModelScope's model, as Diffusers' TextToVideoSDPipeline computes it, in C.\n"
         "\n"
         "usage:\n"
-        "  t2v tokenize    MODEL.t2v PROMPT                        print the token ids\n"
+        "  t2v generate    MODEL.t2v -p PROMPT [options]           write a video (also: t2v MODEL.t2v -p PROMPT)\n"
+        "  t2v tokenize    MODEL.t2v PROMPT                        print the 77 token ids\n"
         "  t2v encode-text MODEL.t2v PROMPT OUT.npy                text states (1, 77, hidden)\n"
-        "  t2v unet        MODEL.t2v SAMPLE.npy TIMESTEP CONTEXT.npy OUT.npy [--dump DIR]\n"
+        "  t2v unet        MODEL.t2v SAMPLE.npy TIMESTEP CONTEXT.npy OUT.npy\n"
         "                  sample (B,4,F,H,W), context (B,77,D) -> noise prediction (B,4,F,H,W)\n"
-        "  t2v vae-decode  MODEL.t2v LATENTS.npy OUT.npy           (N,4,h,w) / scaling_factor -> (N,3,8h,8w)\n"
-        "  t2v vae-encode  MODEL.t2v IMAGES.npy MEAN.npy [LOGVAR.npy]\n"
+        "  t2v vae-decode  MODEL.t2v LATENTS.npy OUT.npy           (N,4,h,w), already / scaling_factor -> (N,3,8h,8w)\n"
+        "  t2v vae-encode  MODEL.t2v IMAGES.npy MEAN.npy [LOGVAR.npy]   (N,3,H,W) in [-1,1] -> (N,4,H/8,W/8)\n"
         "\n"
-        "options:\n"
-        "  --tokenizer diffusers|openclip   prompt clean-up (default diffusers: what Diffusers feeds the model)\n"
-        "  --threads N                      OpenMP threads (default: all cores)\n"
-        "  --dump DIR                       write intermediates as .npy files into DIR\n");
+        "generate options (defaults are Diffusers' for this model):\n"
+        "  -p, --prompt TEXT          what to show (required)\n"
+        "  -n, --negative-prompt TEXT what to avoid (default: empty)\n"
+        "  -o, --output FILE.y4m      the video (default: output.y4m); YUV4MPEG2, plays in ffmpeg/mpv/VLC\n"
+        "  --frames N                 number of frames (default 16)\n"
+        "  --height H, --width W      size in pixels, multiples of 8 (default: the UNet's sample_size x 8, 256)\n"
+        "  --steps N                  denoising steps (default 50)\n"
+        "  --guidance G               classifier-free guidance scale; <= 1 turns it off (default 9.0)\n"
+        "  --scheduler ddim|dpm       DDIMScheduler (default) or DPMSolverMultistepScheduler.from_config\n"
+        "  --seed N                   noise of torch.Generator('cpu').manual_seed(N) (default 42; -1: random)\n"
+        "  --latents FILE.npy         start from these (1,4,F,H/8,W/8) latents instead of seeded noise\n"
+        "  --fps N                    frame rate written in the video (default 8)\n"
+        "  --yuv444                   full-resolution chroma instead of 4:2:0\n"
+        "  --frames-dir DIR           also write every frame as DIR/frame_0000.ppm (binary PPM)\n"
+        "  --dump DIR                 write every stage's tensors as .npy (the golden pipeline/ files)\n"
+        "  -q, --quiet                no progress on stderr\n"
+        "\n"
+        "options of every command:\n"
+        "  --tokenizer diffusers|openclip   prompt clean-up: diffusers (default) is what Diffusers feeds the\n"
+        "                             model (transformers' CLIPTokenizer without ftfy); openclip is what it was\n"
+        "                             trained with (HTML unescaping, '!' kept as text)\n"
+        "  --threads N                OpenMP threads (default: all cores; ignored in builds without OpenMP)\n"
+        "  --dump DIR                 (unet) write every intermediate as act_*.npy\n");
 }
 
 typedef struct {
     const char *positional[8];
     int n_positional;
-    T2VTokenizerMode tokenizer;
-    int threads;
-    const char *dump_dir;
+    T2VGenerateOptions gen;
+    const char *output, *frames_dir, *latents_path;
+    int threads, fps, yuv444, random_seed;
 } Args;
 
-static int parse_int_arg(const char *opt, const char *v, int lo, int hi) {
+static long long parse_number(const char *opt, const char *v, long long lo, long long hi) {
     char *end;
-    long x;
+    long long x;
     errno = 0;
-    x = strtol(v, &end, 10);
-    if (end == v || *end || errno || x < lo || x > hi) die("%s expects an integer in [%d, %d], got '%s'", opt, lo, hi, v);
-    return (int)x;
+    x = strtoll(v, &end, 10);
+    if (end == v || *end || errno || x < lo || x > hi) die("%s expects an integer in [%lld, %lld], got '%s'", opt, lo, hi, v);
+    return x;
 }
 
+static int is_option(const char *arg, const char *name, const char *other_name) {
+    return !strcmp(arg, name) || (other_name && !strcmp(arg, other_name));
+}
+
+/* Options may come in any order; what is not an option is positional. */
 static void parse_args(int argc, char **argv, Args *a) {
     int i;
     memset(a, 0, sizeof *a);
+    a->gen.negative_prompt = "";
+    a->gen.frames = 16;
+    a->gen.steps = 50;
+    a->gen.guidance = 9.0;
+    a->gen.seed = 42;
+    a->output = "output.y4m";
+    a->fps = 8;
     for (i = 0; i < argc; i++) {
-        const char *s = argv[i];
-        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(s, "--tokenizer") || !strcmp(s, "--threads") || !strcmp(s, "--dump")) {
-            if (!next) die("%s needs a value", s);
-            i++;
-            if (!strcmp(s, "--tokenizer")) {
-                if (!strcmp(next, "diffusers")) a->tokenizer = T2V_TOKENIZER_DIFFUSERS;
-                else if (!strcmp(next, "openclip")) a->tokenizer = T2V_TOKENIZER_OPENCLIP;
-                else die("--tokenizer must be diffusers or openclip, not '%s'", next);
-            } else if (!strcmp(s, "--threads")) {
-                a->threads = parse_int_arg(s, next, 1, 1024);
-            } else {
-                a->dump_dir = next;
-            }
-        } else if (s[0] == '-' && s[1] == '-' && s[2]) {
+        const char *s = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes_value = 1;
+        if (is_option(s, "-q", "--quiet")) { a->gen.quiet = 1; takes_value = 0; }
+        else if (is_option(s, "--yuv444", NULL)) { a->yuv444 = 1; takes_value = 0; }
+        else if (s[0] == '-' && s[1] && strcmp(s, "-") && !v) die("%s needs a value (see t2v --help)", s);
+        if (!takes_value) continue;
+        if (is_option(s, "-p", "--prompt")) a->gen.prompt = v;
+        else if (is_option(s, "-n", "--negative-prompt")) a->gen.negative_prompt = v;
+        else if (is_option(s, "-o", "--output")) a->output = v;
+        else if (is_option(s, "--frames", NULL)) a->gen.frames = (int)parse_number(s, v, 1, 4096);
+        else if (is_option(s, "--height", "-H")) a->gen.height = (int)parse_number(s, v, 1, 16384);
+        else if (is_option(s, "--width", "-W")) a->gen.width = (int)parse_number(s, v, 1, 16384);
+        else if (is_option(s, "--steps", NULL)) a->gen.steps = (int)parse_number(s, v, 1, 1000000);
+        else if (is_option(s, "--fps", NULL)) a->fps = (int)parse_number(s, v, 1, 1000);
+        else if (is_option(s, "--threads", NULL)) a->threads = (int)parse_number(s, v, 1, 4096);
+        else if (is_option(s, "--latents", NULL)) a->latents_path = v;
+        else if (is_option(s, "--frames-dir", NULL)) a->frames_dir = v;
+        else if (is_option(s, "--dump", NULL)) a->gen.dump_dir = v;
+        else if (is_option(s, "--seed", "-s")) {
+            if (!strcmp(v, "-1")) a->random_seed = 1;
+            else a->gen.seed = (uint64_t)parse_number(s, v, 0, LLONG_MAX);
+        } else if (is_option(s, "--guidance", "--cfg-scale")) {
+            char *end;
+            a->gen.guidance = strtod(v, &end);
+            if (end == v || *end || !isfinite(a->gen.guidance)) die("--guidance expects a finite number, got '%s'", v);
+        } else if (is_option(s, "--scheduler", NULL)) {
+            if (!strcmp(v, "ddim")) a->gen.scheduler = T2V_SCHEDULER_DDIM;
+            else if (!strcmp(v, "dpm")) a->gen.scheduler = T2V_SCHEDULER_DPM;
+            else die("--scheduler must be ddim or dpm, not '%s'", v);
+        } else if (is_option(s, "--tokenizer", NULL)) {
+            if (!strcmp(v, "diffusers")) a->gen.tokenizer = T2V_TOKENIZER_DIFFUSERS;
+            else if (!strcmp(v, "openclip")) a->gen.tokenizer = T2V_TOKENIZER_OPENCLIP;
+            else die("--tokenizer must be diffusers or openclip, not '%s'", v);
+        } else if (s[0] == '-' && s[1] && strcmp(s, "-")) {
             die("unknown option %s (see t2v --help)", s);
         } else {
             if (a->n_positional == 8) die("too many arguments (see t2v --help)");
             a->positional[a->n_positional++] = s;
+            continue;
         }
+        i++; /* the value */
     }
 #ifdef _OPENMP
     if (a->threads) omp_set_num_threads(a->threads);
@@ -2242,7 +3334,7 @@ static int cmd_tokenize(const Args *a) {
     int i, n;
     need_positional(a, 2, 2, "tokenize");
     m = t2v_load(a->positional[0]);
-    ids = tokenize_prompt(m, a->positional[1], a->tokenizer);
+    ids = tokenize_prompt(m, a->positional[1], a->gen.tokenizer);
     n = t2v_context_length(m);
     for (i = 0; i < n; i++) printf(i ? " %d" : "%d", (int)ids[i]);
     printf("\n");
@@ -2258,7 +3350,7 @@ static int cmd_encode_text(const Args *a) {
     int64_t dims[3];
     need_positional(a, 3, 3, "encode-text");
     m = t2v_load(a->positional[0]);
-    ids = tokenize_prompt(m, a->positional[1], a->tokenizer);
+    ids = tokenize_prompt(m, a->positional[1], a->gen.tokenizer);
     dims[0] = 1;
     dims[1] = t2v_context_length(m);
     dims[2] = t2v_text_hidden_size(m);
@@ -2290,9 +3382,9 @@ static int cmd_unet(const Args *a) {
     context = npy_load_expect(a->positional[3], &cs, 3, want_ctx, "(B, 77, cross_attention_dim) with the sample's B");
     if (ss.shape[0] > 64 || ss.shape[2] > 4096 || ss.shape[3] > 4096 || ss.shape[4] > 4096) die("unet: sample too large");
     out = alloc_floats(shape_numel(&ss), "unet output");
-    if (a->dump_dir) make_dump_dir(a->dump_dir);
+    if (a->gen.dump_dir) make_dump_dir(a->gen.dump_dir);
     t2v_unet(m, sample, (int)ss.shape[0], (int)ss.shape[2], (int)ss.shape[3], (int)ss.shape[4], timestep, context, out,
-             a->dump_dir);
+             a->gen.dump_dir);
     ss.shape[1] = m->unet->out_channels;
     npy_save(a->positional[4], out, 0, &ss);
     free(sample);
@@ -2354,6 +3446,101 @@ static int cmd_vae_encode(const Args *a) {
     return 0;
 }
 
+/* Checks early that a file can be created there, so a long run does not fail at its end. */
+static void check_writable(const char *path) {
+    char tmp[4096];
+    FILE *f = open_output(path, tmp, sizeof tmp);
+    fclose(f);
+    remove(tmp);
+    g_partial_output[0] = 0;
+}
+
+static long long count_parameters(const T2VModel *m, const char *component) {
+    long long n = 0;
+    int i;
+    size_t len = strlen(component);
+    for (i = 0; i < m->n_tensors; i++)
+        if (!strncmp(m->tensors[i].name, component, len) && m->tensors[i].name[len] == '/') {
+            long long k = 1;
+            int d;
+            for (d = 0; d < m->tensors[i].ndim; d++) k *= m->tensors[i].shape[d];
+            n += k;
+        }
+    return n;
+}
+
+static const char *build_features(void) {
+    return ""
+#ifdef _OPENMP
+        "OpenMP"
+#else
+        "no OpenMP"
+#endif
+#if defined(__AVX512F__)
+        ", AVX-512"
+#endif
+#if defined(__AVX2__)
+        ", AVX2"
+#endif
+#if defined(__FMA__)
+        ", FMA"
+#endif
+#if defined(__ARM_NEON) || defined(__ARM_NEON__)
+        ", NEON"
+#endif
+        ;
+}
+
+static int cmd_generate(Args *a) {
+    T2VModel *m;
+    T2VGenerateOptions *g = &a->gen;
+    float *frames, *latents = NULL;
+    int scale;
+    double t0 = now_seconds();
+    need_positional(a, 1, 1, "generate");
+    if (!g->prompt) die("generate: a prompt is required (-p \"a panda playing a guitar\")");
+    check_writable(a->output);
+    if (a->frames_dir) make_dump_dir(a->frames_dir);
+    if (g->dump_dir) make_dump_dir(g->dump_dir);
+    m = t2v_load(a->positional[0]);
+    scale = t2v_vae_scale_factor(m);
+    if (!g->height) g->height = config_int(m, "unet.sample_size") * scale;
+    if (!g->width) g->width = config_int(m, "unet.sample_size") * scale;
+    if (g->height % scale || g->width % scale) die("--height and --width must be multiples of %d (got %dx%d)", scale, g->width, g->height);
+    if (a->random_seed) g->seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
+    if (a->latents_path) {
+        Shape s;
+        int64_t want[5];
+        char layout[160];
+        want[0] = 1;
+        want[1] = m->unet->in_channels;
+        want[2] = g->frames;
+        want[3] = g->height / scale;
+        want[4] = g->width / scale;
+        snprintf(layout, sizeof layout, "(1, %d, %d, %d, %d) for --frames %d --height %d --width %d", (int)want[1],
+                 g->frames, (int)want[3], (int)want[4], g->frames, g->height, g->width);
+        latents = npy_load_expect(a->latents_path, &s, 5, want, layout);
+        g->latents = latents;
+    }
+    if (!g->quiet)
+        fprintf(stderr, "t2v: %s (unet %.1fM, text encoder %.1fM, vae %.1fM parameters) | %d frames %dx%d | %s, %d steps, "
+                "guidance %g | %s %llu | %d thread%s | build: %s\n", a->positional[0],
+                count_parameters(m, "unet") / 1e6, count_parameters(m, "text_encoder") / 1e6, count_parameters(m, "vae") / 1e6,
+                g->frames, g->width, g->height, g->scheduler == T2V_SCHEDULER_DPM ? "dpm" : "ddim", g->steps, g->guidance,
+                latents ? "latents from" : "seed", latents ? 0ULL : (unsigned long long)g->seed, num_threads(),
+                num_threads() > 1 ? "s" : "", build_features());
+    if (latents && !g->quiet) fprintf(stderr, "t2v: starting from %s\n", a->latents_path);
+    frames = t2v_generate(m, g);
+    write_y4m(a->output, frames, g->frames, g->height, g->width, a->fps, a->yuv444);
+    if (a->frames_dir) write_ppm_frames(a->frames_dir, frames, g->frames, g->height, g->width);
+    if (!g->quiet) fprintf(stderr, "t2v: wrote %s (%d frames, %dx%d, %d fps) in %.1f s\n", a->output, g->frames, g->width,
+                           g->height, a->fps, now_seconds() - t0);
+    free(frames);
+    free(latents);
+    t2v_free(m);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     Args a;
     const char *cmd = argc > 1 ? argv[1] : "";
@@ -2363,7 +3550,13 @@ int main(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;
     }
+    if (strcmp(cmd, "generate") && strcmp(cmd, "tokenize") && strcmp(cmd, "encode-text") && strcmp(cmd, "unet") &&
+        strcmp(cmd, "vae-decode") && strcmp(cmd, "vae-encode") && cmd[0] != '-') {
+        parse_args(argc - 1, argv + 1, &a); /* t2v MODEL.t2v -p ...: shorthand for generate */
+        return cmd_generate(&a);
+    }
     parse_args(argc - 2, argv + 2, &a);
+    if (!strcmp(cmd, "generate")) return cmd_generate(&a);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(&a);
     if (!strcmp(cmd, "encode-text")) return cmd_encode_text(&a);
     if (!strcmp(cmd, "unet")) return cmd_unet(&a);

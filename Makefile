@@ -1,0 +1,53 @@
+# t2v.c builds with any C99 compiler and libm:   cc -std=c99 -O2 -o t2v t2v.c tokenizer.c -lm
+#
+#   make            ./t2v, optimised for this machine, single-threaded
+#   make omp        ./t2v with OpenMP (same results, faster); equivalent to make OMP=1
+#   make CC=tcc     ./t2v with the Tiny C Compiler (slow, but it builds and runs)
+#   make test       unit tests, golden cross-checks against Diffusers, CLI checks
+#   make bench      times the UNet and its kernels on the full-size random model
+#   make export SRC=path/to/snapshot OUT=weights/ms-1.7b.t2v
+
+CC ?= cc
+WARN = -std=c99 -Wall -Wextra -pedantic
+ifeq ($(notdir $(CC)),tcc)
+CFLAGS ?= -O2
+else
+CFLAGS ?= -O3 -march=native
+endif
+ifeq ($(OMP),1)
+OMPFLAGS = -fopenmp
+endif
+LDLIBS = -lm
+
+# numpy is needed by export.py and the tests: prefer Debian's interpreter, which python3-numpy installs for
+PYTHON ?= $(shell for p in /usr/bin/python3 python3; do $$p -c 'import numpy' >/dev/null 2>&1 && { echo $$p; break; }; done)
+
+SOURCES = t2v.c tokenizer.c
+BUILD = $(CC) $(WARN) $(CFLAGS) $(OMPFLAGS)
+
+t2v: $(SOURCES) t2v.h .build-flags
+	$(BUILD) -o $@ $(SOURCES) $(LDLIBS)
+
+# rebuild when the compiler or flags change
+.build-flags: FORCE
+	@echo '$(BUILD)' | cmp -s - $@ || echo '$(BUILD)' > $@
+
+omp:
+	$(MAKE) OMP=1
+
+test: check-python
+	$(PYTHON) test/run_tests.py
+
+bench: check-python
+	$(PYTHON) test/bench.py
+
+export: check-python
+	$(PYTHON) export.py $(SRC) $(OUT)
+
+check-python:
+	@test -n "$(PYTHON)" || { echo "make: no Python 3 with numpy found (apt-get install python3-numpy)"; exit 1; }
+
+clean:
+	rm -rf t2v .build-flags test/out
+
+.PHONY: omp test bench export check-python clean FORCE

@@ -1,0 +1,115 @@
+"""Cross-checks of every t2v stage against the tensors the real Diffusers code produced (../shared/golden/tiny)."""
+import json
+import os
+
+import numpy as np
+
+
+def export_tiny(T):
+    model = os.path.join(T.OUT, "tiny.t2v")
+    p = T.run([T.PY, os.path.join(T.ROOT, "export.py"), os.path.join(T.GOLDEN, "model"), model])
+    T.record("export.py on golden/tiny/model", p.returncode == 0, p.stderr.strip().splitlines()[-1] if p.stderr else "")
+    return model
+
+
+def check_tokenizer(T, t2v, model):
+    with open(os.path.join(T.GOLDEN, "tokens.json"), encoding="utf-8") as f:
+        prompts = json.load(f)["prompts"]
+    for mode in ("diffusers", "openclip"):
+        matched, hf_specific = 0, 0
+        for entry in prompts:
+            want = entry["ids"]
+            if mode == "diffusers" and "hf_slow_noftfy_ids_emulated" in entry:
+                want = entry["hf_slow_noftfy_ids_emulated"]
+                hf_specific += 1
+            p = T.run([t2v, "tokenize", model, entry["text"], "--tokenizer", mode])
+            got = [int(x) for x in p.stdout.split()] if p.returncode == 0 else []
+            if got == want:
+                matched += 1
+            else:
+                print(f"    {mode}: {entry['text']!r}\n      got  {got[:24]}\n      want {want[:24]}")
+        T.record(f"tokenizer --tokenizer {mode}: tokens.json prompts", matched == len(prompts),
+                 f"{matched}/{len(prompts)} identical" + (f" ({hf_specific} with transformers-specific ids);" if hf_specific else ";"))
+
+
+def check_text(T, t2v, model):
+    for name, prompt in (("prompt", "a panda playing a guitar on a mountain"), ("negative", "")):
+        out = os.path.join(T.OUT, f"text_{name}.npy")
+        T.run([t2v, "encode-text", model, prompt, out])
+        if os.path.exists(out):
+            T.compare(f"encode-text {name!r} vs text/{name}_embeds", np.load(out),
+                      np.load(os.path.join(T.GOLDEN, "text", f"{name}_embeds.npy")), rel=1e-5)
+
+
+def unet_run(T, t2v, model, tag, dump=False, threads=None, sample=None, context=None, timestep="501"):
+    g = os.path.join(T.GOLDEN, "unet")
+    out = os.path.join(T.OUT, f"unet_{tag}.npy")
+    cmd = [t2v, "unet", model, sample or os.path.join(g, "sample.npy"), timestep,
+           context or os.path.join(g, "encoder_hidden_states.npy"), out]
+    if dump:
+        cmd += ["--dump", os.path.join(T.OUT, "unet_dump")]
+    env = {"OMP_NUM_THREADS": str(threads)} if threads else None
+    p = T.run(cmd, env=env)
+    return np.load(out) if p.returncode == 0 else None
+
+
+def check_unet(T, exes, model):
+    g = os.path.join(T.GOLDEN, "unet")
+    t2v = exes["omp"]
+    out2 = unet_run(T, t2v, model, "omp2", dump=True, threads=2)
+    if out2 is None:
+        return
+    T.compare("unet output vs unet/out.npy", out2, np.load(os.path.join(g, "out.npy")), rel=1e-4)
+    names = sorted(n for n in os.listdir(g) if n.startswith("act_"))
+    for name in names:
+        path = os.path.join(T.OUT, "unet_dump", name)
+        if not os.path.exists(path):
+            T.record(f"unet --dump {name}", False, "not written;")
+            continue
+        T.compare(f"unet --dump {name}", np.load(path), np.load(os.path.join(g, name)), rel=1e-4)
+    out1 = unet_run(T, t2v, model, "omp1", threads=1)
+    T.record("unet: 1 thread and 2 threads bit-identical", out1 is not None and np.array_equal(out1, out2))
+    plain = unet_run(T, exes["plain"], model, "plain")
+    T.record("unet: build without OpenMP bit-identical", plain is not None and np.array_equal(plain, out2))
+    for other in ("clang", "gcc", "tcc"):
+        if exes.get(other):
+            o = unet_run(T, exes[other], model, other)
+            if o is not None:
+                T.compare(f"unet built with {other} vs unet/out.npy", o, np.load(os.path.join(g, "out.npy")), rel=1e-4)
+
+
+def check_unet_sizes(T, t2v, model):
+    """Every frame count >= 1 and latent H, W >= 1: odd sizes take Diffusers' forward_upsample_size path."""
+    rng = np.random.default_rng(1)
+    for (f, h, w) in ((1, 1, 1), (1, 8, 12), (2, 3, 5), (3, 7, 9), (4, 5, 2)):
+        sample = os.path.join(T.OUT, f"sample_{f}x{h}x{w}.npy")
+        context = os.path.join(T.OUT, "context_b1.npy")
+        np.save(sample, rng.standard_normal((1, 4, f, h, w)).astype(np.float32))
+        np.save(context, rng.standard_normal((1, 77, 32)).astype(np.float32))
+        a = unet_run(T, t2v, model, f"size_a", sample=sample, context=context, threads=2)
+        b = unet_run(T, t2v, model, f"size_b", sample=sample, context=context, threads=1)
+        ok = a is not None and a.shape == (1, 4, f, h, w) and np.isfinite(a).all() and np.array_equal(a, b)
+        T.record(f"unet at F={f} H={h} W={w}: shape, finite, thread-independent", ok)
+
+
+def check_vae(T, t2v, model):
+    g = os.path.join(T.GOLDEN, "vae")
+    out = os.path.join(T.OUT, "vae_decode.npy")
+    if T.run([t2v, "vae-decode", model, os.path.join(g, "decode_in.npy"), out]).returncode == 0:
+        T.compare("vae-decode vs vae/decode_out.npy", np.load(out), np.load(os.path.join(g, "decode_out.npy")), rel=1e-4)
+    mean, logvar = os.path.join(T.OUT, "vae_mean.npy"), os.path.join(T.OUT, "vae_logvar.npy")
+    if T.run([t2v, "vae-encode", model, os.path.join(g, "encode_in.npy"), mean, logvar]).returncode == 0:
+        T.compare("vae-encode mean vs vae/encode_mean.npy", np.load(mean), np.load(os.path.join(g, "encode_mean.npy")), rel=1e-4)
+        T.compare("vae-encode logvar vs vae/encode_logvar.npy", np.load(logvar),
+                  np.load(os.path.join(g, "encode_logvar.npy")), rel=1e-4)
+
+
+def run_all(T, exes):
+    T.section(f"golden cross-checks against Diffusers ({T.GOLDEN})")
+    model = export_tiny(T)
+    t2v = exes["omp"]
+    check_tokenizer(T, t2v, model)
+    check_text(T, t2v, model)
+    check_unet(T, exes, model)
+    check_unet_sizes(T, t2v, model)
+    check_vae(T, t2v, model)

@@ -1,0 +1,319 @@
+/* Unit tests of t2v.c's building blocks against naive loops and closed forms.
+ * Includes t2v.c itself (TESTING leaves out main) so internal functions can be tested. */
+#define TESTING
+#include "../t2v.c"
+
+static int failures = 0;
+
+static void report(const char *name, double err, double bound) {
+    int ok = err <= bound;
+    printf("  %-52s max err %.3e  bound %.1e  %s\n", name, err, bound, ok ? "OK" : "FAIL");
+    if (!ok) failures++;
+}
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 40) / 8388608.0 - 1.0);
+}
+
+static float *random_floats(size_t n) {
+    float *p = alloc_floats(n, "test");
+    size_t i;
+    for (i = 0; i < n; i++) p[i] = frand();
+    return p;
+}
+
+static double max_rel_diff(const float *a, const float *b, size_t n) {
+    double err = 0.0, scale = 1e-30;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (d > err) err = d;
+        if (fabs(b[i]) > scale) scale = fabs(b[i]);
+    }
+    return err / scale;
+}
+
+static void test_matmul(void) {
+    static const int shapes[][3] = {{1, 1, 1}, {1, 7, 3}, {5, 4, 4}, {77, 32, 64}, {33, 65, 17}, {128, 288, 32},
+                                    {64, 1024, 96}, {7, 5, 130}, {300, 40, 257}};
+    size_t s;
+    double worst = 0.0;
+    for (s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
+        float *a = random_floats((size_t)M * K), *w = random_floats((size_t)N * K), *b = random_floats((size_t)N);
+        float *fast = alloc_floats((size_t)M * N, "t"), *ref = alloc_floats((size_t)M * N, "t");
+        double e;
+        matmul(fast, a, w, b, M, K, N);
+        matmul_naive(ref, a, w, b, M, K, N);
+        e = max_rel_diff(fast, ref, (size_t)M * N);
+        if (e > worst) worst = e;
+        matmul(fast, a, w, NULL, M, K, N);
+        matmul_naive(ref, a, w, NULL, M, K, N);
+        e = max_rel_diff(fast, ref, (size_t)M * N);
+        if (e > worst) worst = e;
+        free(a); free(w); free(b); free(fast); free(ref);
+    }
+    report("matmul vs naive loop (9 shapes, with/without bias)", worst, 1e-5);
+}
+
+/* direct convolution on channels-last frames, weight (out, in, kh, kw) */
+static void conv2d_reference(const Conv *c, const float *in, float *out, int frames, int H, int W, int stride,
+                             int pad_t, int pad_l, int Ho, int Wo) {
+    int f, y, x, o, i, ky, kx;
+    for (f = 0; f < frames; f++)
+        for (y = 0; y < Ho; y++)
+            for (x = 0; x < Wo; x++)
+                for (o = 0; o < c->out; o++) {
+                    double sum = c->b[o];
+                    for (i = 0; i < c->in; i++)
+                        for (ky = 0; ky < c->kh; ky++)
+                            for (kx = 0; kx < c->kw; kx++) {
+                                int iy = y * stride - pad_t + ky, ix = x * stride - pad_l + kx;
+                                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                                sum += (double)c->w[((o * c->in + i) * c->kh + ky) * c->kw + kx] *
+                                       in[(((size_t)f * H + iy) * W + ix) * c->in + i];
+                            }
+                    out[(((size_t)f * Ho + y) * Wo + x) * c->out + o] = (float)sum;
+                }
+}
+
+static void test_conv2d(void) {
+    /* (k, stride, pad, H, W, in, out) as the UNet and VAE use them */
+    static const int cases[][7] = {{3, 1, 1, 5, 7, 3, 4}, {3, 2, 1, 5, 7, 4, 6}, {3, 2, 0, 8, 6, 5, 3},
+                                   {1, 1, 0, 4, 4, 6, 5}, {3, 1, 1, 1, 1, 8, 8}, {3, 2, 1, 1, 3, 2, 2}};
+    size_t s;
+    double worst = 0.0;
+    Arena a;
+    memset(&a, 0, sizeof a);
+    for (s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        const int k = cases[s][0], stride = cases[s][1], pad = cases[s][2], H = cases[s][3], W = cases[s][4];
+        const int frames = 3, Ho = pad ? (H + 2 * pad - k) / stride + 1 : (H + (stride == 2) - k) / stride + 1;
+        const int Wo = pad ? (W + 2 * pad - k) / stride + 1 : (W + (stride == 2) - k) / stride + 1;
+        Conv c;
+        float *in, *w, *b, *out, *ref;
+        double e;
+        c.in = cases[s][5]; c.out = cases[s][6]; c.kh = c.kw = k;
+        in = random_floats((size_t)frames * H * W * c.in);
+        w = random_floats((size_t)c.out * c.in * k * k);
+        b = random_floats((size_t)c.out);
+        c.w = w; c.b = b;
+        out = alloc_floats((size_t)frames * Ho * Wo * c.out, "t");
+        ref = alloc_floats((size_t)frames * Ho * Wo * c.out, "t");
+        conv2d(&a, &c, in, out, frames, H, W, stride, pad, pad, Ho, Wo);
+        conv2d_reference(&c, in, ref, frames, H, W, stride, pad, pad, Ho, Wo);
+        e = max_rel_diff(out, ref, (size_t)frames * Ho * Wo * c.out);
+        if (e > worst) worst = e;
+        free(in); free(w); free(b); free(out); free(ref);
+    }
+    report("conv2d (3x3/1x1, stride 1/2, padding 0/1) vs direct", worst, 1e-5);
+    arena_free(&a);
+}
+
+static void test_conv_temporal(void) {
+    const int B = 2, F = 5, C = 6, O = 7;
+    const size_t P = 3;
+    float *in = random_floats((size_t)B * F * P * C), *w = random_floats((size_t)O * C * 3), *b = random_floats(O);
+    float *out = alloc_floats((size_t)B * F * P * O, "t"), *ref = alloc_floats((size_t)B * F * P * O, "t");
+    Conv c;
+    Arena a;
+    int bb, f, o, i, dt;
+    size_t p;
+    memset(&a, 0, sizeof a);
+    c.in = C; c.out = O; c.kh = 3; c.kw = 1; c.w = w; c.b = b;
+    conv_temporal(&a, &c, in, out, B, F, P);
+    for (bb = 0; bb < B; bb++)
+        for (f = 0; f < F; f++)
+            for (p = 0; p < P; p++)
+                for (o = 0; o < O; o++) {
+                    double sum = b[o];
+                    for (i = 0; i < C; i++)
+                        for (dt = 0; dt < 3; dt++) {
+                            int sf = f + dt - 1;
+                            if (sf >= 0 && sf < F) sum += (double)w[(o * C + i) * 3 + dt] * in[(((size_t)bb * F + sf) * P + p) * C + i];
+                        }
+                    ref[(((size_t)bb * F + f) * P + p) * O + o] = (float)sum;
+                }
+    report("temporal conv (3,1,1) with frame padding vs direct", max_rel_diff(out, ref, (size_t)B * F * P * O), 1e-5);
+    free(in); free(w); free(b); free(out); free(ref);
+    arena_free(&a);
+}
+
+static void test_group_norm(void) {
+    const int sets = 3, C = 12, G = 4;
+    const size_t tokens = 10;
+    float *x = random_floats(sets * tokens * C), *w = random_floats(C), *b = random_floats(C);
+    float *y = alloc_floats(sets * tokens * C, "t"), *ref = alloc_floats(sets * tokens * C, "t");
+    GroupNorm g;
+    Arena a;
+    int s, gi, c, act;
+    size_t t;
+    double worst = 0.0;
+    memset(&a, 0, sizeof a);
+    g.channels = C; g.groups = G; g.eps = 1e-5f; g.w = w; g.b = b;
+    for (act = 0; act < 2; act++) {
+        group_norm(&a, &g, x, y, sets, tokens, act);
+        for (s = 0; s < sets; s++)
+            for (gi = 0; gi < G; gi++) {
+                double mean = 0, var = 0;
+                int n = (int)tokens * (C / G);
+                for (t = 0; t < tokens; t++)
+                    for (c = gi * C / G; c < (gi + 1) * C / G; c++) mean += x[(s * tokens + t) * C + c];
+                mean /= n;
+                for (t = 0; t < tokens; t++)
+                    for (c = gi * C / G; c < (gi + 1) * C / G; c++) var += pow(x[(s * tokens + t) * C + c] - mean, 2);
+                var /= n;
+                for (t = 0; t < tokens; t++)
+                    for (c = gi * C / G; c < (gi + 1) * C / G; c++) {
+                        double v = (x[(s * tokens + t) * C + c] - mean) / sqrt(var + 1e-5) * w[c] + b[c];
+                        ref[(s * tokens + t) * C + c] = (float)(act ? v / (1 + exp(-v)) : v);
+                    }
+            }
+        if (max_rel_diff(y, ref, sets * tokens * C) > worst) worst = max_rel_diff(y, ref, sets * tokens * C);
+    }
+    report("group_norm (+SiLU) vs closed form", worst, 1e-5);
+    free(x); free(w); free(b); free(y); free(ref);
+    arena_free(&a);
+}
+
+static void test_layer_norm(void) {
+    const int D = 37;
+    const size_t T = 9;
+    float *x = random_floats(T * D), *w = random_floats(D), *b = random_floats(D);
+    float *y = alloc_floats(T * D, "t"), *ref = alloc_floats(T * D, "t");
+    LayerNorm l;
+    size_t t;
+    int i;
+    l.dim = D; l.eps = 1e-5f; l.w = w; l.b = b;
+    layer_norm(&l, x, y, T);
+    for (t = 0; t < T; t++) {
+        double mean = 0, var = 0;
+        for (i = 0; i < D; i++) mean += x[t * D + i];
+        mean /= D;
+        for (i = 0; i < D; i++) var += pow(x[t * D + i] - mean, 2);
+        var /= D;
+        for (i = 0; i < D; i++) ref[t * D + i] = (float)((x[t * D + i] - mean) / sqrt(var + 1e-5) * w[i] + b[i]);
+    }
+    report("layer_norm vs closed form", max_rel_diff(y, ref, T * D), 1e-5);
+    free(x); free(w); free(b); free(y); free(ref);
+}
+
+static void test_attention(void) {
+    /* 4 query sequences of 5 tokens attend to 2 key/value sequences of 3 tokens (cross, kv_div 2), 3 heads of 4 */
+    const int n_seq = 4, n_q = 5, n_kv = 3, kv_seqs = 2, heads = 3, hd = 4, inner = heads * hd;
+    float *q = random_floats((size_t)n_seq * n_q * inner), *k = random_floats((size_t)kv_seqs * n_kv * inner);
+    float *v = random_floats((size_t)kv_seqs * n_kv * inner);
+    float *out = alloc_floats((size_t)n_seq * n_q * inner, "t"), *ref = alloc_floats((size_t)n_seq * n_q * inner, "t");
+    Arena a;
+    int s, h, i, j, d;
+    memset(&a, 0, sizeof a);
+    attention(&a, out, q, k, v, n_seq, n_q, n_kv, n_seq / kv_seqs, heads, hd);
+    for (s = 0; s < n_seq; s++)
+        for (h = 0; h < heads; h++)
+            for (i = 0; i < n_q; i++) {
+                double sc[8], mx = -1e30, sum = 0;
+                const int kvs = s / (n_seq / kv_seqs);
+                for (j = 0; j < n_kv; j++) {
+                    double dot = 0;
+                    for (d = 0; d < hd; d++)
+                        dot += (double)q[((size_t)s * n_q + i) * inner + h * hd + d] * k[((size_t)kvs * n_kv + j) * inner + h * hd + d];
+                    sc[j] = dot / sqrt((double)hd);
+                    if (sc[j] > mx) mx = sc[j];
+                }
+                for (j = 0; j < n_kv; j++) sum += sc[j] = exp(sc[j] - mx);
+                for (d = 0; d < hd; d++) {
+                    double o = 0;
+                    for (j = 0; j < n_kv; j++) o += sc[j] / sum * v[((size_t)kvs * n_kv + j) * inner + h * hd + d];
+                    ref[((size_t)s * n_q + i) * inner + h * hd + d] = (float)o;
+                }
+            }
+    report("multi-head cross attention vs naive softmax", max_rel_diff(out, ref, (size_t)n_seq * n_q * inner), 1e-5);
+    free(q); free(k); free(v); free(out); free(ref);
+    arena_free(&a);
+}
+
+static void test_upsample(void) {
+    /* 3 -> 7 columns and 2 -> 4 rows: torch's nearest takes floor(dst * in / out) */
+    float in[2 * 3], out[4 * 7];
+    int i, ok = 1;
+    static const int want_x[7] = {0, 0, 0, 1, 1, 2, 2}, want_y[4] = {0, 0, 1, 1};
+    for (i = 0; i < 6; i++) in[i] = (float)i;
+    upsample_nearest(in, out, 1, 2, 3, 4, 7, 1);
+    for (i = 0; i < 28; i++) ok &= out[i] == in[want_y[i / 7] * 3 + want_x[i % 7]];
+    report("nearest upsample to an odd size (torch's indices)", ok ? 0.0 : 1.0, 0.0);
+}
+
+static void test_activations(void) {
+    double e = 0.0;
+    e = fmax(e, fabs(gelu_erf(1.0f) - 0.8413447460685429));
+    e = fmax(e, fabs(gelu_erf(-2.0f) - -0.04550026389635842));
+    e = fmax(e, fabs(silu(1.0f) - 0.7310585786300049));
+    e = fmax(e, fabs(quick_gelu(1.0f) - 0.8457957659328212));
+    report("gelu (erf), quick_gelu, silu closed forms", e, 1e-6);
+}
+
+static void test_timestep_embedding(void) {
+    float emb[320];
+    double e = 0.0;
+    int i;
+    timestep_embedding(981.0f, emb, 320);
+    for (i = 0; i < 160; i++) {
+        double f = exp(-log(10000.0) * i / 160.0);
+        e = fmax(e, fabs(emb[i] - cos(981.0 * f)));
+        e = fmax(e, fabs(emb[160 + i] - sin(981.0 * f)));
+    }
+    /* float32 arguments up to ~981 carry ~6e-5 rounding, as in torch */
+    report("timestep embedding [cos | sin] vs double formula", e, 2e-4);
+}
+
+static void test_npy_roundtrip(void) {
+    const char *path = "test/out/roundtrip.npy";
+    int64_t dims[3] = {2, 3, 5};
+    float data[30], *back;
+    Shape s;
+    int i, ok;
+    for (i = 0; i < 30; i++) data[i] = frand();
+    npy_save_f32(path, data, 3, dims);
+    back = npy_load_f32(path, &s);
+    ok = s.ndim == 3 && s.shape[0] == 2 && s.shape[1] == 3 && s.shape[2] == 5 && !memcmp(back, data, sizeof data);
+    report(".npy write/read round trip", ok ? 0.0 : 1.0, 0.0);
+    free(back);
+}
+
+static void test_arena_reuse(void) {
+    Arena a;
+    ArenaMark m;
+    float *p1, *p2, *q1, *q2;
+    int blocks;
+    memset(&a, 0, sizeof a);
+    m = arena_mark(&a);
+    p1 = arena_alloc(&a, 1000);
+    q1 = arena_alloc(&a, ARENA_BLOCK_FLOATS);
+    blocks = a.n_blocks;
+    arena_reset(&a, m);
+    p2 = arena_alloc(&a, 1000);
+    q2 = arena_alloc(&a, ARENA_BLOCK_FLOATS);
+    report("scratch arena: a second pass reuses the same memory",
+           (p1 == p2 && q1 == q2 && a.n_blocks == blocks && (uintptr_t)p1 % 64 == 0) ? 0.0 : 1.0, 0.0);
+    arena_free(&a);
+}
+
+int main(void) {
+    printf("C unit tests (t2v.c building blocks, %d thread%s)\n", num_threads(), num_threads() > 1 ? "s" : "");
+    test_matmul();
+    test_conv2d();
+    test_conv_temporal();
+    test_group_norm();
+    test_layer_norm();
+    test_attention();
+    test_upsample();
+    test_activations();
+    test_timestep_embedding();
+    test_npy_roundtrip();
+    test_arena_reuse();
+    printf(failures ? "%d unit test(s) FAILED\n" : "all unit tests passed\n", failures);
+    return failures != 0;
+}
