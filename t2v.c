@@ -535,13 +535,15 @@ static void npy_save_f32(const char *path, const float *data, int ndim, const in
     npy_save(path, data, 0, &s);
 }
 
-/* Reads a little-endian float32 or float64 .npy (C order) as float32. */
+/* Reads a little-endian .npy (C order) of float32, float64, int64 or int32 as float32. */
 static float *npy_load_f32(const char *path, Shape *s) {
+    static const struct { const char *descr; int size, is_float; } types[] = {
+        {"'<f4'", 4, 1}, {"'<f8'", 8, 1}, {"'<i8'", 8, 0}, {"'<i4'", 4, 0}};
     FILE *f = fopen(path, "rb");
     unsigned char pre[12];
     char header[65536], *p;
-    size_t header_len, n, i, esize;
-    int is_f64;
+    size_t header_len, n, i, esize = 0;
+    int type = -1, k;
     float *data;
     if (!f) die("cannot open %s: %s", path, strerror(errno));
     if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) die("%s is not a .npy file", path);
@@ -557,9 +559,11 @@ static float *npy_load_f32(const char *path, Shape *s) {
     if (header_len >= sizeof header || fread(header, 1, header_len, f) != header_len)
         die("%s: truncated or oversized .npy header", path);
     header[header_len] = 0;
-    if (strstr(header, "'descr': '<f4'")) is_f64 = 0;
-    else if (strstr(header, "'descr': '<f8'")) is_f64 = 1;
-    else die("%s: t2v reads float32 ('<f4') or float64 ('<f8') arrays; this one is %.40s", path, header);
+    p = strstr(header, "'descr':");
+    for (k = 0; p && k < 4; k++)
+        if (!strncmp(p + 8 + strspn(p + 8, " "), types[k].descr, strlen(types[k].descr))) type = k;
+    if (type < 0) die("%s: t2v reads float32, float64, int64 or int32 little-endian arrays; this one is %.60s", path, header);
+    esize = (size_t)types[type].size;
     if (!strstr(header, "'fortran_order': False")) die("%s: Fortran-order arrays are not supported", path);
     p = strstr(header, "'shape': (");
     if (!p) die("%s: .npy header has no shape", path);
@@ -577,7 +581,6 @@ static float *npy_load_f32(const char *path, Shape *s) {
         p = end;
     }
     n = shape_numel(s);
-    esize = is_f64 ? 8 : 4;
     data = alloc_floats(n, path);
     for (i = 0; i < n;) {   /* read in blocks, converting to host float32 */
         unsigned char buf[65536];
@@ -587,13 +590,17 @@ static float *npy_load_f32(const char *path, Shape *s) {
             uint64_t bits = 0;
             size_t b;
             for (b = 0; b < esize; b++) bits |= (uint64_t)buf[j + b] << (8 * b);
-            if (is_f64) {
+            if (type == 0) {
+                uint32_t u = (uint32_t)bits;
+                memcpy(&data[i], &u, 4);
+            } else if (type == 1) {
                 double d;
                 memcpy(&d, &bits, 8);
                 data[i] = (float)d;
+            } else if (type == 2) {
+                data[i] = (float)(int64_t)bits;
             } else {
-                uint32_t u = (uint32_t)bits;
-                memcpy(&data[i], &u, 4);
+                data[i] = (float)(int32_t)(uint32_t)bits;
             }
         }
     }

@@ -301,7 +301,175 @@ static void test_arena_reuse(void) {
     arena_free(&a);
 }
 
-int main(void) {
+static void test_mt19937(void) {
+    /* the reference values of std::mt19937 seeded with 5489: first draw and the 10000th draw */
+    TorchGenerator g;
+    uint32_t first, x = 0;
+    int i;
+    torch_generator_seed(&g, 5489);
+    first = mt19937_next(&g);
+    for (i = 1; i < 10000; i++) x = mt19937_next(&g);
+    report("mt19937(5489): 1st draw 3499211612, 10000th 4123659995",
+           (first == 3499211612u && x == 4123659995u) ? 0.0 : 1.0, 0.0);
+}
+
+static void test_randn_moments(void) {
+    /* both torch.randn paths give N(0,1): mean and variance of 2^20 samples, and of 15-sample calls */
+    const size_t n = (size_t)1 << 20;
+    float *x = alloc_floats(n, "t");
+    TorchGenerator g;
+    double mean = 0, var = 0;
+    size_t i, j;
+    torch_generator_seed(&g, 7);
+    torch_randn(&g, x, n);
+    for (i = 0; i < n; i++) mean += x[i];
+    mean /= n;
+    for (i = 0; i < n; i++) var += (x[i] - mean) * (x[i] - mean);
+    var /= n;
+    report("torch_randn (>= 16 path): |mean| and |var - 1| of 2^20 draws", fmax(fabs(mean), fabs(var - 1)), 5e-3);
+    mean = var = 0;
+    for (i = 0; i < n / 16; i++) {
+        torch_randn(&g, x + i * 15, 15);
+        for (j = 0; j < 15; j++) mean += x[i * 15 + j], var += (double)x[i * 15 + j] * x[i * 15 + j];
+    }
+    mean /= 15.0 * (n / 16);
+    var = var / (15.0 * (n / 16)) - mean * mean;
+    report("torch_randn (< 16 path): |mean| and |var - 1|", fmax(fabs(mean), fabs(var - 1)), 5e-3);
+    free(x);
+}
+
+/* ---- golden checks of the noise and the schedulers (../shared/golden/tiny/rng, sched) ---- */
+
+static const char *golden_dir = NULL;
+
+static float *golden(const char *name, Shape *s) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", golden_dir, name);
+    return npy_load_f32(path, s);
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double e = 0;
+    size_t i;
+    for (i = 0; i < n; i++) e = fmax(e, fabs((double)a[i] - b[i]));
+    return e;
+}
+
+static void test_golden_randn(void) {
+    static const struct { const char *file; uint64_t seed; } cases[] = {
+        {"randn_7_seed0.npy", 0}, {"randn_16_seed1.npy", 1}, {"randn_33_seed3.npy", 3},
+        {"randn_1x4x5x8x12_seed0.npy", 0}, {"randn_1x4x16x32x32_seed0.npy", 0}, {"randn_1x4x16x32x32_seed42.npy", 42}};
+    size_t c;
+    int kernel;
+    for (kernel = 0; kernel < 2; kernel++)
+        for (c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            char name[256], label[300];
+            Shape s;
+            float *ref, *x;
+            TorchGenerator g;
+            snprintf(name, sizeof name, "rng/%s%s", kernel ? "scalar/" : "", cases[c].file);
+            ref = golden(name, &s);
+            x = alloc_floats(shape_numel(&s), "t");
+            torch_generator_seed(&g, cases[c].seed);
+            g.kernel = kernel ? TORCH_RANDN_SCALAR : TORCH_RANDN_AVX2;
+            torch_randn(&g, x, shape_numel(&s));
+            snprintf(label, sizeof label, "torch.randn %s", name);
+            report(label, max_abs_diff(x, ref, shape_numel(&s)), 1e-6);
+            free(ref);
+            free(x);
+        }
+}
+
+static SchedulerConfig golden_scheduler_config(void) { /* model/scheduler/scheduler_config.json */
+    SchedulerConfig c;
+    memset(&c, 0, sizeof c);
+    c.present = 1ul << SK_NUM_TRAIN_TIMESTEPS | 1ul << SK_BETA_START | 1ul << SK_BETA_END | 1ul << SK_BETA_SCHEDULE |
+                1ul << SK_TRAINED_BETAS | 1ul << SK_PREDICTION_TYPE | 1ul << SK_SET_ALPHA_TO_ONE |
+                1ul << SK_STEPS_OFFSET | 1ul << SK_CLIP_SAMPLE;
+    c.num_train_timesteps = 1000;
+    c.beta_start = 0.00085;
+    c.beta_end = 0.012;
+    c.beta_schedule = "scaled_linear";
+    c.prediction_type = "epsilon";
+    c.set_alpha_to_one = 0;
+    c.steps_offset = 1;
+    c.clip_sample = 0;
+    return c;
+}
+
+static void test_golden_schedulers(void) {
+    static const int steps[] = {1, 2, 10, 25, 50};
+    const SchedulerConfig c = golden_scheduler_config();
+    char err[256], name[256];
+    Scheduler s;
+    Shape sh;
+    float *ref, *x0, *mo, *seq;
+    size_t i, k, n;
+    int kind, bad;
+    if (scheduler_init(&s, SCHED_DDIM, &c, 10, 1, err, sizeof err)) { report(err, 1, 0); return; }
+    ref = golden("sched/alphas_cumprod.npy", &sh);
+    report("sched/alphas_cumprod.npy", max_rel_diff(s.alphas_cumprod, ref, 1000), 1e-7);
+    free(ref);
+    scheduler_free(&s);
+    for (kind = 0; kind < 2; kind++)
+        for (k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+            scheduler_init(&s, kind ? SCHED_DPM_SOLVER : SCHED_DDIM, &c, steps[k], 1, err, sizeof err);
+            snprintf(name, sizeof name, "sched/%s_timesteps_N%d.npy", kind ? "dpm" : "ddim", steps[k]);
+            ref = golden(name, &sh);
+            bad = (int)shape_numel(&sh) != s.num_timesteps;
+            for (i = 0; !bad && i < shape_numel(&sh); i++) bad = ref[i] != (float)s.timesteps[i];
+            report(name, bad, 0.0);
+            free(ref);
+            if (kind) {
+                snprintf(name, sizeof name, "sched/dpm_sigmas_N%d.npy", steps[k]);
+                ref = golden(name, &sh);
+                report(name, max_rel_diff(s.sigmas, ref, shape_numel(&sh)), 1e-6);
+                free(ref);
+            }
+            scheduler_free(&s);
+        }
+    /* 10 steps driven by given model outputs, from seq_sample0 */
+    x0 = golden("sched/seq_sample0.npy", &sh);
+    n = shape_numel(&sh);
+    mo = golden("sched/seq_model_outputs.npy", &sh);
+    for (kind = 0; kind < 2; kind++) {
+        float *x = alloc_floats(n, "t");
+        double e = 0;
+        memcpy(x, x0, n * sizeof(float));
+        seq = golden(kind ? "sched/dpm_seq_prev_samples.npy" : "sched/ddim_seq_prev_samples.npy", &sh);
+        scheduler_init(&s, kind ? SCHED_DPM_SOLVER : SCHED_DDIM, &c, 10, n, err, sizeof err);
+        for (k = 0; k < 10; k++) {
+            scheduler_step(&s, mo + k * n, x);
+            e = fmax(e, max_rel_diff(x, seq + k * n, n));
+        }
+        report(kind ? "sched/dpm_seq_prev_samples.npy (10 steps)" : "sched/ddim_seq_prev_samples.npy (10 steps)", e, 1e-6);
+        scheduler_free(&s);
+        free(seq);
+        free(x);
+    }
+    free(x0);
+    free(mo);
+}
+
+static void test_scheduler_refusals(void) {
+    SchedulerConfig c = golden_scheduler_config();
+    Scheduler s;
+    char err[256];
+    int bad = 0;
+    c.present |= 1ul << SK_USE_KARRAS_SIGMAS;
+    c.use_karras_sigmas = 1;
+    bad |= scheduler_init(&s, SCHED_DPM_SOLVER, &c, 10, 1, err, sizeof err) == 0 || !strstr(err, "use_karras_sigmas");
+    c = golden_scheduler_config();
+    c.present |= 1ul << SK_THRESHOLDING;
+    c.thresholding = 1;
+    bad |= scheduler_init(&s, SCHED_DDIM, &c, 10, 1, err, sizeof err) == 0 || !strstr(err, "thresholding");
+    c = golden_scheduler_config();
+    c.beta_schedule = "sigmoid";
+    bad |= scheduler_init(&s, SCHED_DDIM, &c, 10, 1, err, sizeof err) == 0 || !strstr(err, "beta_schedule");
+    report("unsupported scheduler settings are refused by name", bad, 0.0);
+}
+
+int main(int argc, char **argv) {
     printf("C unit tests (t2v.c building blocks, %d thread%s)\n", num_threads(), num_threads() > 1 ? "s" : "");
     test_matmul();
     test_conv2d();
@@ -314,6 +482,26 @@ int main(void) {
     test_timestep_embedding();
     test_npy_roundtrip();
     test_arena_reuse();
+    test_mt19937();
+    test_randn_moments();
+    test_scheduler_refusals();
+    if (argc > 1) { /* argv[1]: the golden folder (../shared/golden); its tiny/ fixture is used */
+        static char dir[4096];
+        char probe[4200];
+        FILE *f;
+        snprintf(dir, sizeof dir, "%s/tiny", argv[1]);
+        snprintf(probe, sizeof probe, "%s/manifest.json", dir);
+        f = fopen(probe, "rb");
+        if (f) {
+            fclose(f);
+            golden_dir = dir;
+            printf("golden checks of the noise and the schedulers (%s)\n", golden_dir);
+            test_golden_randn();
+            test_golden_schedulers();
+        } else {
+            printf("!! no golden data at %s: noise and scheduler cross-checks NOT run\n", argv[1]);
+        }
+    }
     printf(failures ? "%d unit test(s) FAILED\n" : "all unit tests passed\n", failures);
     return failures != 0;
 }
