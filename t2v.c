@@ -38,8 +38,14 @@
 #define T2V_POSIX 0
 #endif
 
+/* OpenMP is optional: with -fopenmp, PARALLEL_FOR(clauses) is "#pragma omp parallel for clauses"; without it,
+ * nothing (so -Wall does not warn about unknown pragmas) and the program runs the same loops serially. */
 #ifdef _OPENMP
 #include <omp.h>
+#define T2V_PRAGMA(x) _Pragma(#x)
+#define PARALLEL_FOR(clauses) T2V_PRAGMA(omp parallel for clauses)
+#else
+#define PARALLEL_FOR(clauses)
 #endif
 
 /* ============================================================================================
@@ -657,7 +663,7 @@ static void matmul_naive(float *out, const float *a, const float *w, const float
 
 static void matmul(float *out, const float *a, const float *w, const float *bias, int M, int K, int N) {
     int m;
-#pragma omp parallel for schedule(static) if ((double)M * K * N > 1e5)
+    PARALLEL_FOR(schedule(static) if ((double)M * K * N > 1e5))
     for (m = 0; m < M; m++) matmul_naive(out + (size_t)m * N, a + (size_t)m * K, w, bias, 1, K, N);
 }
 
@@ -830,7 +836,7 @@ static float quick_gelu(float x) { return x / (1.0f + expf(-1.702f * x)); }
 
 static void add_inplace(float *y, const float *x, size_t n) {
     size_t i;
-#pragma omp parallel for schedule(static)
+    PARALLEL_FOR(schedule(static))
     for (i = 0; i < n; i++) y[i] += x[i];
 }
 
@@ -853,7 +859,7 @@ static void group_norm(Arena *a, const GroupNorm *g, const float *in, float *out
     float *scale = arena_alloc(a, (size_t)sets * C), *shift = arena_alloc(a, (size_t)sets * C);
     int sg;
     size_t t;
-#pragma omp parallel for schedule(dynamic)
+    PARALLEL_FOR(schedule(dynamic))
     for (sg = 0; sg < sets * G; sg++) {
         const int s = sg / G, c0 = (sg % G) * cpg;
         const float *x = in + (size_t)s * tokens * C + c0;
@@ -876,7 +882,7 @@ static void group_norm(Arena *a, const GroupNorm *g, const float *in, float *out
             shift[(size_t)s * C + c] = g->b[c] - (float)mean * rstd * g->w[c];
         }
     }
-#pragma omp parallel for schedule(static)
+    PARALLEL_FOR(schedule(static))
     for (t = 0; t < (size_t)sets * tokens; t++) {
         const float *x = in + t * C, *sc = scale + (t / tokens) * C, *sh = shift + (t / tokens) * C;
         float *y = out + t * C;
@@ -892,7 +898,7 @@ static void group_norm(Arena *a, const GroupNorm *g, const float *in, float *out
 /* nn.LayerNorm over the last dimension of each token */
 static void layer_norm(const LayerNorm *l, const float *in, float *out, size_t tokens) {
     size_t t;
-#pragma omp parallel for schedule(static)
+    PARALLEL_FOR(schedule(static))
     for (t = 0; t < tokens; t++) {
         const float *x = in + t * l->dim;
         float *y = out + t * l->dim;
@@ -943,7 +949,7 @@ static void conv2d(Arena *a, const Conv *c, const float *in, float *out, int fra
     for (r0 = 0; r0 < total; r0 += rows) {
         const size_t n = total - r0 < rows ? total - r0 : rows;
         size_t i;
-#pragma omp parallel for schedule(static)
+        PARALLEL_FOR(schedule(static))
         for (i = 0; i < n; i++) {
             const size_t idx = r0 + i, f = idx / ((size_t)Ho * Wo);
             const int y = (int)(idx / Wo % Ho), x = (int)(idx % Wo);
@@ -979,7 +985,7 @@ static void conv_temporal(Arena *a, const Conv *c, const float *in, float *out, 
     for (r0 = 0; r0 < total; r0 += rows) {
         const size_t n = total - r0 < rows ? total - r0 : rows;
         size_t i;
-#pragma omp parallel for schedule(static)
+        PARALLEL_FOR(schedule(static))
         for (i = 0; i < n; i++) {
             const size_t idx = r0 + i, p = idx % P, bf = idx / P;
             const int f = (int)(bf % F);
@@ -1014,7 +1020,7 @@ static void attention(Arena *a, float *out, const float *q, const float *k, cons
     ArenaMark mark = arena_mark(a);
     float *scratch = arena_alloc(a, per_thread * threads);
     long item;
-#pragma omp parallel for schedule(dynamic)
+    PARALLEL_FOR(schedule(dynamic))
     for (item = 0; item < (long)n_seq * heads * n_chunks; item++) {
         const int s = (int)(item / ((long)heads * n_chunks)), h = (int)(item / n_chunks % heads);
         const int i0 = (int)(item % n_chunks) * chunk, nq = n_q - i0 < chunk ? n_q - i0 : chunk;
@@ -1049,7 +1055,7 @@ static void attention(Arena *a, float *out, const float *q, const float *k, cons
 static void upsample_nearest(const float *in, float *out, int frames, int H, int W, int Ho, int Wo, int C) {
     const float sy = (float)H / (float)Ho, sx = (float)W / (float)Wo;
     long fy;
-#pragma omp parallel for schedule(static)
+    PARALLEL_FOR(schedule(static))
     for (fy = 0; fy < (long)frames * Ho; fy++) {
         const int f = (int)(fy / Ho), y = (int)(fy % Ho);
         int iy = (int)floorf(y * sy), x;
@@ -1153,7 +1159,7 @@ static void clip_causal_self_attention(const TextEncoder *te, const float *q, co
     const int hd = te->dim / te->heads;
     const float scale = 1.0f / sqrtf((float)hd);
     int h;
-#pragma omp parallel for schedule(static)
+    PARALLEL_FOR(schedule(static))
     for (h = 0; h < te->heads; h++) {
         float scores[4096];
         int i, j, d;
@@ -1479,7 +1485,7 @@ static void resnet_block_2d(Arena *a, const ResnetBlock2D *r, const float *in, f
         const int n_temb = frames / frames_per_temb;
         float *proj = arena_alloc(a, (size_t)n_temb * r->out);
         linear(&r->time_emb_proj, silu_temb, proj, (size_t)n_temb);
-#pragma omp parallel for schedule(static)
+        PARALLEL_FOR(schedule(static))
         for (t = 0; t < tokens; t++) {
             const float *p = proj + (t / P / frames_per_temb) * r->out;
             float *v = y + t * r->out;
@@ -1494,7 +1500,7 @@ static void resnet_block_2d(Arena *a, const ResnetBlock2D *r, const float *in, f
         conv2d(a, &r->conv_shortcut, in, y, frames, H, W, 1, 0, 0, H, W);
         in = y;
     }
-#pragma omp parallel for schedule(static)
+    PARALLEL_FOR(schedule(static))
     for (t = 0; t < tokens * r->out; t++) out[t] = (in[t] + x[t]) / r->output_scale_factor;
     arena_reset(a, mark);
 }
@@ -1549,7 +1555,7 @@ static void feed_forward_geglu(Arena *a, const BasicTransformerBlock *b, const f
         const size_t n = tokens - t0 < chunk ? tokens - t0 : chunk;
         size_t t;
         linear(&b->ff_proj, x + t0 * b->dim, proj, n);
-#pragma omp parallel for schedule(static)
+        PARALLEL_FOR(schedule(static))
         for (t = 0; t < n; t++) {
             const float *value = proj + t * 2 * d4, *gate = value + d4;
             float *out = act + t * d4;
@@ -1597,7 +1603,7 @@ static void transformer_2d_model(const UNetRun *r, const Transformer *tr, float 
 /* [B][F][P][C] <-> [B][P][F][C] */
 static void swap_frames_and_pixels(const float *in, float *out, int B, int F, size_t P, int C, int to_pixel_major) {
     long bf;
-#pragma omp parallel for schedule(static)
+    PARALLEL_FOR(schedule(static))
     for (bf = 0; bf < (long)B * F; bf++) {
         const size_t b = (size_t)bf / F, f = (size_t)bf % F;
         size_t p;
@@ -1787,7 +1793,7 @@ void t2v_unet(T2VModel *m, const float *sample, int B, int F, int H, int W, doub
             const size_t P = (size_t)H * W;
             long px;
             if (s->H != H || s->W != W) die("internal: skip connection size mismatch");
-#pragma omp parallel for schedule(static)
+            PARALLEL_FOR(schedule(static))
             for (px = 0; px < (long)(frames * P); px++) { /* torch.cat([hidden_states, res_hidden_states], dim=1) */
                 memcpy(h2 + (size_t)px * (C + s->C), h + (size_t)px * C, (size_t)C * sizeof(float));
                 memcpy(h2 + (size_t)px * (C + s->C) + C, s->data + (size_t)px * s->C, (size_t)s->C * sizeof(float));
@@ -3320,11 +3326,24 @@ static void need_positional(const Args *a, int lo, int hi, const char *cmd) {
     if (a->n_positional < lo || a->n_positional > hi) die("%s: wrong number of arguments (see t2v --help)", cmd);
 }
 
+/* mkdir -p */
 static void make_dump_dir(const char *dir) {
 #if T2V_POSIX
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) die("cannot create %s: %s", dir, strerror(errno));
+    char path[4096];
+    size_t i, n = strlen(dir);
+    struct stat st;
+    if (n >= sizeof path) die("path too long: %s", dir);
+    memcpy(path, dir, n + 1);
+    for (i = 1; i <= n; i++)
+        if (path[i] == '/' || path[i] == 0) {
+            char c = path[i];
+            path[i] = 0;
+            if (mkdir(path, 0777) != 0 && errno != EEXIST) die("cannot create %s: %s", path, strerror(errno));
+            path[i] = c;
+        }
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) die("%s is not a directory", dir);
 #else
-    (void)dir;
+    (void)dir; /* C99 has no mkdir: the folder must exist */
 #endif
 }
 
@@ -3453,10 +3472,15 @@ static int cmd_vae_encode(const Args *a) {
     return 0;
 }
 
-/* Checks early that a file can be created there, so a long run does not fail at its end. */
+/* Checks early that the output can be written, so that a long run does not fail at its end. */
 static void check_writable(const char *path) {
     char tmp[4096];
-    FILE *f = open_output(path, tmp, sizeof tmp);
+    FILE *f;
+#if T2V_POSIX
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) die("cannot write %s: it is a directory", path);
+#endif
+    f = open_output(path, tmp, sizeof tmp);
     fclose(f);
     remove(tmp);
     g_partial_output[0] = 0;
@@ -3557,8 +3581,7 @@ int main(int argc, char **argv) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;
     }
-    if (strcmp(cmd, "generate") && strcmp(cmd, "tokenize") && strcmp(cmd, "encode-text") && strcmp(cmd, "unet") &&
-        strcmp(cmd, "vae-decode") && strcmp(cmd, "vae-encode") && cmd[0] != '-') {
+    if (strlen(cmd) > 4 && !strcmp(cmd + strlen(cmd) - 4, ".t2v")) {
         parse_args(argc - 1, argv + 1, &a); /* t2v MODEL.t2v -p ...: shorthand for generate */
         return cmd_generate(&a);
     }

@@ -79,17 +79,29 @@ def check_unet(T, exes, model):
 
 
 def check_unet_sizes(T, t2v, model):
-    """Every frame count >= 1 and latent H, W >= 1: odd sizes take Diffusers' forward_upsample_size path."""
+    """Every frame count >= 1 and latent H, W >= 1, against test/reference_unet.py (an independent float64 numpy
+    UNet3DConditionModel written from the Diffusers source and checked against unet/out.npy first). Odd sizes
+    take Diffusers' forward_upsample_size path: each upsampler resizes to its skip connection's size."""
+    import reference_unet
+    config, weights = reference_unet.load_unet(os.path.join(T.GOLDEN, "model", "unet"))
+    g = os.path.join(T.GOLDEN, "unet")
+    ref = reference_unet.unet3d_forward(config, weights, np.load(os.path.join(g, "sample.npy")), 501,
+                                        np.load(os.path.join(g, "encoder_hidden_states.npy")))
+    T.compare("reference_unet.py itself vs unet/out.npy", ref, np.load(os.path.join(g, "out.npy")), rel=1e-5)
     rng = np.random.default_rng(1)
-    for (f, h, w) in ((1, 1, 1), (1, 8, 12), (2, 3, 5), (3, 7, 9), (4, 5, 2)):
-        sample = os.path.join(T.OUT, f"sample_{f}x{h}x{w}.npy")
-        context = os.path.join(T.OUT, "context_b1.npy")
-        np.save(sample, rng.standard_normal((1, 4, f, h, w)).astype(np.float32))
-        np.save(context, rng.standard_normal((1, 77, 32)).astype(np.float32))
-        a = unet_run(T, t2v, model, f"size_a", sample=sample, context=context, threads=2)
-        b = unet_run(T, t2v, model, f"size_b", sample=sample, context=context, threads=1)
-        ok = a is not None and a.shape == (1, 4, f, h, w) and np.isfinite(a).all() and np.array_equal(a, b)
-        T.record(f"unet at F={f} H={h} W={w}: shape, finite, thread-independent", ok)
+    for (b, f, h, w, t) in ((1, 1, 1, 1, 501), (1, 2, 3, 5, 999), (1, 3, 7, 9, 1), (2, 4, 5, 2, 250), (2, 1, 13, 11, 77)):
+        sample, context = os.path.join(T.OUT, "sample_odd.npy"), os.path.join(T.OUT, "context_odd.npy")
+        x = rng.standard_normal((b, 4, f, h, w)).astype(np.float32)
+        c = rng.standard_normal((b, 77, 32)).astype(np.float32)
+        np.save(sample, x)
+        np.save(context, c)
+        two = unet_run(T, t2v, model, "odd2", sample=sample, context=context, threads=2, timestep=str(t))
+        one = unet_run(T, t2v, model, "odd1", sample=sample, context=context, threads=1, timestep=str(t))
+        if two is None:
+            continue
+        T.compare(f"unet B={b} F={f} H={h} W={w} vs reference_unet.py", two,
+                  reference_unet.unet3d_forward(config, weights, x, t, c), rel=1e-4)
+        T.record(f"unet B={b} F={f} H={h} W={w}: 1 and 2 threads bit-identical", one is not None and np.array_equal(one, two))
 
 
 def check_vae(T, t2v, model):
@@ -104,6 +116,41 @@ def check_vae(T, t2v, model):
                   np.load(os.path.join(g, "encode_logvar.npy")), rel=1e-4)
 
 
+PROMPT = "a panda playing a guitar on a mountain"
+
+
+def check_pipeline(T, t2v, model):
+    """generate with the golden settings: 5 frames, 64x96, guidance 9, DDIM 3 steps / DPM 4 steps, --seed 0."""
+    g = os.path.join(T.GOLDEN, "pipeline")
+    for sched, steps in (("ddim", 3), ("dpm", 4)):
+        d = os.path.join(T.OUT, f"pipeline_{sched}")
+        video = os.path.join(T.OUT, f"pipeline_{sched}.y4m")
+        p = T.run([t2v, "generate", model, "-p", PROMPT, "--frames", "5", "--height", "64", "--width", "96",
+                   "--steps", str(steps), "--guidance", "9", "--scheduler", sched, "--seed", "0", "--dump", d,
+                   "-o", video, "-q"])
+        if p.returncode != 0:
+            continue
+        T.compare(f"generate {sched}: latents_init (--seed 0)", np.load(os.path.join(d, "latents_init.npy")),
+                  np.load(os.path.join(g, "latents_init.npy")), abs_=1e-6)
+        for name in ("prompt_embeds", "negative_prompt_embeds"):
+            T.compare(f"generate {sched}: {name}", np.load(os.path.join(d, name + ".npy")),
+                      np.load(os.path.join(g, name + ".npy")), rel=1e-5)
+        T.compare(f"generate {sched}: timesteps", np.load(os.path.join(d, "timesteps.npy")),
+                  np.load(os.path.join(g, sched, "timesteps.npy")))
+        for name in ("unet_in", "unet_out", "noise_pred", "latents"):
+            T.compare(f"generate {sched}: {name} (every step)", np.load(os.path.join(d, name + ".npy")),
+                      np.load(os.path.join(g, sched, name + ".npy")), rel=1e-4)
+        T.compare(f"generate {sched}: frames", np.load(os.path.join(d, "frames.npy")),
+                  np.load(os.path.join(g, sched, "frames.npy")), abs_=1e-3)
+    # --latents: the same run from the golden initial latents gives the same frames
+    d = os.path.join(T.OUT, "pipeline_latents")
+    p = T.run([t2v, "generate", model, "-p", PROMPT, "--frames", "5", "--height", "64", "--width", "96", "--steps", "3",
+               "--latents", os.path.join(g, "latents_init.npy"), "--dump", d, "-o", os.path.join(T.OUT, "latents.y4m"), "-q"])
+    if p.returncode == 0:
+        T.compare("generate --latents latents_init.npy: frames", np.load(os.path.join(d, "frames.npy")),
+                  np.load(os.path.join(g, "ddim", "frames.npy")), abs_=1e-3)
+
+
 def run_all(T, exes):
     T.section(f"golden cross-checks against Diffusers ({T.GOLDEN})")
     model = export_tiny(T)
@@ -113,3 +160,4 @@ def run_all(T, exes):
     check_unet(T, exes, model)
     check_unet_sizes(T, t2v, model)
     check_vae(T, t2v, model)
+    check_pipeline(T, t2v, model)

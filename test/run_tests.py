@@ -101,7 +101,7 @@ def main():
         return 1
 
     section("C unit tests")
-    p = run([unit, GOLDEN], cwd=ROOT, env={"OMP_NUM_THREADS": "2"})
+    p = run([unit, GOLDEN_ROOT], cwd=ROOT, env={"OMP_NUM_THREADS": "2"})
     print(p.stdout.rstrip())
     if p.returncode != 0:
         failures.append("C unit tests")
