@@ -567,8 +567,209 @@ def tokenizer_blobs(vocab, merge_lines, config):
 
 
 def unicode_tables():
-    """Character tables generated from Python's own unicodedata / str / html (see tokenizer.c)."""
-    return {}
+    """Character tables generated from Python's own unicodedata / str / html (see tokenizer.c).
+
+    tokenizer.c reproduces what Python does to a prompt before BPE; every Unicode fact it needs comes from
+    these tables, made here by asking the running Python, so the C agrees with the Python that exported the
+    model (unicodedata.unidata_version is recorded in unicode/source). Range tables are int32 [n, 2]
+    (first, last) or [n, 3] (first, last, value), sorted and disjoint; pair tables are sorted by their first
+    column(s); tokenizer.c bsearches them."""
+    tables = {"unicode/source": np.frombuffer(_unicode_source_text().encode("ascii"), dtype=np.uint8)}
+    tables.update(_unicode_category_tables())
+    tables.update(_unicode_whitespace_tables())
+    tables.update(_clip_regex_tables())
+    tables.update(_unicode_lower_tables())
+    tables.update(_unicode_nfc_tables())
+    tables.update(_html_unescape_tables())
+    return tables
+
+
+# CLIP's pre-tokenizer (openai/CLIP simple_tokenizer, transformers' CLIPTokenizer), compiled by the `regex`
+# module with re.IGNORECASE; tokenizer.c's clip_regex_match tries its alternatives in this order:
+#   <\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
+# html.unescape's pattern; tokenizer.c's html_unescape implements exactly this one
+HTML_CHARREF_PATTERN = r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)"
+UNICODE_CATEGORIES = ("Cc Cf Cn Co Cs Ll Lm Lo Lt Lu Mc Me Mn Nd Nl No "
+                      "Pc Pd Pe Pf Pi Po Ps Sc Sk Sm So Zl Zp Zs").split()
+N_CODEPOINTS = 0x110000
+HANGUL_SYLLABLES = range(0xAC00, 0xAC00 + 11172)  # decomposed and composed arithmetically (tokenizer.c)
+
+
+def _clip_regex_module():
+    """The `regex` module when installed (CLIP and transformers use it; its Unicode tables may be newer than
+    unicodedata's), else None: \\p{L}, \\p{N} and \\s are then derived from unicodedata and str."""
+    try:
+        import regex
+    except ImportError:
+        return None
+    return regex
+
+
+def _unicode_source_text():
+    import platform
+    regex = _clip_regex_module()
+    classes = (f"the regex module {regex.__version__}" if regex is not None
+               else "unicodedata categories and str.isspace (regex module not installed)")
+    return (f"Python {platform.python_version()}, unicodedata {unicodedata.unidata_version}; "
+            f"CLIP pattern classes from {classes}")
+
+
+def _all_chars():
+    return "".join(map(chr, range(N_CODEPOINTS)))  # lone surrogates included: Python strings may hold them
+
+
+def _unicode_ranges(flags):
+    """Boolean per code point -> int32 [n, 2] (first, last) of the runs of True."""
+    f = np.concatenate(([False], np.asarray(flags, dtype=bool), [False]))
+    edges = np.flatnonzero(f[1:] != f[:-1])
+    return (edges.reshape(-1, 2) - np.array([0, 1])).astype(np.int32)
+
+
+def _unicode_value_ranges(values, skip):
+    """Integer per code point -> int32 [n, 3] (first, last, value) runs, runs of value `skip` left out."""
+    v = np.asarray(values)
+    starts = np.concatenate(([0], np.flatnonzero(v[1:] != v[:-1]) + 1))
+    ends = np.concatenate((starts[1:], [len(v)])) - 1
+    keep = v[starts] != skip
+    return np.stack([starts[keep], ends[keep], v[starts][keep]], axis=1).astype(np.int32)
+
+
+def _unicode_category_tables():
+    """unicodedata.category, for BasicTokenizer._clean_text (categories 'C*' dropped, 'Zs' made a space)."""
+    code = {name: i for i, name in enumerate(UNICODE_CATEGORIES)}
+    cats = np.fromiter((code[unicodedata.category(chr(c))] for c in range(N_CODEPOINTS)), dtype=np.int32,
+                       count=N_CODEPOINTS)
+    names = np.frombuffer("".join(UNICODE_CATEGORIES).encode("ascii"), dtype=np.uint8).reshape(-1, 2)
+    return {"unicode/category_names": names, "unicode/category": _unicode_value_ranges(cats, -1)}
+
+
+def _unicode_whitespace_tables():
+    """str.isspace: str.strip() and str.split() (BasicTokenizer's whitespace_tokenize, simple_tokenizer's
+    basic_clean and whitespace_clean)."""
+    return {"unicode/isspace": _unicode_ranges([chr(c).isspace() for c in range(N_CODEPOINTS)])}
+
+
+def _clip_regex_tables():
+    """What each class of the CLIP pattern matches under re.IGNORECASE, one code point at a time, and which
+    non-ASCII characters its literal letters match ('ſ' matches the s of 's and of <|startoftext|>).
+
+    With IGNORECASE the `regex` module leaves U+0345 (combining ypogegrammeni, whose upper case is the
+    letter Ι) out of both [\\p{L}] and [^\\s\\p{L}\\p{N}]: findall skips it like a space. Without `regex`
+    installed, \\s is str.isspace less U+001C..U+001F (the Unicode White_Space property), [\\p{L}] and
+    [\\p{N}] are the L* and N* categories, and the negated class also leaves out characters one of whose
+    single-character case mappings is a letter or number, which reproduces `regex` on every assigned code
+    point."""
+    regex = _clip_regex_module()
+    literal_letters = sorted(set("startoftext" "endoftext" "s" "t" "re" "ve" "m" "ll" "d"))
+    chars = _all_chars()
+    tables = {}
+    if regex is not None:
+        def matched(cls, flags):
+            out = np.zeros(N_CODEPOINTS, dtype=bool)
+            for m in regex.finditer(cls + "+", chars, flags):
+                out[m.start():m.end()] = True
+            return out
+        space = matched(r"\s", 0)
+        letter = matched(r"[\p{L}]", regex.IGNORECASE)
+        number = matched(r"[\p{N}]", regex.IGNORECASE)
+        other = matched(r"[^\s\p{L}\p{N}]", regex.IGNORECASE)
+        ignorecase = [(m.start(), ord(ch)) for ch in literal_letters
+                      for m in regex.finditer(ch, chars, regex.IGNORECASE) if m.group() != ch]
+    else:
+        import re
+        first = np.frombuffer("".join(unicodedata.category(ch)[0] for ch in chars).encode("ascii"),
+                              dtype=np.uint8)
+        letter = first == ord("L")
+        number = first == ord("N")
+        space = np.array([ch.isspace() for ch in chars], dtype=bool)
+        space[0x1C:0x20] = False
+        other = ~(space | letter | number)
+        for c in np.flatnonzero(other):
+            ch = chr(c)
+            for v in (ch.lower(), ch.upper(), ch.casefold(), ch.title()):
+                if len(v) == 1 and unicodedata.category(v)[0] in "LN":
+                    other[c] = False
+        ignorecase = [(m.start(), ord(ch)) for ch in literal_letters
+                      for m in re.finditer(ch, chars, re.IGNORECASE) if m.group() != ch]
+    ignorecase.sort()
+    tables["unicode/regex_space"] = _unicode_ranges(space)
+    tables["unicode/regex_letter"] = _unicode_ranges(letter)
+    tables["unicode/regex_number"] = _unicode_ranges(number)
+    tables["unicode/regex_other"] = _unicode_ranges(other)
+    tables["unicode/regex_ignorecase"] = np.array(ignorecase, dtype=np.int32).reshape(-1, 2)
+    return tables
+
+
+def _unicode_lower_tables():
+    """str.lower(): the full mapping of every code point it changes ('İ' -> 'i̇', two characters), padded with
+    -1, plus the Cased and Case_Ignorable properties of its Final_Sigma rule for 'Σ' (CPython's
+    handle_capital_sigma), found by asking str.lower() itself: in 'A' + x + 'Σ' the sigma is final when x is
+    case-ignorable or cased; in x + 'Σ' only when x is cased and not case-ignorable."""
+    rows = []
+    for c in range(N_CODEPOINTS):
+        low = chr(c).lower()
+        if low != chr(c):
+            rows.append([c] + [ord(x) for x in low])
+    width = max(len(r) for r in rows)
+    lower = np.array([r + [-1] * (width - len(r)) for r in rows], dtype=np.int32)
+    after_cased = np.array([("A" + chr(c) + "\u03a3").lower()[-1] == "\u03c2" for c in range(N_CODEPOINTS)])
+    alone = np.array([(chr(c) + "\u03a3").lower()[-1] == "\u03c2" for c in range(N_CODEPOINTS)])
+    return {"unicode/lower": lower, "unicode/cased": _unicode_ranges(alone),
+            "unicode/case_ignorable": _unicode_ranges(after_cased & ~alone)}
+
+
+def _unicode_nfc_tables():
+    """unicodedata.normalize('NFC'): canonical combining classes, full canonical decompositions (NFD of each
+    character; Hangul syllables are arithmetic) and the primary composites (first, second) -> composite:
+    two-character canonical decompositions starting with a starter that NFC recomposes (this leaves out the
+    composition exclusions)."""
+    ccc = np.fromiter((unicodedata.combining(chr(c)) for c in range(N_CODEPOINTS)), dtype=np.int32,
+                      count=N_CODEPOINTS)
+    decomp_rows, decomp_data, compose = [], [], []
+    for c in range(N_CODEPOINTS):
+        raw = unicodedata.decomposition(chr(c))
+        if not raw or raw.startswith("<") or c in HANGUL_SYLLABLES:
+            continue
+        nfd = unicodedata.normalize("NFD", chr(c))
+        decomp_rows.append((c, len(decomp_data), len(nfd)))
+        decomp_data.extend(ord(x) for x in nfd)
+        parts = [int(x, 16) for x in raw.split()]
+        if len(parts) == 2 and ccc[parts[0]] == 0:
+            recomposed = unicodedata.normalize("NFC", chr(parts[0]) + chr(parts[1])) == chr(c)
+            if recomposed != (unicodedata.normalize("NFC", chr(c)) == chr(c)):
+                raise ExportError(f"unicodedata: U+{c:04X} recomposes inconsistently; tokenizer.c's NFC "
+                                  "tables cannot be derived from this Python")
+            if recomposed:
+                compose.append((parts[0], parts[1], c))
+    compose.sort()
+    return {"unicode/ccc": _unicode_value_ranges(ccc, 0),
+            "unicode/decomposition": np.array(decomp_rows, dtype=np.int32),
+            "unicode/decomposition_data": np.array(decomp_data, dtype=np.int32),
+            "unicode/composition": np.array(compose, dtype=np.int32)}
+
+
+def _html_unescape_tables():
+    """html.unescape: the HTML5 named references (html.entities.html5, names with and without ';') and the
+    numeric-reference fix-ups (html._invalid_charrefs: replaced; html._invalid_codepoints: dropped)."""
+    import html.entities
+    if getattr(html, "_charref", None) is None or html._charref.pattern != HTML_CHARREF_PATTERN:
+        raise ExportError("this Python's html.unescape differs from the one tokenizer.c implements")
+    names = sorted(html.entities.html5)
+    blob = bytearray()
+    rows = []
+    for name in names:
+        value = [ord(x) for x in html.entities.html5[name]]
+        if not name.isascii() or len(value) not in (1, 2):
+            raise ExportError(f"html.entities.html5[{name!r}] does not fit tokenizer.c's table")
+        rows.append((len(blob), value[0], value[1] if len(value) == 2 else -1))
+        blob += name.encode("ascii") + b"\0"
+    charrefs = sorted(html._invalid_charrefs.items())
+    if any(len(v) != 1 for _, v in charrefs):
+        raise ExportError("html._invalid_charrefs maps a number to more than one character")
+    return {"html/entity_names": np.frombuffer(bytes(blob), dtype=np.uint8),
+            "html/entities": np.array(rows, dtype=np.int32),
+            "html/invalid_charrefs": np.array([(k, ord(v)) for k, v in charrefs], dtype=np.int32),
+            "html/invalid_codepoints": np.array(sorted(html._invalid_codepoints), dtype=np.int32)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,6 +32,23 @@ def check_tokenizer(T, t2v, model):
                  f"{matched}/{len(prompts)} identical" + (f" ({hf_specific} with transformers-specific ids);" if hf_specific else ";"))
 
 
+def check_tokenizer_reference(T, t2v, model):
+    """tokenizer.c against a Python re-implementation of both clean-ups on generated prompts (accents,
+    decomposed accents, CJK, Hangul, emoji with ZWJ, HTML entities, control characters, '!' runs, invalid UTF-8,
+    100 KB prompts); see test/tokenizer_reference.py."""
+    driver = os.path.join(T.OUT, "tokenize_batch")
+    p = T.run([T.CC, "-std=c99", "-O2", "-DTESTING", "-I", T.ROOT, "-o", driver, os.path.join(T.ROOT, "t2v.c"),
+               os.path.join(T.ROOT, "tokenizer.c"), os.path.join(T.ROOT, "test", "tokenize_batch.c"), "-lm"])
+    if p.returncode != 0:
+        return
+    p = T.run([T.PY, os.path.join(T.ROOT, "test", "tokenizer_reference.py"), model,
+               os.path.join(T.GOLDEN, "model", "tokenizer"), "--tokens", os.path.join(T.GOLDEN, "tokens.json"),
+               "--t2v", t2v, "--driver", driver], expect_ok=False)
+    summary = [line for line in p.stdout.splitlines() if line[:1] not in (" ",)]
+    print("    " + "\n    ".join(summary[-12:]))
+    T.record("tokenizer.c vs the Python reference of both modes (test/tokenizer_reference.py)", p.returncode == 0)
+
+
 def check_text(T, t2v, model):
     for name, prompt in (("prompt", "a panda playing a guitar on a mountain"), ("negative", "")):
         out = os.path.join(T.OUT, f"text_{name}.npy")
@@ -156,6 +173,7 @@ def run_all(T, exes):
     model = export_tiny(T)
     t2v = exes["omp"]
     check_tokenizer(T, t2v, model)
+    check_tokenizer_reference(T, t2v, model)
     check_text(T, t2v, model)
     check_unet(T, exes, model)
     check_unet_sizes(T, t2v, model)
