@@ -64,7 +64,20 @@ MS_1_7B = {
             "layers_per_block": 2, "norm_num_groups": 32, "out_channels": 3, "sample_size": 512,
             "scaling_factor": 0.18215, "up_block_types": ["UpDecoderBlock2D"] * 4},
 }
-RANDOM_CONFIGS = {"ms-1.7b": MS_1_7B}
+# A small model of the same family (the shape of the golden test fixture): seconds instead of hours, for
+# trying the build and the command line without downloading anything.
+TINY = {
+    "model_index": MS_1_7B["model_index"],
+    "scheduler": MS_1_7B["scheduler"],
+    "text_encoder": dict(MS_1_7B["text_encoder"], hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                         num_hidden_layers=3, projection_dim=32),
+    "tokenizer": MS_1_7B["tokenizer"],
+    "unet": dict(MS_1_7B["unet"], attention_head_dim=8, block_out_channels=[32, 64, 64], cross_attention_dim=32,
+                 down_block_types=["CrossAttnDownBlock3D", "CrossAttnDownBlock3D", "DownBlock3D"], norm_num_groups=8,
+                 sample_size=8, up_block_types=["UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"]),
+    "vae": dict(MS_1_7B["vae"], block_out_channels=[16, 32, 32, 32], norm_num_groups=8, sample_size=64),
+}
+RANDOM_CONFIGS = {"ms-1.7b": MS_1_7B, "tiny": TINY}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1016,7 +1029,8 @@ def main(argv=None):
     ap.add_argument("out", help="output .t2v file")
     ap.add_argument("--variant", default=None, help="weights variant, e.g. fp16 (*.fp16.safetensors)")
     ap.add_argument("--random", metavar="CONFIG", default=None,
-                    help="write random weights with a real config instead (known: ms-1.7b)")
+                    help="write random weights with a known config instead: ms-1.7b (the real full-size "
+                         "configs) or tiny (the test fixture's shape)")
     ap.add_argument("--seed", type=int, default=0, help="seed of --random weights")
     args = ap.parse_args(argv)
     try:

@@ -2878,14 +2878,21 @@ static void format_duration(double s, char *buf, size_t n) {
     else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
 }
 
-/* One tqdm-like line on stderr: step i/N, seconds per step, elapsed, ETA. */
-static void report_progress(const char *what, int done, int total, double start, double last_step) {
+/* tqdm-like progress on stderr: "step 3/50  12.1 s/step  elapsed 0:36  ETA 9:41". On a terminal the line
+ * is rewritten in place; in a log every update is a line of its own. */
+static void report_progress(const char *what, const char *unit, int done, int total, double start) {
     char elapsed[32], eta[32];
     const double now = now_seconds(), per = done ? (now - start) / done : 0.0;
+#if T2V_POSIX
+    const int tty = isatty(fileno(stderr));
+#else
+    const int tty = 0;
+#endif
     format_duration(now - start, elapsed, sizeof elapsed);
     format_duration(per * (total - done), eta, sizeof eta);
-    fprintf(stderr, "%s %d/%d  %.2f s/step (last %.2f s)  elapsed %s  ETA %s\n", what, done, total, per,
-            now - last_step, elapsed, eta);
+    fprintf(stderr, "%s%s %d/%d  %.2f s/%s  elapsed %s  ETA %s%s", tty ? "\r" : "", what, done, total, per, unit,
+            elapsed, eta, tty && done < total ? "   " : "\n");
+    fflush(stderr);
 }
 
 static void dump_tensor(const char *dir, const char *name, const float *data, int ndim, const int64_t *dims) {
@@ -2911,7 +2918,7 @@ float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
     float *context, *latents, *unet_in, *unet_out, *noise, *frames, *decoded, *z;
     float *dump_unet_in = NULL, *dump_unet_out = NULL, *dump_noise = NULL, *dump_latents = NULL;
     int64_t dims[7], *dump_timesteps = NULL;
-    double start, last;
+    double start;
     int i, f;
     size_t j;
 
@@ -2971,7 +2978,7 @@ float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
     }
 
     /* the denoising loop */
-    start = last = now_seconds();
+    start = now_seconds();
     for (i = 0; i < sched.num_timesteps; i++) {
         const int64_t t = sched.timesteps[i];
         int b;
@@ -2990,8 +2997,7 @@ float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
         }
         scheduler_step(&sched, noise, latents);
         if (o->dump_dir) memcpy(dump_latents + (size_t)i * latent_n, latents, latent_n * sizeof(float));
-        if (!o->quiet) report_progress("step", i + 1, sched.num_timesteps, start, last);
-        last = now_seconds();
+        if (!o->quiet) report_progress("step", "step", i + 1, sched.num_timesteps, start);
     }
     if (o->dump_dir) {
         Shape s;
@@ -3023,7 +3029,7 @@ float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
     frames = alloc_floats(mul_size((size_t)F * frame_px, 3), "frames");
     z = alloc_floats((size_t)C * h * w, "latent frame");
     decoded = alloc_floats(frame_px * 3, "decoded frame");
-    start = last = now_seconds();
+    start = now_seconds();
     for (f = 0; f < F; f++) {
         const float inv_scaling = (float)(1.0 / m->vae->scaling_factor);
         int c;
@@ -3036,8 +3042,7 @@ float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
                 float v = decoded[(size_t)c * frame_px + p] / 2.0f + 0.5f;
                 frames[((size_t)f * frame_px + p) * 3 + c] = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
             }
-        if (!o->quiet) report_progress("decode frame", f + 1, F, start, last);
-        last = now_seconds();
+        if (!o->quiet) report_progress("vae decode", "frame", f + 1, F, start);
     }
     dims[0] = 1;
     dims[1] = F;
