@@ -1010,42 +1010,81 @@ static void conv_temporal(Arena *a, const Conv *c, const float *in, float *out, 
  * processors compute it. q, k, v and out are token-major with the heads side by side ([tokens][heads *
  * head_dim], as the to_q/to_k/to_v projections produce them). Query sequence s (n_q tokens) attends to
  * key/value sequence s / kv_div (n_kv tokens): kv_div = 1 for self-attention, frames-per-batch-item for
- * cross-attention to one text per batch item. Work is split over (sequence, head, query chunk). */
+ * cross-attention to one text per batch item. */
 static void attention(Arena *a, float *out, const float *q, const float *k, const float *v, int n_seq, int n_q,
                       int n_kv, int kv_div, int heads, int head_dim) {
     const int inner = heads * head_dim, chunk = n_q < 128 ? n_q : 128, n_chunks = (n_q + chunk - 1) / chunk;
-    const int threads = num_threads();
-    const size_t per_thread = (size_t)chunk * head_dim * 2 + (size_t)n_kv * head_dim * 2 + (size_t)chunk * n_kv;
     const float scale = 1.0f / sqrtf((float)head_dim);
     ArenaMark mark = arena_mark(a);
-    float *scratch = arena_alloc(a, per_thread * threads);
     long item;
-    PARALLEL_FOR(schedule(dynamic))
-    for (item = 0; item < (long)n_seq * heads * n_chunks; item++) {
-        const int s = (int)(item / ((long)heads * n_chunks)), h = (int)(item / n_chunks % heads);
-        const int i0 = (int)(item % n_chunks) * chunk, nq = n_q - i0 < chunk ? n_q - i0 : chunk;
-        float *qh = scratch + per_thread * thread_index(), *kh = qh + (size_t)chunk * head_dim;
-        float *vt = kh + (size_t)n_kv * head_dim, *scores = vt + (size_t)n_kv * head_dim;
-        float *oh = scores + (size_t)chunk * n_kv;
-        const float *qs = q + ((size_t)s * n_q + i0) * inner + h * head_dim;
-        const size_t kv0 = (size_t)(s / kv_div) * n_kv;
-        int i, j, d;
-        for (i = 0; i < nq; i++) memcpy(qh + (size_t)i * head_dim, qs + (size_t)i * inner, head_dim * sizeof(float));
-        for (j = 0; j < n_kv; j++) {
-            const float *kr = k + (kv0 + j) * inner + h * head_dim, *vr = v + (kv0 + j) * inner + h * head_dim;
-            memcpy(kh + (size_t)j * head_dim, kr, head_dim * sizeof(float));
-            for (d = 0; d < head_dim; d++) vt[(size_t)d * n_kv + j] = vr[d];
+    if (n_kv <= 32) {
+        /* short sequences (the temporal layers attend over the frames): direct loops, one (sequence, head)
+         * per item, since a matmul call would cost more than its work */
+        PARALLEL_FOR(schedule(static))
+        for (item = 0; item < (long)n_seq * heads; item++) {
+            const int s = (int)(item / heads), h = (int)(item % heads);
+            const size_t kv0 = (size_t)(s / kv_div) * n_kv;
+            float scores[32];
+            int i, j, d;
+            for (i = 0; i < n_q; i++) {
+                const float *qi = q + ((size_t)s * n_q + i) * inner + h * head_dim;
+                float *oi = out + ((size_t)s * n_q + i) * inner + h * head_dim;
+                for (j = 0; j < n_kv; j++) {
+                    const float *kj = k + (kv0 + j) * inner + h * head_dim;
+                    float dot = 0.0f;
+                    for (d = 0; d < head_dim; d++) dot += qi[d] * kj[d];
+                    scores[j] = dot * scale;
+                }
+                softmax_row(scores, n_kv);
+                for (d = 0; d < head_dim; d++) oi[d] = 0.0f;
+                for (j = 0; j < n_kv; j++) {
+                    const float *vj = v + (kv0 + j) * inner + h * head_dim;
+                    for (d = 0; d < head_dim; d++) oi[d] += scores[j] * vj[d];
+                }
+            }
         }
-        matmul(scores, qh, kh, NULL, nq, head_dim, n_kv);
-        for (i = 0; i < nq; i++) {
-            float *row = scores + (size_t)i * n_kv;
-            for (j = 0; j < n_kv; j++) row[j] *= scale;
-            softmax_row(row, n_kv);
+    } else {
+        /* long sequences: per (sequence, head, chunk of queries), gather the head's queries, keys and
+         * transposed values, then two matmuls. A thread keeps the keys/values of the (sequence, head) it
+         * gathered last: consecutive items of its static share reuse them. */
+        const int threads = num_threads();
+        const size_t per_thread = (size_t)chunk * head_dim * 2 + (size_t)n_kv * head_dim * 2 + (size_t)chunk * n_kv;
+        float *scratch = arena_alloc(a, per_thread * threads);
+        long *cached = (long *)(void *)arena_alloc(a, (size_t)threads * sizeof(long) / sizeof(float) + 1);
+        int t;
+        for (t = 0; t < threads; t++) cached[t] = -1;
+        PARALLEL_FOR(schedule(static))
+        for (item = 0; item < (long)n_seq * heads * n_chunks; item++) {
+            const int s = (int)(item / ((long)heads * n_chunks)), h = (int)(item / n_chunks % heads);
+            const int i0 = (int)(item % n_chunks) * chunk, nq = n_q - i0 < chunk ? n_q - i0 : chunk;
+            const int me = thread_index();
+            float *qh = scratch + per_thread * me, *kh = qh + (size_t)chunk * head_dim;
+            float *vt = kh + (size_t)n_kv * head_dim, *scores = vt + (size_t)n_kv * head_dim;
+            float *oh = scores + (size_t)chunk * n_kv;
+            const float *qs = q + ((size_t)s * n_q + i0) * inner + h * head_dim;
+            const size_t kv0 = (size_t)(s / kv_div) * n_kv;
+            const long kv_key = (long)(s / kv_div) * heads + h;
+            int i, j, d;
+            for (i = 0; i < nq; i++) memcpy(qh + (size_t)i * head_dim, qs + (size_t)i * inner, head_dim * sizeof(float));
+            if (cached[me] != kv_key) {
+                for (j = 0; j < n_kv; j++) {
+                    const float *kr = k + (kv0 + j) * inner + h * head_dim, *vr = v + (kv0 + j) * inner + h * head_dim;
+                    memcpy(kh + (size_t)j * head_dim, kr, head_dim * sizeof(float));
+                    for (d = 0; d < head_dim; d++) vt[(size_t)d * n_kv + j] = vr[d];
+                }
+                cached[me] = kv_key;
+            }
+            matmul(scores, qh, kh, NULL, nq, head_dim, n_kv);
+            for (i = 0; i < nq; i++) {
+                float *row = scores + (size_t)i * n_kv;
+                for (j = 0; j < n_kv; j++) row[j] *= scale;
+                softmax_row(row, n_kv);
+            }
+            matmul(oh, scores, vt, NULL, nq, n_kv, head_dim);
+            for (i = 0; i < nq; i++)
+                memcpy(out + ((size_t)s * n_q + i0 + i) * inner + h * head_dim, oh + (size_t)i * head_dim,
+                       head_dim * sizeof(float));
         }
-        matmul(oh, scores, vt, NULL, nq, n_kv, head_dim);
-        for (i = 0; i < nq; i++)
-            memcpy(out + ((size_t)s * n_q + i0 + i) * inner + h * head_dim, oh + (size_t)i * head_dim,
-                   head_dim * sizeof(float));
     }
     arena_reset(a, mark);
 }
