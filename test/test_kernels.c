@@ -48,16 +48,26 @@ static void test_matmul(void) {
         float *fast = alloc_floats((size_t)M * N, "t"), *ref = alloc_floats((size_t)M * N, "t");
         double e;
         matmul(fast, a, w, b, M, K, N);
-        matmul_naive(ref, a, w, b, M, K, N);
+        matmul_naive(ref, N, a, K, w, K, b, M, K, N, 0);
         e = max_rel_diff(fast, ref, (size_t)M * N);
         if (e > worst) worst = e;
         matmul(fast, a, w, NULL, M, K, N);
-        matmul_naive(ref, a, w, NULL, M, K, N);
+        matmul_naive(ref, N, a, K, w, K, NULL, M, K, N, 0);
         e = max_rel_diff(fast, ref, (size_t)M * N);
         if (e > worst) worst = e;
         free(a); free(w); free(b); free(fast); free(ref);
     }
     report("matmul vs naive loop (9 shapes, with/without bias)", worst, 1e-5);
+    {   /* row strides and accumulation: one head's queries inside [tokens][heads * head_dim] */
+        const int M = 70, K = 24, N = 45, lda = 3 * K, ldw = 2 * K, ldo = N + 7;
+        float *a = random_floats((size_t)M * lda), *w = random_floats((size_t)N * ldw), *b = random_floats(N);
+        float *fast = random_floats((size_t)M * ldo), *ref = alloc_floats((size_t)M * ldo, "t");
+        memcpy(ref, fast, sizeof(float) * M * ldo);
+        matmul_ex(fast, ldo, a + K, lda, w + 5, ldw, b, M, K, N, 1);
+        matmul_naive(ref, ldo, a + K, lda, w + 5, ldw, b, M, K, N, 1);
+        report("matmul with row strides, accumulating, vs naive", max_rel_diff(fast, ref, (size_t)M * ldo), 1e-5);
+        free(a); free(w); free(b); free(fast); free(ref);
+    }
 }
 
 /* direct convolution on channels-last frames, weight (out, in, kh, kw) */
