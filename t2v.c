@@ -280,23 +280,24 @@ static void parse_tensor_table(T2VModel *m, Reader *r) {
             die("%s: tensor %s appears twice", m->path, m->tensors[i].name);
 }
 
+static void swap_bytes4(unsigned char *p, size_t count) {
+    size_t i;
+    for (i = 0; i < count; i++, p += 4) {
+        unsigned char a = p[0], b = p[1];
+        p[0] = p[3];
+        p[1] = p[2];
+        p[2] = b;
+        p[3] = a;
+    }
+}
+
 /* The model file is little-endian; a big-endian host reads it into memory and swaps (no mmap). */
 static void swap_to_host_order(T2VModel *m) {
     int i;
-    size_t j;
     for (i = 0; i < m->n_tensors; i++) {
         T2VTensor *t = &m->tensors[i];
-        unsigned char *p = (unsigned char *)t->data;
-        size_t n4 = dtype_size(t->dtype) == 4 ? t->nbytes / 4 : 0;
-        for (j = 0; j < n4; j++, p += 4) {
-            unsigned char a = p[0], b = p[1];
-            p[0] = p[3]; p[1] = p[2]; p[2] = b; p[3] = a;
-        }
-        p = (unsigned char *)t->scales;
-        for (j = 0; p && j < t->nbytes / (size_t)(t->group_size ? t->group_size : 1); j++, p += 4) {
-            unsigned char a = p[0], b = p[1];
-            p[0] = p[3]; p[1] = p[2]; p[2] = b; p[3] = a;
-        }
+        if (dtype_size(t->dtype) == 4) swap_bytes4((unsigned char *)t->data, t->nbytes / 4);
+        if (t->scales) swap_bytes4((unsigned char *)t->scales, t->nbytes / (size_t)t->group_size);
     }
 }
 
@@ -349,6 +350,7 @@ const char *t2v_config(const T2VModel *m, const char *key) {
 
 const T2VTensor *t2v_find_tensor(const T2VModel *m, const char *name) {
     T2VTensor probe;
+    memset(&probe, 0, sizeof probe);
     probe.name = name;
     return (const T2VTensor *)bsearch(&probe, m->tensors, (size_t)m->n_tensors, sizeof(T2VTensor),
                                       compare_tensor_names);
@@ -1352,7 +1354,7 @@ static void conv_temporal(Arena *a, const Conv *c, const float *in, float *out, 
  * cross-attention to one text per batch item. */
 static void attention(Arena *a, float *out, const float *q, const float *k, const float *v, int n_seq, int n_q,
                       int n_kv, int kv_div, int heads, int head_dim) {
-    const int inner = heads * head_dim, chunk = n_q < 128 ? n_q : 128, n_chunks = (n_q + chunk - 1) / chunk;
+    const int inner = heads * head_dim, chunk = n_q < 512 ? n_q : 512, n_chunks = (n_q + chunk - 1) / chunk;
     const float scale = 1.0f / sqrtf((float)head_dim);
     ArenaMark mark = arena_mark(a);
     long item;
@@ -1697,6 +1699,7 @@ static Transformer load_transformer(Weights *W, int channels, int heads, int hea
     Transformer tr;
     BasicTransformerBlock *b = &tr.block;
     const int inner = heads * head_dim;
+    memset(&tr, 0, sizeof tr);
     tr.channels = channels;
     tr.inner = inner;
     load_group_norm(&tr.norm, W, channels, groups, 1e-6f, "%s.norm", prefix);
