@@ -2022,20 +2022,30 @@ static void timestep_embedding(float t, float *out, int dim) {
 
 typedef struct { float *data; int C, H, W; ArenaMark mark; } Skip; /* a down-path output kept for the up path */
 
-/* The largest activation of a forward: the up blocks' concatenated inputs dominate. */
-static size_t unet_max_activation(const UNet3D *u, int frames, int H, int W) {
+/* Downsample2D's output size: 3x3 stride 2 with the config's padding; padding 0 pads right/bottom by one. */
+static int downsampled_size(int n, int padding) {
+    return padding ? (n + 2 * padding - 3) / 2 + 1 : (n - 2) / 2 + 1;
+}
+
+/* Walks the down path: the largest activation of a forward (the up blocks' concatenated inputs dominate)
+ * and the floats the skip connections hold. */
+static size_t unet_max_activation(const UNet3D *u, int frames, int H, int W, size_t *skip_floats) {
     size_t best = (size_t)frames * H * W * (u->in_channels > u->channels[0] ? u->in_channels : u->channels[0]);
+    size_t skips = (size_t)frames * H * W * u->channels[0];
     int i, j, h = H, w = W, hs[9], ws[9];
     for (i = 0; i < u->n_blocks; i++) {
+        const UNetBlock *blk = &u->down[i];
         hs[i] = h;
         ws[i] = w;
-        for (j = 0; j < u->down[i].n_layers; j++) {
-            size_t s = (size_t)frames * h * w * (u->down[i].resnets[j].in > u->down[i].out_channels ? u->down[i].resnets[j].in : u->down[i].out_channels);
+        for (j = 0; j < blk->n_layers; j++) {
+            size_t s = (size_t)frames * h * w * (blk->resnets[j].in > blk->out_channels ? blk->resnets[j].in : blk->out_channels);
             if (s > best) best = s;
+            skips += (size_t)frames * h * w * blk->out_channels;
         }
-        if (u->down[i].has_sampler) {
-            h = (h + 2 * u->downsample_padding - 3) / 2 + 1;
-            w = (w + 2 * u->downsample_padding - 3) / 2 + 1;
+        if (blk->has_sampler) {
+            h = downsampled_size(h, u->downsample_padding);
+            w = downsampled_size(w, u->downsample_padding);
+            skips += (size_t)frames * h * w * blk->out_channels;
         }
     }
     for (i = 0; i < u->n_blocks; i++) {
@@ -2045,7 +2055,26 @@ static size_t unet_max_activation(const UNet3D *u, int frames, int H, int W) {
             if (s > best) best = s;
         }
     }
+    if (skip_floats) *skip_floats = skips;
     return best;
+}
+
+/* Refuses up front a forward that cannot fit in this machine's memory, rather than being killed halfway.
+ * Upper bound: two activation buffers, the skip connections, and the widest transformer's temporaries
+ * (its input, norm, projections q, k, v and output over all tokens of the first level). */
+static void check_unet_memory(const UNet3D *u, int frames, int H, int W) {
+#if T2V_POSIX && defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+    size_t skips, widest = (size_t)u->transformer_in.inner > (size_t)u->channels[0] ? (size_t)u->transformer_in.inner : (size_t)u->channels[0];
+    const double need = 4.0 * (2.0 * unet_max_activation(u, frames, H, W, &skips) + skips +
+                               (double)frames * H * W * (2.0 * u->channels[0] + 6.0 * widest));
+    const double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if (have > 0 && need > 0.9 * have)
+        die("a UNet forward of %d frames at %dx%d latents needs about %.1f GiB of activations; this machine has "
+            "%.1f GiB of memory: use fewer frames or a smaller video", frames, H, W, need / 1073741824.0,
+            have / 1073741824.0);
+#else
+    (void)u; (void)frames; (void)H; (void)W;
+#endif
 }
 
 void t2v_unet(T2VModel *m, const float *sample, int B, int F, int H, int W, double timestep, const float *context,
@@ -2058,11 +2087,13 @@ void t2v_unet(T2VModel *m, const float *sample, int B, int F, int H, int W, doub
     const int forward_upsample_size = H % up_factor != 0 || W % up_factor != 0;
     Skip skips[1 + 8 * 64];
     int n_skips = 0, C = u->channels[0], i, j, b;
-    size_t max_act = unet_max_activation(u, frames, H, W), t;
+    size_t max_act, t;
     float *h, *h2, *tmp, *t_proj, *t_hidden, *emb, *silu_emb;
     int64_t dims[2];
 
     if (B < 1 || F < 1 || H < 1 || W < 1) die("unet: invalid sample size");
+    check_unet_memory(u, frames, H, W);
+    max_act = unet_max_activation(u, frames, H, W, NULL);
     run.u = u;
     run.a = a;
     run.B = B;
@@ -2139,8 +2170,7 @@ void t2v_unet(T2VModel *m, const float *sample, int B, int F, int H, int W, doub
             PUSH_SKIP();
         }
         if (blk->has_sampler) { /* Downsample2D: 3x3 convolution, stride 2 */
-            const int p = u->downsample_padding;
-            const int Ho = p ? (H + 2 * p - 3) / 2 + 1 : (H - 2) / 2 + 1, Wo = p ? (W + 2 * p - 3) / 2 + 1 : (W - 2) / 2 + 1;
+            const int p = u->downsample_padding, Ho = downsampled_size(H, p), Wo = downsampled_size(W, p);
             conv2d(a, &blk->sampler, h, h2, frames, H, W, 2, p, p, Ho, Wo);
             tmp = h; h = h2; h2 = tmp;
             H = Ho;
@@ -3300,6 +3330,7 @@ float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
         die("height and width must be positive multiples of %d (got %dx%d)", scale, o->width, o->height);
     if (!isfinite(o->guidance)) die("guidance must be a finite number");
     if (D != u->cross_dim) die("text encoder width %d differs from the UNet's cross_attention_dim %d", D, u->cross_dim);
+    check_unet_memory(u, B * F, h, w);
 
     /* encode_prompt: the negative prompt ("" by default) then the prompt; batch order [negative, prompt] */
     context = alloc_floats((size_t)B * T * D, "text states");

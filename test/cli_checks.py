@@ -151,6 +151,8 @@ def check_generate_errors(T, t2v, model):
     expect_error(T, "unknown option", base + ["--bogus", "1"], ["unknown option"])
     expect_error(T, "option without its value", base + ["--steps"], ["needs a value"])
     expect_error(T, "no prompt", [t2v, "generate", model, "-o", out], ["prompt"])
+    expect_error(T, "a video too large for this machine's memory (refused up front)",
+                 base + ["--frames", "4000", "--height", "4096", "--width", "4096"], ["GiB", "memory"])
     lat = os.path.join(T.OUT, "lat_bad.npy")
     np.save(lat, np.zeros((1, 4, 3, 2, 2), np.float32))
     expect_error(T, "--latents of the wrong shape", base + ["--latents", lat], ["shape", "(1, 4, 2, 2, 2)"])
