@@ -2814,6 +2814,16 @@ static int refuse_scheduler_value(char *err, size_t n, int key, const char *valu
     return -1;
 }
 
+/* value must be one of names; otherwise an error naming the key, the value and what is supported */
+static int refuse_unless_one_of(char *err, size_t n, int key, const char *value, const char *const *names,
+                                const char *supported) {
+    return choice_index(value, names) >= 0 ? 0 : refuse_scheduler_value(err, n, key, value ? value : "null", supported);
+}
+
+static int refuse_if_set(char *err, size_t n, int key, int flag) {
+    return flag ? refuse_scheduler_value(err, n, key, "true", "false") : 0;
+}
+
 /* Reject (by key name) every value this port does not implement. Returns 0 or -1 with err set. */
 static int scheduler_config_validate(SchedulerKind kind, const SchedulerConfig *c, char *err, size_t n) {
     char num[64];
@@ -2821,46 +2831,30 @@ static int scheduler_config_validate(SchedulerKind kind, const SchedulerConfig *
         snprintf(num, sizeof num, "%d", c->num_train_timesteps);
         return refuse_scheduler_value(err, n, SK_NUM_TRAIN_TIMESTEPS, num, "an integer >= 2");
     }
-    if (c->trained_betas_nonnull)
-        return refuse_scheduler_value(err, n, SK_TRAINED_BETAS, "a list", "null");
-    if (choice_index(c->beta_schedule, beta_names) < 0)
-        return refuse_scheduler_value(err, n, SK_BETA_SCHEDULE, c->beta_schedule ? c->beta_schedule : "null",
-                      "linear, scaled_linear, squaredcos_cap_v2");
-    if (choice_index(c->prediction_type, pred_names) < 0)
-        return refuse_scheduler_value(err, n, SK_PREDICTION_TYPE, c->prediction_type ? c->prediction_type : "null",
-                      "epsilon, v_prediction, sample");
-    if (choice_index(c->timestep_spacing, spacing_names) < 0)
-        return refuse_scheduler_value(err, n, SK_TIMESTEP_SPACING, c->timestep_spacing ? c->timestep_spacing : "null",
-                      "leading, linspace, trailing");
-    if (c->thresholding)
-        return refuse_scheduler_value(err, n, SK_THRESHOLDING, "true", "false");
-    if (c->rescale_betas_zero_snr)
-        return refuse_scheduler_value(err, n, SK_RESCALE_BETAS_ZERO_SNR, "true", "false");
-    if (kind == SCHED_DDIM)
-        return 0;
+    if (c->trained_betas_nonnull) return refuse_scheduler_value(err, n, SK_TRAINED_BETAS, "a list", "null");
+    if (refuse_unless_one_of(err, n, SK_BETA_SCHEDULE, c->beta_schedule, beta_names, "linear, scaled_linear, squaredcos_cap_v2") ||
+        refuse_unless_one_of(err, n, SK_PREDICTION_TYPE, c->prediction_type, pred_names, "epsilon, v_prediction, sample") ||
+        refuse_unless_one_of(err, n, SK_TIMESTEP_SPACING, c->timestep_spacing, spacing_names, "leading, linspace, trailing") ||
+        refuse_if_set(err, n, SK_THRESHOLDING, c->thresholding) ||
+        refuse_if_set(err, n, SK_RESCALE_BETAS_ZERO_SNR, c->rescale_betas_zero_snr))
+        return -1;
+    if (kind == SCHED_DDIM) return 0;
     if (c->solver_order != 1 && c->solver_order != 2) {
         snprintf(num, sizeof num, "%d", c->solver_order);
         return refuse_scheduler_value(err, n, SK_SOLVER_ORDER, num, "1, 2");
     }
-    if (choice_index(c->algorithm_type, algo_names) < 0)
-        return refuse_scheduler_value(err, n, SK_ALGORITHM_TYPE, c->algorithm_type ? c->algorithm_type : "null",
-                      "dpmsolver++ (deis is mapped to it)");
-    if (choice_index(c->solver_type, solver_names) < 0)
-        return refuse_scheduler_value(err, n, SK_SOLVER_TYPE, c->solver_type ? c->solver_type : "null",
-                      "midpoint, heun (logrho, bh1, bh2 are mapped to midpoint)");
-    if (c->use_karras_sigmas)
-        return refuse_scheduler_value(err, n, SK_USE_KARRAS_SIGMAS, "true", "false");
-    if (c->use_lu_lambdas)
-        return refuse_scheduler_value(err, n, SK_USE_LU_LAMBDAS, "true", "false");
-    if (choice_index(c->final_sigmas_type, final_sigma_names) < 0)
-        return refuse_scheduler_value(err, n, SK_FINAL_SIGMAS_TYPE, c->final_sigmas_type ? c->final_sigmas_type : "null",
-                      "zero, sigma_min");
+    if (refuse_unless_one_of(err, n, SK_ALGORITHM_TYPE, c->algorithm_type, algo_names, "dpmsolver++ (deis is mapped to it)") ||
+        refuse_unless_one_of(err, n, SK_SOLVER_TYPE, c->solver_type, solver_names,
+                             "midpoint, heun (logrho, bh1, bh2 are mapped to midpoint)") ||
+        refuse_if_set(err, n, SK_USE_KARRAS_SIGMAS, c->use_karras_sigmas) ||
+        refuse_if_set(err, n, SK_USE_LU_LAMBDAS, c->use_lu_lambdas) ||
+        refuse_unless_one_of(err, n, SK_FINAL_SIGMAS_TYPE, c->final_sigmas_type, final_sigma_names, "zero, sigma_min"))
+        return -1;
     if (!(isinf(c->lambda_min_clipped) && c->lambda_min_clipped < 0)) {
         snprintf(num, sizeof num, "%g", c->lambda_min_clipped);
         return refuse_scheduler_value(err, n, SK_LAMBDA_MIN_CLIPPED, num, "-Infinity");
     }
-    if (c->variance_type)
-        return refuse_scheduler_value(err, n, SK_VARIANCE_TYPE, c->variance_type, "null");
+    if (c->variance_type) return refuse_scheduler_value(err, n, SK_VARIANCE_TYPE, c->variance_type, "null");
     return 0;
 }
 
@@ -3756,6 +3750,20 @@ static void make_dump_dir(const char *dir) {
 #endif
 }
 
+/* Checks early that the output can be written, so that a long run does not fail at its end. */
+static void check_writable(const char *path) {
+    char tmp[4096];
+    FILE *f;
+#if T2V_POSIX
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) die("cannot write %s: it is a directory", path);
+#endif
+    f = open_output(path, tmp, sizeof tmp);
+    fclose(f);
+    remove(tmp);
+    g_partial_output[0] = 0;
+}
+
 static int32_t *tokenize_prompt(T2VModel *m, const char *prompt, T2VTokenizerMode mode) {
     int n = t2v_context_length(m);
     int32_t *ids = (int32_t *)xmalloc(sizeof(int32_t) * (size_t)n, "token ids");
@@ -3784,6 +3792,7 @@ static int cmd_encode_text(const Args *a) {
     float *states;
     int64_t dims[3];
     need_positional(a, 3, 3, "encode-text");
+    check_writable(a->positional[2]);
     m = t2v_load(a->positional[0]);
     ids = tokenize_prompt(m, a->positional[1], a->gen.tokenizer);
     dims[0] = 1;
@@ -3806,6 +3815,7 @@ static int cmd_unet(const Args *a) {
     char *end;
     double timestep, t0;
     need_positional(a, 5, 5, "unet");
+    check_writable(a->positional[4]);
     m = t2v_load(a->positional[0]);
     want[1] = m->unet->in_channels;
     sample = npy_load_expect(a->positional[1], &ss, 5, want, "(B, in_channels, F, H, W)");
@@ -3842,11 +3852,12 @@ static int cmd_vae_decode(const Args *a) {
     float *latents, *out;
     int scale;
     need_positional(a, 3, 3, "vae-decode");
+    check_writable(a->positional[2]);
     m = t2v_load(a->positional[0]);
     want[1] = m->vae->latent_channels;
     latents = npy_load_expect(a->positional[1], &s, 4, want, "(N, latent_channels, h, w)");
     if (s.shape[2] > 1024 || s.shape[3] > 1024) die("vae-decode: latents too large");
-    scale = 1 << (m->vae->n_blocks - 1);
+    scale = t2v_vae_scale_factor(m);
     out = alloc_floats(mul_size(shape_numel(&s) / (size_t)m->vae->latent_channels * m->vae->out_channels, (size_t)scale * scale), "vae output");
     t2v_vae_decode(m, latents, (int)s.shape[0], (int)s.shape[2], (int)s.shape[3], out);
     s.shape[1] = m->vae->out_channels;
@@ -3866,10 +3877,12 @@ static int cmd_vae_encode(const Args *a) {
     float *images, *mean, *logvar;
     int scale;
     need_positional(a, 3, 4, "vae-encode");
+    check_writable(a->positional[2]);
+    if (a->n_positional == 4) check_writable(a->positional[3]);
     m = t2v_load(a->positional[0]);
     want[1] = m->vae->in_channels;
     images = npy_load_expect(a->positional[1], &s, 4, want, "(N, 3, H, W)");
-    scale = 1 << (m->vae->n_blocks - 1);
+    scale = t2v_vae_scale_factor(m);
     if (s.shape[2] % scale || s.shape[3] % scale || s.shape[2] > 8192 || s.shape[3] > 8192)
         die("vae-encode: H and W must be multiples of %d (got %lldx%lld)", scale, (long long)s.shape[2], (long long)s.shape[3]);
     mean = alloc_floats(shape_numel(&s) / (size_t)(scale * scale) / m->vae->in_channels * m->vae->latent_channels, "latents");
@@ -3885,20 +3898,6 @@ static int cmd_vae_encode(const Args *a) {
     free(logvar);
     t2v_free(m);
     return 0;
-}
-
-/* Checks early that the output can be written, so that a long run does not fail at its end. */
-static void check_writable(const char *path) {
-    char tmp[4096];
-    FILE *f;
-#if T2V_POSIX
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) die("cannot write %s: it is a directory", path);
-#endif
-    f = open_output(path, tmp, sizeof tmp);
-    fclose(f);
-    remove(tmp);
-    g_partial_output[0] = 0;
 }
 
 static long long count_parameters(const T2VModel *m, const char *component) {

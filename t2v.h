@@ -61,6 +61,8 @@ void t2v_encode_text(T2VModel *m, const int32_t *ids, float *out);
 void t2v_unet(T2VModel *m, const float *sample, int B, int F, int H, int W, double timestep,
               const float *context, float *out, const char *dump_dir);
 
+/* Pixels per latent along H and W: 2^(VAE blocks - 1), 8 for this model. */
+int t2v_vae_scale_factor(const T2VModel *m);
 /* AutoencoderKL: latents (N,4,h,w), already divided by scaling_factor -> images (N,3,8h,8w), no clamp. */
 void t2v_vae_decode(T2VModel *m, const float *latents, int N, int h, int w, float *out);
 /* images (N,3,H,W) in [-1,1] -> latent distribution mean and clamped logvar (N,4,H/8,W/8); logvar may be NULL. */
