@@ -10,7 +10,6 @@ is importable, a hub id that is downloaded first. The file layout is documented 
 Only numpy is required; torch is used only to read legacy .bin checkpoints.
 """
 import argparse
-import html
 import json
 import os
 import struct

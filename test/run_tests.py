@@ -3,7 +3,6 @@
 Diffusers produced (../shared/golden, or T2V_GOLDEN=DIR), and checks the command line on bad input.
 
 Every comparison prints its max and mean error and its bound; any failure makes the run fail."""
-import json
 import os
 import shutil
 import subprocess

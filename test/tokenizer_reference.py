@@ -30,7 +30,6 @@ import random
 import struct
 import subprocess
 import sys
-import time
 import unicodedata
 
 CLIP_PATTERN = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
