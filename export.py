@@ -23,7 +23,6 @@ VERSION = 1
 ALIGN = 64
 # dtype codes of the tensor table (weights/README.md); int8 entries carry per-group float32 scales
 DTYPE_F32, DTYPE_I8, DTYPE_I32, DTYPE_U8 = 0, 1, 2, 3
-DTYPE_NUMPY = {DTYPE_F32: np.float32, DTYPE_I8: np.int8, DTYPE_I32: np.int32, DTYPE_U8: np.uint8}
 
 
 class ExportError(Exception):

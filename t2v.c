@@ -545,6 +545,14 @@ static void npy_save_f32(const char *path, const float *data, int ndim, const in
     npy_save(path, data, 0, &s);
 }
 
+/* --dump: DIR/name as a float32 .npy (nothing when dir is NULL) */
+static void dump_tensor(const char *dir, const char *name, const float *data, int ndim, const int64_t *dims) {
+    char path[4096];
+    if (!dir) return;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    npy_save_f32(path, data, ndim, dims);
+}
+
 /* Reads a little-endian .npy (C order) of float32, float64, int64 or int32 as float32. */
 static float *npy_load_f32(const char *path, Shape *s) {
     static const struct { const char *descr; int size, is_float; } types[] = {
@@ -1827,19 +1835,19 @@ typedef struct {                 /* what every UNet stage of one forward needs t
 
 /* --dump: writes a channels-last activation as Diffusers' (B*F, C, H, W) act_<name>.npy */
 static void dump_activation(const UNetRun *r, const float *x, int C, int H, int W, const char *fmt, ...) {
-    char name[200], path[4096];
+    char name[200], file[220];
     float *tmp;
     int64_t dims[4];
     if (!r->dump_dir) return;
     FORMAT_NAME(name, fmt);
-    snprintf(path, sizeof path, "%s/act_%s.npy", r->dump_dir, name);
+    snprintf(file, sizeof file, "act_%s.npy", name);
     tmp = alloc_floats((size_t)r->B * r->F * C * H * W, "dump");
     channels_last_to_first(x, tmp, (size_t)r->B * r->F, (size_t)H * W, C);
     dims[0] = (int64_t)r->B * r->F;
     dims[1] = C;
     dims[2] = H;
     dims[3] = W;
-    npy_save_f32(path, tmp, 4, dims);
+    dump_tensor(r->dump_dir, file, tmp, 4, dims);
     free(tmp);
 }
 
@@ -2113,16 +2121,11 @@ void t2v_unet(T2VModel *m, const float *sample, int B, int F, int H, int W, doub
     linear(&u->time_linear_2, t_hidden, emb, (size_t)B);
     for (t = 0; t < (size_t)B * u->temb_dim; t++) silu_emb[t] = silu(emb[t]);
     run.silu_temb = silu_emb;
-    if (dump_dir) {
-        char path[4096];
-        dims[0] = B;
-        dims[1] = C;
-        snprintf(path, sizeof path, "%s/act_time_proj.npy", dump_dir);
-        npy_save_f32(path, t_proj, 2, dims);
-        dims[1] = u->temb_dim;
-        snprintf(path, sizeof path, "%s/act_time_embedding.npy", dump_dir);
-        npy_save_f32(path, emb, 2, dims);
-    }
+    dims[0] = B;
+    dims[1] = C;
+    dump_tensor(dump_dir, "act_time_proj.npy", t_proj, 2, dims);
+    dims[1] = u->temb_dim;
+    dump_tensor(dump_dir, "act_time_embedding.npy", emb, 2, dims);
 
     /* (B, C, F, H, W) -> channels-last frames; conv_in; transformer_in */
     h = arena_alloc(a, max_act);
@@ -3292,13 +3295,6 @@ static void report_progress(const char *what, const char *unit, int done, int to
     fflush(stderr);
 }
 
-static void dump_tensor(const char *dir, const char *name, const float *data, int ndim, const int64_t *dims) {
-    char path[4096];
-    if (!dir) return;
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    npy_save_f32(path, data, ndim, dims);
-}
-
 int t2v_vae_scale_factor(const T2VModel *m) { return 1 << (m->vae->n_blocks - 1); }
 
 float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
@@ -3463,10 +3459,13 @@ float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
  * 10. Video output
  * ============================================================================================ */
 
-static unsigned char to_byte(float v) { /* [0,1] -> 0..255, rounded to nearest */
-    float x = v * 255.0f + 0.5f;
-    return (unsigned char)(x < 0.0f ? 0 : x > 255.0f ? 255 : (int)x);
+/* rounded to the nearest of 0..255 */
+static unsigned char clamp_byte(float v) {
+    v += 0.5f;
+    return (unsigned char)(v < 0.0f ? 0 : v > 255.0f ? 255 : (int)v);
 }
+
+static unsigned char to_byte(float v) { return clamp_byte(v * 255.0f); } /* [0,1] -> 0..255 */
 
 /* BT.601 limited range ("TV range", what players assume for untagged standard-definition video):
  * Y in 16..235, Cb/Cr in 16..240, from RGB in [0,1]. */
@@ -3475,11 +3474,6 @@ static void rgb_to_ycbcr(const float *rgb, float *y, float *cb, float *cr) {
     *y = 16.0f + 219.0f * (0.299f * r + 0.587f * g + 0.114f * b);
     *cb = 128.0f + 224.0f * (-0.168736f * r - 0.331264f * g + 0.5f * b);
     *cr = 128.0f + 224.0f * (0.5f * r - 0.418688f * g - 0.081312f * b);
-}
-
-static unsigned char clamp_byte(float v) {
-    v += 0.5f;
-    return (unsigned char)(v < 0.0f ? 0 : v > 255.0f ? 255 : (int)v);
 }
 
 /* YUV4MPEG2: a text header, then per frame "FRAME\n" and the Y, Cb, Cr planes. 4:2:0 averages each 2x2
