@@ -118,6 +118,67 @@ static int host_is_little_endian(void) {
     return *(const unsigned char *)&one == 1;
 }
 
+/* ---- scratch memory: a stack of float blocks, reused by every forward pass ----
+ * Stages push temporaries and pop back to a mark when done. Blocks are allocated the first time a forward
+ * needs them and kept: the allocation pattern of a forward is fixed by the config and the video size, so
+ * the denoising loop's later steps allocate nothing. */
+
+#define ARENA_BLOCK_FLOATS ((size_t)1 << 24) /* 64 MiB */
+#define ARENA_MAX_BLOCKS 256
+
+typedef struct { float *data; void *raw; size_t cap; } ArenaBlock;
+typedef struct {
+    ArenaBlock blocks[ARENA_MAX_BLOCKS];
+    int n_blocks, cur;  /* cur: block being filled */
+    size_t used;        /* floats used in blocks[cur] */
+    size_t in_use, peak;
+} Arena;
+typedef struct { int cur; size_t used, in_use; } ArenaMark;
+
+static float *arena_alloc(Arena *a, size_t n) {
+    float *p;
+    n = (n + 15) & ~(size_t)15; /* keep 64-byte alignment */
+    while (a->cur < a->n_blocks && a->blocks[a->cur].cap - a->used < n) {
+        a->cur++;
+        a->used = 0;
+    }
+    if (a->cur == a->n_blocks) {
+        ArenaBlock *b;
+        size_t cap = n > ARENA_BLOCK_FLOATS ? n : ARENA_BLOCK_FLOATS;
+        if (a->n_blocks == ARENA_MAX_BLOCKS) die("scratch memory: too many blocks");
+        b = &a->blocks[a->n_blocks++];
+        b->raw = xmalloc(mul_size(cap, sizeof(float)) + 64, "scratch activations");
+        b->data = (float *)(void *)((char *)b->raw + (64 - (uintptr_t)b->raw % 64) % 64);
+        b->cap = cap;
+        a->used = 0;
+    }
+    p = a->blocks[a->cur].data + a->used;
+    a->used += n;
+    a->in_use += n;
+    if (a->in_use > a->peak) a->peak = a->in_use;
+    return p;
+}
+
+static ArenaMark arena_mark(const Arena *a) {
+    ArenaMark m;
+    m.cur = a->cur;
+    m.used = a->used;
+    m.in_use = a->in_use;
+    return m;
+}
+
+static void arena_reset(Arena *a, ArenaMark m) {
+    a->cur = m.cur;
+    a->used = m.used;
+    a->in_use = m.in_use;
+}
+
+static void arena_free(Arena *a) {
+    int i;
+    for (i = 0; i < a->n_blocks; i++) free(a->blocks[i].raw);
+    memset(a, 0, sizeof *a);
+}
+
 /* ============================================================================================
  * 2. The model file (layout in weights/README.md): magic, version, config lines, tensor table, data.
  *    The data is mmap-ed and weights are used in place; a plain read is the fallback.
@@ -416,9 +477,13 @@ static int config_ints(const T2VModel *m, const char *key, int *out, int max_ite
     return n;
 }
 
+/* Each model part is loaded and freed in its own section (5, 6 and 8). */
 static void load_text_encoder(T2VModel *m);
 static void load_unet(T2VModel *m);
 static void load_vae(T2VModel *m);
+static void free_text_encoder(struct TextEncoder *te);
+static void free_unet(struct UNet3D *u);
+static void free_vae(struct VAE *v);
 
 T2VModel *t2v_load(const char *path) {
     T2VModel *m = (T2VModel *)xcalloc(1, sizeof(T2VModel), "model");
@@ -454,6 +519,26 @@ T2VModel *t2v_load(const char *path) {
     load_vae(m);
     return m;
 }
+
+void t2v_free(T2VModel *m) {
+    if (!m) return;
+    t2v_tokenizer_free(m->tokenizer);
+    free_text_encoder(m->text_encoder);
+    free_unet(m->unet);
+    free_vae(m->vae);
+#if T2V_POSIX
+    if (m->mapped) munmap(m->file, m->file_size);
+#endif
+    free(m->read_buffer);
+    free(m->config_text);
+    free(m->config);
+    free(m->tensors);
+    free(m->names);
+    free(m);
+}
+
+int t2v_context_length(const T2VModel *m) { return config_int(m, "tokenizer.model_max_length"); }
+const T2VTokenizer *t2v_model_tokenizer(const T2VModel *m) { return m->tokenizer; }
 
 /* ============================================================================================
  * 3. .npy files: the boundary where Diffusers' layouts come in and go out (float32, C order)
@@ -1116,67 +1201,6 @@ static void load_layer_norm(LayerNorm *l, Weights *W, int dim, float eps, const 
     l->b = tensor_f32(W, 1, shape, "%s.bias", name);
 }
 
-/* ---- scratch memory: a stack of float blocks, reused by every forward pass ----
- * Stages push temporaries and pop back to a mark when done. Blocks are allocated the first time a forward
- * needs them and kept: the allocation pattern of a forward is fixed by the config and the video size, so
- * the denoising loop's later steps allocate nothing. */
-
-#define ARENA_BLOCK_FLOATS ((size_t)1 << 24) /* 64 MiB */
-#define ARENA_MAX_BLOCKS 256
-
-typedef struct { float *data; void *raw; size_t cap; } ArenaBlock;
-typedef struct {
-    ArenaBlock blocks[ARENA_MAX_BLOCKS];
-    int n_blocks, cur;  /* cur: block being filled */
-    size_t used;        /* floats used in blocks[cur] */
-    size_t in_use, peak;
-} Arena;
-typedef struct { int cur; size_t used, in_use; } ArenaMark;
-
-static float *arena_alloc(Arena *a, size_t n) {
-    float *p;
-    n = (n + 15) & ~(size_t)15; /* keep 64-byte alignment */
-    while (a->cur < a->n_blocks && a->blocks[a->cur].cap - a->used < n) {
-        a->cur++;
-        a->used = 0;
-    }
-    if (a->cur == a->n_blocks) {
-        ArenaBlock *b;
-        size_t cap = n > ARENA_BLOCK_FLOATS ? n : ARENA_BLOCK_FLOATS;
-        if (a->n_blocks == ARENA_MAX_BLOCKS) die("scratch memory: too many blocks");
-        b = &a->blocks[a->n_blocks++];
-        b->raw = xmalloc(mul_size(cap, sizeof(float)) + 64, "scratch activations");
-        b->data = (float *)(void *)((char *)b->raw + (64 - (uintptr_t)b->raw % 64) % 64);
-        b->cap = cap;
-        a->used = 0;
-    }
-    p = a->blocks[a->cur].data + a->used;
-    a->used += n;
-    a->in_use += n;
-    if (a->in_use > a->peak) a->peak = a->in_use;
-    return p;
-}
-
-static ArenaMark arena_mark(const Arena *a) {
-    ArenaMark m;
-    m.cur = a->cur;
-    m.used = a->used;
-    m.in_use = a->in_use;
-    return m;
-}
-
-static void arena_reset(Arena *a, ArenaMark m) {
-    a->cur = m.cur;
-    a->used = m.used;
-    a->in_use = m.in_use;
-}
-
-static void arena_free(Arena *a) {
-    int i;
-    for (i = 0; i < a->n_blocks; i++) free(a->blocks[i].raw);
-    memset(a, 0, sizeof *a);
-}
-
 /* ---- elementwise ---- */
 
 static float silu(float x) { return x / (1.0f + expf(-x)); }
@@ -1595,6 +1619,13 @@ void t2v_encode_text(T2VModel *m, const int32_t *ids, float *out) {
     }
     layer_norm(&te->final_layer_norm, h, out, T);
     arena_reset(a, mark);
+}
+
+static void free_text_encoder(TextEncoder *te) {
+    if (!te) return;
+    free(te->layers);
+    arena_free(&te->arena);
+    free(te);
 }
 
 /* ============================================================================================
@@ -2247,255 +2278,23 @@ void t2v_unet(T2VModel *m, const float *sample, int B, int F, int H, int W, doub
     arena_reset(a, mark);
 }
 
-/* ============================================================================================
- * 7. AutoencoderKL (Diffusers autoencoder_kl.py, vae.py): the decoder turns latents into frames, the
- *    encoder gives the latent distribution of images. Both run one frame at a time, so memory stays
- *    bounded whatever the frame count.
- * ============================================================================================ */
-
-typedef struct {                 /* Attention in the mid block: one head, GroupNorm first, residual */
-    GroupNorm group_norm;
-    Attention attn;
-} VAEAttention;
-
-typedef struct { int n_layers, out_channels, has_sampler; ResnetBlock2D *resnets; Conv sampler; } VAEBlock;
-
-typedef struct VAE {
-    int in_channels, out_channels, latent_channels, n_blocks, layers, groups, mid_attention;
-    int use_quant_conv, use_post_quant_conv;
-    int channels[8];             /* block_out_channels */
-    float scaling_factor;
-    /* encoder */
-    Conv enc_conv_in, enc_conv_out, quant_conv;
-    VAEBlock enc_down[8];
-    ResnetBlock2D enc_mid[2];
-    VAEAttention enc_attn;
-    GroupNorm enc_norm_out;
-    /* decoder */
-    Conv post_quant_conv, dec_conv_in, dec_conv_out;
-    ResnetBlock2D dec_mid[2];
-    VAEAttention dec_attn;
-    VAEBlock dec_up[8];
-    GroupNorm dec_norm_out;
-    Arena arena;
-} VAE;
-
-static void load_vae_mid_block(VAE *v, Weights *W, ResnetBlock2D *resnets, VAEAttention *attn, const char *prefix) {
-    const int C = v->channels[v->n_blocks - 1];
-    char name[200];
-    snprintf(name, sizeof name, "%s.resnets.0", prefix);
-    resnets[0] = load_resnet(W, C, C, 0, v->groups, 1e-6f, 1.0f, name);
-    if (v->mid_attention) {
-        load_group_norm(&attn->group_norm, W, C, v->groups, 1e-6f, "%s.attentions.0.group_norm", prefix);
-        load_attention(&attn->attn, W, C, C, 1, 1, "%s.attentions.0", prefix);
-    }
-    snprintf(name, sizeof name, "%s.resnets.1", prefix);
-    resnets[1] = load_resnet(W, C, C, 0, v->groups, 1e-6f, 1.0f, name);
+static void free_block(UNetBlock *b) {
+    free(b->resnets);
+    free(b->temp_convs);
+    free(b->attentions);
+    free(b->temp_attentions);
 }
 
-static void load_vae(T2VModel *m) {
-    VAE *v = (VAE *)xcalloc(1, sizeof(VAE), "vae");
-    Weights W;
-    char types[8][64], name[200];
-    int i, j, n, in_ch, out_ch;
-    const int *ch = v->channels;
-    W.m = m;
-    W.component = "vae";
-    n = v->n_blocks = config_ints(m, "vae.block_out_channels", v->channels, 8);
-    if (config_list(m, "vae.down_block_types", types, 8) != n || config_list(m, "vae.up_block_types", types, 8) != n)
-        die("%s: vae block_out_channels, down_block_types and up_block_types differ in length", m->path);
-    v->in_channels = config_int(m, "vae.in_channels");
-    v->out_channels = config_int(m, "vae.out_channels");
-    v->latent_channels = config_int(m, "vae.latent_channels");
-    v->layers = config_int(m, "vae.layers_per_block");
-    v->groups = config_int(m, "vae.norm_num_groups");
-    v->scaling_factor = (float)config_double(m, "vae.scaling_factor");
-    v->mid_attention = config_bool(m, "vae.mid_block_add_attention");
-    v->use_quant_conv = config_bool(m, "vae.use_quant_conv");
-    v->use_post_quant_conv = config_bool(m, "vae.use_post_quant_conv");
-    if (v->layers < 1 || v->layers > 62 || v->latent_channels < 1 || v->in_channels < 1 || v->out_channels < 1)
-        die("%s: invalid vae config", m->path);
-    if (strcmp(config_required(m, "vae.shift_factor"), "null") || strcmp(config_required(m, "vae.latents_mean"), "null"))
-        die("%s: vae shift_factor / latents_mean are not implemented (must be null)", m->path);
-    /* encoder: conv_in, DownEncoderBlock2D x n (resnets, Downsample2D with padding 0), mid block, norm, conv_out */
-    load_conv(&v->enc_conv_in, &W, v->in_channels, ch[0], 3, 0, "encoder.conv_in");
-    out_ch = ch[0];
-    for (i = 0; i < n; i++) {
-        VAEBlock *blk = &v->enc_down[i];
-        in_ch = out_ch;
-        out_ch = ch[i];
-        blk->n_layers = v->layers;
-        blk->out_channels = out_ch;
-        blk->resnets = (ResnetBlock2D *)xcalloc((size_t)v->layers, sizeof(ResnetBlock2D), "vae");
-        for (j = 0; j < v->layers; j++) {
-            snprintf(name, sizeof name, "encoder.down_blocks.%d.resnets.%d", i, j);
-            blk->resnets[j] = load_resnet(&W, j == 0 ? in_ch : out_ch, out_ch, 0, v->groups, 1e-6f, 1.0f, name);
-        }
-        blk->has_sampler = i < n - 1;
-        if (blk->has_sampler) load_conv(&blk->sampler, &W, out_ch, out_ch, 3, 0, "encoder.down_blocks.%d.downsamplers.0.conv", i);
+static void free_unet(UNet3D *u) {
+    int i;
+    if (!u) return;
+    for (i = 0; i < u->n_blocks; i++) {
+        free_block(&u->down[i]);
+        free_block(&u->up[i]);
     }
-    load_vae_mid_block(v, &W, v->enc_mid, &v->enc_attn, "encoder.mid_block");
-    load_group_norm(&v->enc_norm_out, &W, ch[n - 1], v->groups, 1e-6f, "encoder.conv_norm_out");
-    load_conv(&v->enc_conv_out, &W, ch[n - 1], 2 * v->latent_channels, 3, 0, "encoder.conv_out");
-    if (v->use_quant_conv) load_conv(&v->quant_conv, &W, 2 * v->latent_channels, 2 * v->latent_channels, 1, 0, "quant_conv");
-    /* decoder: post_quant_conv, conv_in, mid block, UpDecoderBlock2D x n (resnets, Upsample2D), norm, conv_out */
-    if (v->use_post_quant_conv) load_conv(&v->post_quant_conv, &W, v->latent_channels, v->latent_channels, 1, 0, "post_quant_conv");
-    load_conv(&v->dec_conv_in, &W, v->latent_channels, ch[n - 1], 3, 0, "decoder.conv_in");
-    load_vae_mid_block(v, &W, v->dec_mid, &v->dec_attn, "decoder.mid_block");
-    out_ch = ch[n - 1];
-    for (i = 0; i < n; i++) {
-        VAEBlock *blk = &v->dec_up[i];
-        in_ch = out_ch;
-        out_ch = ch[n - 1 - i];
-        blk->n_layers = v->layers + 1;
-        blk->out_channels = out_ch;
-        blk->resnets = (ResnetBlock2D *)xcalloc((size_t)blk->n_layers, sizeof(ResnetBlock2D), "vae");
-        for (j = 0; j < blk->n_layers; j++) {
-            snprintf(name, sizeof name, "decoder.up_blocks.%d.resnets.%d", i, j);
-            blk->resnets[j] = load_resnet(&W, j == 0 ? in_ch : out_ch, out_ch, 0, v->groups, 1e-6f, 1.0f, name);
-        }
-        blk->has_sampler = i < n - 1;
-        if (blk->has_sampler) load_conv(&blk->sampler, &W, out_ch, out_ch, 3, 0, "decoder.up_blocks.%d.upsamplers.0.conv", i);
-    }
-    load_group_norm(&v->dec_norm_out, &W, ch[0], v->groups, 1e-6f, "decoder.conv_norm_out");
-    load_conv(&v->dec_conv_out, &W, ch[0], v->out_channels, 3, 0, "decoder.conv_out");
-    m->vae = v;
-}
-
-/* The mid block's Attention: h + to_out(attention(GroupNorm(h))), one head over the frame's pixels. In place. */
-static void vae_attention(Arena *a, const VAEAttention *va, float *h, size_t P) {
-    ArenaMark mark = arena_mark(a);
-    float *x = arena_alloc(a, P * va->group_norm.channels);
-    group_norm(a, &va->group_norm, h, x, 1, P, 0);
-    attention_block(a, &va->attn, x, h, 1, (int)P, NULL, 0, 0);
-    arena_reset(a, mark);
-}
-
-static void vae_mid_block(VAE *v, const ResnetBlock2D *resnets, const VAEAttention *attn, float *h, int H, int W) {
-    resnet_block_2d(&v->arena, &resnets[0], h, h, 1, H, W, NULL, 1);
-    if (v->mid_attention) vae_attention(&v->arena, attn, h, (size_t)H * W);
-    resnet_block_2d(&v->arena, &resnets[1], h, h, 1, H, W, NULL, 1);
-}
-
-/* Decoder of one frame: z [h][w][latent] -> image [H][W][out_channels] (H = h * 2^(n_blocks-1)). */
-static void vae_decode_frame(VAE *v, const float *z, float *image, int h, int w) {
-    Arena *a = &v->arena;
-    ArenaMark mark = arena_mark(a);
-    const int n = v->n_blocks, scale = 1 << (n - 1);
-    size_t max_act = 0;
-    int i, j, H = h, W = w, C = v->channels[n - 1];
-    float *x, *y, *tmp;
-    for (i = 0; i < n; i++) { /* up block i runs at 4^i h w pixels; its widest tensor is its input or output */
-        const size_t pixels = (size_t)h * w << (2 * i);
-        const int in_ch = i ? v->dec_up[i - 1].out_channels : C, out_ch = v->dec_up[i].out_channels;
-        if (pixels * (in_ch > out_ch ? in_ch : out_ch) > max_act) max_act = pixels * (in_ch > out_ch ? in_ch : out_ch);
-    }
-    if ((size_t)h * w * v->latent_channels > max_act) max_act = (size_t)h * w * v->latent_channels;
-    x = arena_alloc(a, max_act);
-    y = arena_alloc(a, max_act);
-    if (v->use_post_quant_conv) conv2d(a, &v->post_quant_conv, z, y, 1, h, w, 1, 0, 0, h, w);
-    else memcpy(y, z, (size_t)h * w * v->latent_channels * sizeof(float));
-    conv2d(a, &v->dec_conv_in, y, x, 1, h, w, 1, 1, 1, h, w);
-    vae_mid_block(v, v->dec_mid, &v->dec_attn, x, H, W);
-    for (i = 0; i < n; i++) {
-        const VAEBlock *blk = &v->dec_up[i];
-        for (j = 0; j < blk->n_layers; j++) {
-            resnet_block_2d(a, &blk->resnets[j], x, y, 1, H, W, NULL, 1);
-            tmp = x; x = y; y = tmp;
-        }
-        C = blk->out_channels;
-        if (blk->has_sampler) {
-            upsample_nearest(x, y, 1, H, W, 2 * H, 2 * W, C);
-            H *= 2;
-            W *= 2;
-            conv2d(a, &blk->sampler, y, x, 1, H, W, 1, 1, 1, H, W);
-        }
-    }
-    if (H != h * scale || W != w * scale) die("internal: vae decoder size");
-    group_norm(a, &v->dec_norm_out, x, y, 1, (size_t)H * W, 1);
-    conv2d(a, &v->dec_conv_out, y, image, 1, H, W, 1, 1, 1, H, W);
-    arena_reset(a, mark);
-}
-
-void t2v_vae_decode(T2VModel *m, const float *latents, int N, int h, int w, float *out) {
-    VAE *v = m->vae;
-    const int scale = 1 << (v->n_blocks - 1), H = h * scale, W = w * scale;
-    const int L = v->latent_channels, O = v->out_channels;
-    float *z = alloc_floats((size_t)h * w * L, "vae input"), *image = alloc_floats((size_t)H * W * O, "vae output");
-    int n;
-    for (n = 0; n < N; n++) {
-        channels_first_to_last(latents + (size_t)n * L * h * w, z, 1, (size_t)h * w, L);
-        vae_decode_frame(v, z, image, h, w);
-        channels_last_to_first(image, out + (size_t)n * O * H * W, 1, (size_t)H * W, O);
-    }
-    free(z);
-    free(image);
-}
-
-/* Encoder of one frame: image [H][W][in] -> moments [H/s][W/s][2 * latent] (mean, logvar). */
-static void vae_encode_frame(VAE *v, const float *image, float *moments, int H, int W) {
-    Arena *a = &v->arena;
-    ArenaMark mark = arena_mark(a);
-    const int n = v->n_blocks;
-    size_t max_act = 0;
-    int i, j;
-    float *x, *y, *tmp;
-    for (i = 0; i < n; i++) {
-        size_t s = (size_t)H * W * v->channels[i];
-        if (s > max_act) max_act = s;
-    }
-    if ((size_t)H * W * v->in_channels > max_act) max_act = (size_t)H * W * v->in_channels;
-    x = arena_alloc(a, max_act);
-    y = arena_alloc(a, max_act);
-    conv2d(a, &v->enc_conv_in, image, x, 1, H, W, 1, 1, 1, H, W);
-    for (i = 0; i < n; i++) {
-        const VAEBlock *blk = &v->enc_down[i];
-        for (j = 0; j < blk->n_layers; j++) {
-            resnet_block_2d(a, &blk->resnets[j], x, y, 1, H, W, NULL, 1);
-            tmp = x; x = y; y = tmp;
-        }
-        if (blk->has_sampler) { /* Downsample2D(padding=0): pad right and bottom by one, 3x3 stride 2 */
-            const int Ho = (H - 2) / 2 + 1, Wo = (W - 2) / 2 + 1;
-            conv2d(a, &blk->sampler, x, y, 1, H, W, 2, 0, 0, Ho, Wo);
-            tmp = x; x = y; y = tmp;
-            H = Ho;
-            W = Wo;
-        }
-    }
-    vae_mid_block(v, v->enc_mid, &v->enc_attn, x, H, W);
-    group_norm(a, &v->enc_norm_out, x, y, 1, (size_t)H * W, 1);
-    if (v->use_quant_conv) {
-        conv2d(a, &v->enc_conv_out, y, x, 1, H, W, 1, 1, 1, H, W);
-        conv2d(a, &v->quant_conv, x, moments, 1, H, W, 1, 0, 0, H, W);
-    } else {
-        conv2d(a, &v->enc_conv_out, y, moments, 1, H, W, 1, 1, 1, H, W);
-    }
-    arena_reset(a, mark);
-}
-
-void t2v_vae_encode(T2VModel *m, const float *images, int N, int H, int W, float *mean, float *logvar) {
-    VAE *v = m->vae;
-    const int scale = 1 << (v->n_blocks - 1), h = H / scale, w = W / scale, L = v->latent_channels;
-    float *img = alloc_floats((size_t)H * W * v->in_channels, "vae input");
-    float *moments = alloc_floats((size_t)h * w * 2 * L, "vae output");
-    int n;
-    size_t p;
-    if (H % scale || W % scale) die("vae-encode: image size %dx%d is not a multiple of %d", H, W, scale);
-    for (n = 0; n < N; n++) {
-        channels_first_to_last(images + (size_t)n * v->in_channels * H * W, img, 1, (size_t)H * W, v->in_channels);
-        vae_encode_frame(v, img, moments, H, W);
-        for (p = 0; p < (size_t)h * w; p++) {
-            int c;
-            for (c = 0; c < L; c++) {
-                float lv = moments[p * 2 * L + L + c];
-                mean[((size_t)n * L + c) * h * w + p] = moments[p * 2 * L + c];
-                /* DiagonalGaussianDistribution clamps logvar to [-30, 20] */
-                if (logvar) logvar[((size_t)n * L + c) * h * w + p] = lv < -30.0f ? -30.0f : lv > 20.0f ? 20.0f : lv;
-            }
-        }
-    }
-    free(img);
-    free(moments);
+    free_block(&u->mid);
+    arena_free(&u->arena);
+    free(u);
 }
 
 /* ============================================================================================
@@ -3269,6 +3068,269 @@ static void scheduler_config_from_model(const T2VModel *m, SchedulerConfig *c) {
 }
 
 /* ============================================================================================
+ * 7. AutoencoderKL (Diffusers autoencoder_kl.py, vae.py): the decoder turns latents into frames, the
+ *    encoder gives the latent distribution of images. Both run one frame at a time, so memory stays
+ *    bounded whatever the frame count.
+ * ============================================================================================ */
+
+typedef struct {                 /* Attention in the mid block: one head, GroupNorm first, residual */
+    GroupNorm group_norm;
+    Attention attn;
+} VAEAttention;
+
+typedef struct { int n_layers, out_channels, has_sampler; ResnetBlock2D *resnets; Conv sampler; } VAEBlock;
+
+typedef struct VAE {
+    int in_channels, out_channels, latent_channels, n_blocks, layers, groups, mid_attention;
+    int use_quant_conv, use_post_quant_conv;
+    int channels[8];             /* block_out_channels */
+    float scaling_factor;
+    /* encoder */
+    Conv enc_conv_in, enc_conv_out, quant_conv;
+    VAEBlock enc_down[8];
+    ResnetBlock2D enc_mid[2];
+    VAEAttention enc_attn;
+    GroupNorm enc_norm_out;
+    /* decoder */
+    Conv post_quant_conv, dec_conv_in, dec_conv_out;
+    ResnetBlock2D dec_mid[2];
+    VAEAttention dec_attn;
+    VAEBlock dec_up[8];
+    GroupNorm dec_norm_out;
+    Arena arena;
+} VAE;
+
+static void load_vae_mid_block(VAE *v, Weights *W, ResnetBlock2D *resnets, VAEAttention *attn, const char *prefix) {
+    const int C = v->channels[v->n_blocks - 1];
+    char name[200];
+    snprintf(name, sizeof name, "%s.resnets.0", prefix);
+    resnets[0] = load_resnet(W, C, C, 0, v->groups, 1e-6f, 1.0f, name);
+    if (v->mid_attention) {
+        load_group_norm(&attn->group_norm, W, C, v->groups, 1e-6f, "%s.attentions.0.group_norm", prefix);
+        load_attention(&attn->attn, W, C, C, 1, 1, "%s.attentions.0", prefix);
+    }
+    snprintf(name, sizeof name, "%s.resnets.1", prefix);
+    resnets[1] = load_resnet(W, C, C, 0, v->groups, 1e-6f, 1.0f, name);
+}
+
+static void load_vae(T2VModel *m) {
+    VAE *v = (VAE *)xcalloc(1, sizeof(VAE), "vae");
+    Weights W;
+    char types[8][64], name[200];
+    int i, j, n, in_ch, out_ch;
+    const int *ch = v->channels;
+    W.m = m;
+    W.component = "vae";
+    n = v->n_blocks = config_ints(m, "vae.block_out_channels", v->channels, 8);
+    if (config_list(m, "vae.down_block_types", types, 8) != n || config_list(m, "vae.up_block_types", types, 8) != n)
+        die("%s: vae block_out_channels, down_block_types and up_block_types differ in length", m->path);
+    v->in_channels = config_int(m, "vae.in_channels");
+    v->out_channels = config_int(m, "vae.out_channels");
+    v->latent_channels = config_int(m, "vae.latent_channels");
+    v->layers = config_int(m, "vae.layers_per_block");
+    v->groups = config_int(m, "vae.norm_num_groups");
+    v->scaling_factor = (float)config_double(m, "vae.scaling_factor");
+    v->mid_attention = config_bool(m, "vae.mid_block_add_attention");
+    v->use_quant_conv = config_bool(m, "vae.use_quant_conv");
+    v->use_post_quant_conv = config_bool(m, "vae.use_post_quant_conv");
+    if (v->layers < 1 || v->layers > 62 || v->latent_channels < 1 || v->in_channels < 1 || v->out_channels < 1)
+        die("%s: invalid vae config", m->path);
+    if (strcmp(config_required(m, "vae.shift_factor"), "null") || strcmp(config_required(m, "vae.latents_mean"), "null"))
+        die("%s: vae shift_factor / latents_mean are not implemented (must be null)", m->path);
+    /* encoder: conv_in, DownEncoderBlock2D x n (resnets, Downsample2D with padding 0), mid block, norm, conv_out */
+    load_conv(&v->enc_conv_in, &W, v->in_channels, ch[0], 3, 0, "encoder.conv_in");
+    out_ch = ch[0];
+    for (i = 0; i < n; i++) {
+        VAEBlock *blk = &v->enc_down[i];
+        in_ch = out_ch;
+        out_ch = ch[i];
+        blk->n_layers = v->layers;
+        blk->out_channels = out_ch;
+        blk->resnets = (ResnetBlock2D *)xcalloc((size_t)v->layers, sizeof(ResnetBlock2D), "vae");
+        for (j = 0; j < v->layers; j++) {
+            snprintf(name, sizeof name, "encoder.down_blocks.%d.resnets.%d", i, j);
+            blk->resnets[j] = load_resnet(&W, j == 0 ? in_ch : out_ch, out_ch, 0, v->groups, 1e-6f, 1.0f, name);
+        }
+        blk->has_sampler = i < n - 1;
+        if (blk->has_sampler) load_conv(&blk->sampler, &W, out_ch, out_ch, 3, 0, "encoder.down_blocks.%d.downsamplers.0.conv", i);
+    }
+    load_vae_mid_block(v, &W, v->enc_mid, &v->enc_attn, "encoder.mid_block");
+    load_group_norm(&v->enc_norm_out, &W, ch[n - 1], v->groups, 1e-6f, "encoder.conv_norm_out");
+    load_conv(&v->enc_conv_out, &W, ch[n - 1], 2 * v->latent_channels, 3, 0, "encoder.conv_out");
+    if (v->use_quant_conv) load_conv(&v->quant_conv, &W, 2 * v->latent_channels, 2 * v->latent_channels, 1, 0, "quant_conv");
+    /* decoder: post_quant_conv, conv_in, mid block, UpDecoderBlock2D x n (resnets, Upsample2D), norm, conv_out */
+    if (v->use_post_quant_conv) load_conv(&v->post_quant_conv, &W, v->latent_channels, v->latent_channels, 1, 0, "post_quant_conv");
+    load_conv(&v->dec_conv_in, &W, v->latent_channels, ch[n - 1], 3, 0, "decoder.conv_in");
+    load_vae_mid_block(v, &W, v->dec_mid, &v->dec_attn, "decoder.mid_block");
+    out_ch = ch[n - 1];
+    for (i = 0; i < n; i++) {
+        VAEBlock *blk = &v->dec_up[i];
+        in_ch = out_ch;
+        out_ch = ch[n - 1 - i];
+        blk->n_layers = v->layers + 1;
+        blk->out_channels = out_ch;
+        blk->resnets = (ResnetBlock2D *)xcalloc((size_t)blk->n_layers, sizeof(ResnetBlock2D), "vae");
+        for (j = 0; j < blk->n_layers; j++) {
+            snprintf(name, sizeof name, "decoder.up_blocks.%d.resnets.%d", i, j);
+            blk->resnets[j] = load_resnet(&W, j == 0 ? in_ch : out_ch, out_ch, 0, v->groups, 1e-6f, 1.0f, name);
+        }
+        blk->has_sampler = i < n - 1;
+        if (blk->has_sampler) load_conv(&blk->sampler, &W, out_ch, out_ch, 3, 0, "decoder.up_blocks.%d.upsamplers.0.conv", i);
+    }
+    load_group_norm(&v->dec_norm_out, &W, ch[0], v->groups, 1e-6f, "decoder.conv_norm_out");
+    load_conv(&v->dec_conv_out, &W, ch[0], v->out_channels, 3, 0, "decoder.conv_out");
+    m->vae = v;
+}
+
+/* The mid block's Attention: h + to_out(attention(GroupNorm(h))), one head over the frame's pixels. In place. */
+static void vae_attention(Arena *a, const VAEAttention *va, float *h, size_t P) {
+    ArenaMark mark = arena_mark(a);
+    float *x = arena_alloc(a, P * va->group_norm.channels);
+    group_norm(a, &va->group_norm, h, x, 1, P, 0);
+    attention_block(a, &va->attn, x, h, 1, (int)P, NULL, 0, 0);
+    arena_reset(a, mark);
+}
+
+static void vae_mid_block(VAE *v, const ResnetBlock2D *resnets, const VAEAttention *attn, float *h, int H, int W) {
+    resnet_block_2d(&v->arena, &resnets[0], h, h, 1, H, W, NULL, 1);
+    if (v->mid_attention) vae_attention(&v->arena, attn, h, (size_t)H * W);
+    resnet_block_2d(&v->arena, &resnets[1], h, h, 1, H, W, NULL, 1);
+}
+
+/* Decoder of one frame: z [h][w][latent] -> image [H][W][out_channels] (H = h * 2^(n_blocks-1)). */
+static void vae_decode_frame(VAE *v, const float *z, float *image, int h, int w) {
+    Arena *a = &v->arena;
+    ArenaMark mark = arena_mark(a);
+    const int n = v->n_blocks, scale = 1 << (n - 1);
+    size_t max_act = 0;
+    int i, j, H = h, W = w, C = v->channels[n - 1];
+    float *x, *y, *tmp;
+    for (i = 0; i < n; i++) { /* up block i runs at 4^i h w pixels; its widest tensor is its input or output */
+        const size_t pixels = (size_t)h * w << (2 * i);
+        const int in_ch = i ? v->dec_up[i - 1].out_channels : C, out_ch = v->dec_up[i].out_channels;
+        if (pixels * (in_ch > out_ch ? in_ch : out_ch) > max_act) max_act = pixels * (in_ch > out_ch ? in_ch : out_ch);
+    }
+    if ((size_t)h * w * v->latent_channels > max_act) max_act = (size_t)h * w * v->latent_channels;
+    x = arena_alloc(a, max_act);
+    y = arena_alloc(a, max_act);
+    if (v->use_post_quant_conv) conv2d(a, &v->post_quant_conv, z, y, 1, h, w, 1, 0, 0, h, w);
+    else memcpy(y, z, (size_t)h * w * v->latent_channels * sizeof(float));
+    conv2d(a, &v->dec_conv_in, y, x, 1, h, w, 1, 1, 1, h, w);
+    vae_mid_block(v, v->dec_mid, &v->dec_attn, x, H, W);
+    for (i = 0; i < n; i++) {
+        const VAEBlock *blk = &v->dec_up[i];
+        for (j = 0; j < blk->n_layers; j++) {
+            resnet_block_2d(a, &blk->resnets[j], x, y, 1, H, W, NULL, 1);
+            tmp = x; x = y; y = tmp;
+        }
+        C = blk->out_channels;
+        if (blk->has_sampler) {
+            upsample_nearest(x, y, 1, H, W, 2 * H, 2 * W, C);
+            H *= 2;
+            W *= 2;
+            conv2d(a, &blk->sampler, y, x, 1, H, W, 1, 1, 1, H, W);
+        }
+    }
+    if (H != h * scale || W != w * scale) die("internal: vae decoder size");
+    group_norm(a, &v->dec_norm_out, x, y, 1, (size_t)H * W, 1);
+    conv2d(a, &v->dec_conv_out, y, image, 1, H, W, 1, 1, 1, H, W);
+    arena_reset(a, mark);
+}
+
+void t2v_vae_decode(T2VModel *m, const float *latents, int N, int h, int w, float *out) {
+    VAE *v = m->vae;
+    const int scale = 1 << (v->n_blocks - 1), H = h * scale, W = w * scale;
+    const int L = v->latent_channels, O = v->out_channels;
+    float *z = alloc_floats((size_t)h * w * L, "vae input"), *image = alloc_floats((size_t)H * W * O, "vae output");
+    int n;
+    for (n = 0; n < N; n++) {
+        channels_first_to_last(latents + (size_t)n * L * h * w, z, 1, (size_t)h * w, L);
+        vae_decode_frame(v, z, image, h, w);
+        channels_last_to_first(image, out + (size_t)n * O * H * W, 1, (size_t)H * W, O);
+    }
+    free(z);
+    free(image);
+}
+
+/* Encoder of one frame: image [H][W][in] -> moments [H/s][W/s][2 * latent] (mean, logvar). */
+static void vae_encode_frame(VAE *v, const float *image, float *moments, int H, int W) {
+    Arena *a = &v->arena;
+    ArenaMark mark = arena_mark(a);
+    const int n = v->n_blocks;
+    size_t max_act = 0;
+    int i, j;
+    float *x, *y, *tmp;
+    for (i = 0; i < n; i++) {
+        size_t s = (size_t)H * W * v->channels[i];
+        if (s > max_act) max_act = s;
+    }
+    if ((size_t)H * W * v->in_channels > max_act) max_act = (size_t)H * W * v->in_channels;
+    x = arena_alloc(a, max_act);
+    y = arena_alloc(a, max_act);
+    conv2d(a, &v->enc_conv_in, image, x, 1, H, W, 1, 1, 1, H, W);
+    for (i = 0; i < n; i++) {
+        const VAEBlock *blk = &v->enc_down[i];
+        for (j = 0; j < blk->n_layers; j++) {
+            resnet_block_2d(a, &blk->resnets[j], x, y, 1, H, W, NULL, 1);
+            tmp = x; x = y; y = tmp;
+        }
+        if (blk->has_sampler) { /* Downsample2D(padding=0): pad right and bottom by one, 3x3 stride 2 */
+            const int Ho = (H - 2) / 2 + 1, Wo = (W - 2) / 2 + 1;
+            conv2d(a, &blk->sampler, x, y, 1, H, W, 2, 0, 0, Ho, Wo);
+            tmp = x; x = y; y = tmp;
+            H = Ho;
+            W = Wo;
+        }
+    }
+    vae_mid_block(v, v->enc_mid, &v->enc_attn, x, H, W);
+    group_norm(a, &v->enc_norm_out, x, y, 1, (size_t)H * W, 1);
+    if (v->use_quant_conv) {
+        conv2d(a, &v->enc_conv_out, y, x, 1, H, W, 1, 1, 1, H, W);
+        conv2d(a, &v->quant_conv, x, moments, 1, H, W, 1, 0, 0, H, W);
+    } else {
+        conv2d(a, &v->enc_conv_out, y, moments, 1, H, W, 1, 1, 1, H, W);
+    }
+    arena_reset(a, mark);
+}
+
+void t2v_vae_encode(T2VModel *m, const float *images, int N, int H, int W, float *mean, float *logvar) {
+    VAE *v = m->vae;
+    const int scale = 1 << (v->n_blocks - 1), h = H / scale, w = W / scale, L = v->latent_channels;
+    float *img = alloc_floats((size_t)H * W * v->in_channels, "vae input");
+    float *moments = alloc_floats((size_t)h * w * 2 * L, "vae output");
+    int n;
+    size_t p;
+    if (H % scale || W % scale) die("vae-encode: image size %dx%d is not a multiple of %d", H, W, scale);
+    for (n = 0; n < N; n++) {
+        channels_first_to_last(images + (size_t)n * v->in_channels * H * W, img, 1, (size_t)H * W, v->in_channels);
+        vae_encode_frame(v, img, moments, H, W);
+        for (p = 0; p < (size_t)h * w; p++) {
+            int c;
+            for (c = 0; c < L; c++) {
+                float lv = moments[p * 2 * L + L + c];
+                mean[((size_t)n * L + c) * h * w + p] = moments[p * 2 * L + c];
+                /* DiagonalGaussianDistribution clamps logvar to [-30, 20] */
+                if (logvar) logvar[((size_t)n * L + c) * h * w + p] = lv < -30.0f ? -30.0f : lv > 20.0f ? 20.0f : lv;
+            }
+        }
+    }
+    free(img);
+    free(moments);
+}
+
+static void free_vae(VAE *v) {
+    int i;
+    if (!v) return;
+    for (i = 0; i < v->n_blocks; i++) {
+        free(v->enc_down[i].resnets);
+        free(v->dec_up[i].resnets);
+    }
+    arena_free(&v->arena);
+    free(v);
+}
+
+
+/* ============================================================================================
  * 9. The pipeline: TextToVideoSDPipeline.__call__
  * ============================================================================================ */
 
@@ -3538,63 +3600,6 @@ static void write_ppm_frames(const char *dir, const float *frames, int n_frames,
     free(row);
 }
 
-static void free_text_encoder(TextEncoder *te) {
-    if (!te) return;
-    free(te->layers);
-    arena_free(&te->arena);
-    free(te);
-}
-
-static void free_block(UNetBlock *b) {
-    free(b->resnets);
-    free(b->temp_convs);
-    free(b->attentions);
-    free(b->temp_attentions);
-}
-
-static void free_unet(UNet3D *u) {
-    int i;
-    if (!u) return;
-    for (i = 0; i < u->n_blocks; i++) {
-        free_block(&u->down[i]);
-        free_block(&u->up[i]);
-    }
-    free_block(&u->mid);
-    arena_free(&u->arena);
-    free(u);
-}
-
-static void free_vae(VAE *v) {
-    int i;
-    if (!v) return;
-    for (i = 0; i < v->n_blocks; i++) {
-        free(v->enc_down[i].resnets);
-        free(v->dec_up[i].resnets);
-    }
-    arena_free(&v->arena);
-    free(v);
-}
-
-
-void t2v_free(T2VModel *m) {
-    if (!m) return;
-    t2v_tokenizer_free(m->tokenizer);
-    free_text_encoder(m->text_encoder);
-    free_unet(m->unet);
-    free_vae(m->vae);
-#if T2V_POSIX
-    if (m->mapped) munmap(m->file, m->file_size);
-#endif
-    free(m->read_buffer);
-    free(m->config_text);
-    free(m->config);
-    free(m->tensors);
-    free(m->names);
-    free(m);
-}
-
-int t2v_context_length(const T2VModel *m) { return config_int(m, "tokenizer.model_max_length"); }
-const T2VTokenizer *t2v_model_tokenizer(const T2VModel *m) { return m->tokenizer; }
 
 /* ============================================================================================
  * 11. The command line
