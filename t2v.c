@@ -20,6 +20,7 @@
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -64,14 +65,32 @@ static void remove_partial_output(void) {
     }
 }
 
-static void die(const char *fmt, ...) {
+#ifdef TESTING
+/* The unit tests (test/test_kernels.c) check refusals: when they set t2v_die_catch, t2v_die() keeps the
+ * message in t2v_die_message and jumps back to them instead of exiting. */
+jmp_buf *t2v_die_catch;
+char t2v_die_message[1024];
+#endif
+
+/* The one way errors are reported, in t2v.c and tokenizer.c alike: a bad model file, argument, input or
+ * allocation prints "t2v: error: ..." and exits with code 1, removing a half-written output first. No stage
+ * can do anything useful after such an error, so none returns one. */
+void t2v_die(const char *fmt, ...) {
+    char message[1024];
     va_list ap;
-    fflush(stdout);
-    fprintf(stderr, "t2v: error: ");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n");
+#ifdef TESTING
+    if (t2v_die_catch) {
+        jmp_buf *target = t2v_die_catch;
+        t2v_die_catch = NULL;
+        snprintf(t2v_die_message, sizeof t2v_die_message, "%s", message);
+        longjmp(*target, 1);
+    }
+#endif
+    fflush(stdout);
+    fprintf(stderr, "t2v: error: %s\n", message);
     remove_partial_output();
     exit(1);
 }
@@ -83,19 +102,19 @@ static void on_signal(int sig) {
 }
 
 static size_t mul_size(size_t a, size_t b) {
-    if (a && b > SIZE_MAX / a) die("size overflow (%zu x %zu)", a, b);
+    if (a && b > SIZE_MAX / a) t2v_die("size overflow (%zu x %zu)", a, b);
     return a * b;
 }
 
 static void *xmalloc(size_t bytes, const char *what) {
     void *p = malloc(bytes ? bytes : 1);
-    if (!p) die("out of memory: %.1f MiB for %s", bytes / 1048576.0, what);
+    if (!p) t2v_die("out of memory: %.1f MiB for %s", bytes / 1048576.0, what);
     return p;
 }
 
 static void *xcalloc(size_t n, size_t size, const char *what) {
     void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) die("out of memory: %.1f MiB for %s", (double)n * size / 1048576.0, what);
+    if (!p) t2v_die("out of memory: %.1f MiB for %s", (double)n * size / 1048576.0, what);
     return p;
 }
 
@@ -145,7 +164,7 @@ static float *arena_alloc(Arena *a, size_t n) {
     if (a->cur == a->n_blocks) {
         ArenaBlock *b;
         size_t cap = n > ARENA_BLOCK_FLOATS ? n : ARENA_BLOCK_FLOATS;
-        if (a->n_blocks == ARENA_MAX_BLOCKS) die("scratch memory: too many blocks");
+        if (a->n_blocks == ARENA_MAX_BLOCKS) t2v_die("scratch memory: too many blocks");
         b = &a->blocks[a->n_blocks++];
         b->raw = xmalloc(mul_size(cap, sizeof(float)) + 64, "scratch activations");
         b->data = (float *)(void *)((char *)b->raw + (64 - (uintptr_t)b->raw % 64) % 64);
@@ -206,6 +225,7 @@ struct T2VModel {
     struct UNet3D *unet;
     struct VAE *vae;
     T2VTokenizer *tokenizer;
+    int context_length;   /* tokenizer.model_max_length: 77 token ids per prompt */
 };
 
 static size_t dtype_size(int dtype) {
@@ -221,7 +241,7 @@ typedef struct { const unsigned char *p; size_t pos, size; const char *path; } R
 
 static void reader_need(Reader *r, size_t n, const char *what) {
     if (n > r->size - r->pos)
-        die("%s: truncated or corrupt model file (header ends inside %s); re-export it with export.py",
+        t2v_die("%s: truncated or corrupt model file (header ends inside %s); re-export it with export.py",
             r->path, what);
 }
 
@@ -244,15 +264,15 @@ static void parse_config(T2VModel *m, const unsigned char *text, size_t size) {
     m->config_text = (char *)xmalloc(size + 1, "model config");
     memcpy(m->config_text, text, size);
     m->config_text[size] = 0;
-    if (strlen(m->config_text) != size) die("%s: corrupt model file (NUL byte in the config)", m->path);
+    if (strlen(m->config_text) != size) t2v_die("%s: corrupt model file (NUL byte in the config)", m->path);
     for (i = 0; i < size; i++) lines += text[i] == '\n';
     m->config = (ConfigEntry *)xcalloc(lines + 1, sizeof(ConfigEntry), "model config");
     for (s = m->config_text; *s;) {
         char *end = strchr(s, '\n'), *eq;
-        if (!end) die("%s: corrupt model file (config does not end with a newline)", m->path);
+        if (!end) t2v_die("%s: corrupt model file (config does not end with a newline)", m->path);
         *end = 0;
         eq = strchr(s, '=');
-        if (!eq) die("%s: corrupt model file (config line '%.60s' has no '=')", m->path, s);
+        if (!eq) t2v_die("%s: corrupt model file (config line '%.60s' has no '=')", m->path, s);
         *eq = 0;
         m->config[m->n_config].key = s;
         m->config[m->n_config].value = eq + 1;
@@ -266,7 +286,7 @@ static void parse_tensor_table(T2VModel *m, Reader *r) {
     size_t names_size = 0, names_pos = 0, header_end, start = r->pos;
     uint32_t i;
     int k;
-    if (n > r->size / 16) die("%s: corrupt model file (%u tensors announced)", m->path, n);
+    if (n > r->size / 16) t2v_die("%s: corrupt model file (%u tensors announced)", m->path, n);
     /* first pass: total name length */
     for (i = 0; i < n; i++) {
         size_t len = (size_t)read_le(r, 2, "a tensor name");
@@ -289,23 +309,23 @@ static void parse_tensor_table(T2VModel *m, Reader *r) {
         T2VTensor *t = &m->tensors[i];
         size_t len = (size_t)read_le(r, 2, "a tensor name"), esize;
         uint64_t numel = 1, offset, nbytes, scale_offset, scale_bytes;
-        if (len == 0) die("%s: corrupt model file (empty tensor name)", m->path);
+        if (len == 0) t2v_die("%s: corrupt model file (empty tensor name)", m->path);
         memcpy(m->names + names_pos, r->p + r->pos, len);
         m->names[names_pos + len] = 0;
         t->name = m->names + names_pos;
-        if (strlen(t->name) != len) die("%s: corrupt model file (NUL in a tensor name)", m->path);
+        if (strlen(t->name) != len) t2v_die("%s: corrupt model file (NUL in a tensor name)", m->path);
         names_pos += len + 1;
         r->pos += len;
         t->dtype = (int)read_le(r, 1, "a tensor dtype");
         t->ndim = (int)read_le(r, 1, "a tensor rank");
         t->group_size = (int)read_le(r, 4, "a tensor group size");
         esize = dtype_size(t->dtype);
-        if (!esize) die("%s: tensor %s has unknown dtype code %d", m->path, t->name, t->dtype);
-        if (t->ndim > T2V_MAX_DIMS) die("%s: tensor %s has rank %d (at most %d)", m->path, t->name, t->ndim, T2V_MAX_DIMS);
+        if (!esize) t2v_die("%s: tensor %s has unknown dtype code %d", m->path, t->name, t->dtype);
+        if (t->ndim > T2V_MAX_DIMS) t2v_die("%s: tensor %s has rank %d (at most %d)", m->path, t->name, t->ndim, T2V_MAX_DIMS);
         for (k = 0; k < t->ndim; k++) {
             int64_t d = (int64_t)read_le(r, 8, "a tensor shape");
             if (d < 0 || (d > 0 && numel > ((uint64_t)1 << 48) / (uint64_t)d))
-                die("%s: tensor %s has an invalid shape", m->path, t->name);
+                t2v_die("%s: tensor %s has an invalid shape", m->path, t->name);
             t->shape[k] = d;
             numel *= (uint64_t)d;
         }
@@ -314,10 +334,10 @@ static void parse_tensor_table(T2VModel *m, Reader *r) {
         scale_offset = read_le(r, 8, "a tensor scale offset");
         scale_bytes = read_le(r, 8, "a tensor scale size");
         if (nbytes != numel * esize)
-            die("%s: tensor %s: %llu bytes stored for %llu elements", m->path, t->name,
+            t2v_die("%s: tensor %s: %llu bytes stored for %llu elements", m->path, t->name,
                 (unsigned long long)nbytes, (unsigned long long)numel);
         if (offset % T2V_ALIGN || offset < header_end || offset > m->file_size || nbytes > m->file_size - offset)
-            die("%s: tensor %s lies outside the file (offset %llu, %llu bytes, file %zu bytes): "
+            t2v_die("%s: tensor %s lies outside the file (offset %llu, %llu bytes, file %zu bytes): "
                 "the file is truncated or corrupt; re-export it with export.py",
                 m->path, t->name, (unsigned long long)offset, (unsigned long long)nbytes, m->file_size);
         t->data = m->file + offset;
@@ -325,20 +345,20 @@ static void parse_tensor_table(T2VModel *m, Reader *r) {
         if (t->dtype == T2V_I8) {
             uint64_t groups;
             if (t->group_size <= 0 || numel % (uint64_t)t->group_size)
-                die("%s: int8 tensor %s has group size %d", m->path, t->name, t->group_size);
+                t2v_die("%s: int8 tensor %s has group size %d", m->path, t->name, t->group_size);
             groups = numel / (uint64_t)t->group_size;
             if (scale_bytes != groups * 4 || scale_offset % 4 || scale_offset < header_end ||
                 scale_offset > m->file_size || scale_bytes > m->file_size - scale_offset)
-                die("%s: int8 tensor %s has corrupt scales", m->path, t->name);
+                t2v_die("%s: int8 tensor %s has corrupt scales", m->path, t->name);
             t->scales = (const float *)(m->file + scale_offset);
         } else if (t->group_size != 0 || scale_bytes != 0) {
-            die("%s: tensor %s: scales given for a non-int8 tensor", m->path, t->name);
+            t2v_die("%s: tensor %s: scales given for a non-int8 tensor", m->path, t->name);
         }
     }
     qsort(m->tensors, n, sizeof(T2VTensor), compare_tensor_names);
     for (i = 1; i < n; i++)
         if (!strcmp(m->tensors[i - 1].name, m->tensors[i].name))
-            die("%s: tensor %s appears twice", m->path, m->tensors[i].name);
+            t2v_die("%s: tensor %s appears twice", m->path, m->tensors[i].name);
 }
 
 static void swap_bytes4(unsigned char *p, size_t count) {
@@ -364,12 +384,12 @@ static void swap_to_host_order(T2VModel *m) {
 
 static void read_model_file(T2VModel *m, int allow_mmap) {
     FILE *f = fopen(m->path, "rb");
-    if (!f) die("cannot open model file %s: %s", m->path, strerror(errno));
+    if (!f) t2v_die("cannot open model file %s: %s", m->path, strerror(errno));
 #if T2V_POSIX
     {
         struct stat st;
-        if (fstat(fileno(f), &st) != 0) die("cannot read %s: %s", m->path, strerror(errno));
-        if (!S_ISREG(st.st_mode)) die("%s is not a regular file", m->path);
+        if (fstat(fileno(f), &st) != 0) t2v_die("cannot read %s: %s", m->path, strerror(errno));
+        if (!S_ISREG(st.st_mode)) t2v_die("%s is not a regular file", m->path);
         m->file_size = (size_t)st.st_size;
     }
     if (allow_mmap && m->file_size > 0) {
@@ -385,7 +405,7 @@ static void read_model_file(T2VModel *m, int allow_mmap) {
     {
         long size;
         (void)allow_mmap;
-        if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0) die("cannot read %s: %s", m->path, strerror(errno));
+        if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0) t2v_die("cannot read %s: %s", m->path, strerror(errno));
         m->file_size = (size_t)size;
     }
 #endif
@@ -394,7 +414,7 @@ static void read_model_file(T2VModel *m, int allow_mmap) {
         size_t pad = (T2V_ALIGN - (size_t)((uintptr_t)raw % T2V_ALIGN)) % T2V_ALIGN, got;
         rewind(f);
         got = fread(raw + pad, 1, m->file_size, f);
-        if (got != m->file_size) die("cannot read %s: %s", m->path, ferror(f) ? strerror(errno) : "short read");
+        if (got != m->file_size) t2v_die("cannot read %s: %s", m->path, ferror(f) ? strerror(errno) : "short read");
         m->file = raw + pad;
         m->read_buffer = raw;
     }
@@ -417,61 +437,76 @@ const T2VTensor *t2v_find_tensor(const T2VModel *m, const char *name) {
                                       compare_tensor_names);
 }
 
+/* Limits on what a config may ask for: far above the real models, low enough that no size overflows. */
+#define MAX_CHANNELS 65536
+#define MAX_BLOCKS 8          /* entries of block_out_channels */
+#define MAX_LAYERS 62         /* layers_per_block: the up path keeps (layers + 1) * blocks skips */
+
+/* ---- configuration readers: every value t2v reads has a type and a range, and a value outside it is an
+ * error naming the key ---- */
+
 static const char *config_required(const T2VModel *m, const char *key) {
     const char *v = t2v_config(m, key);
-    if (!v) die("%s: the model config has no %s; re-export the model with export.py", m->path, key);
+    if (!v) t2v_die("%s: the model config has no %s; re-export the model with export.py", m->path, key);
     return v;
 }
 
-static int config_int(const T2VModel *m, const char *key) {
-    const char *v = config_required(m, key);
+static int parse_int_in(const char *v, long lo, long hi, long *out) {
     char *end;
-    long x = strtol(v, &end, 10);
-    if (end == v || *end || x < INT_MIN || x > INT_MAX)
-        die("%s: config %s = '%s' is not an integer", m->path, key, v);
+    errno = 0;
+    *out = strtol(v, &end, 10);
+    return end != v && !*end && !errno && *out >= lo && *out <= hi;
+}
+
+int t2v_config_int(const T2VModel *m, const char *key, long lo, long hi) {
+    const char *v = config_required(m, key);
+    long x;
+    if (!parse_int_in(v, lo, hi, &x)) t2v_die("%s: config %s = '%s' is not an integer in [%ld, %ld]", m->path, key, v, lo, hi);
     return (int)x;
 }
 
-static double config_double(const T2VModel *m, const char *key) {
+/* a finite number in [lo, hi] */
+static double config_number(const T2VModel *m, const char *key, double lo, double hi) {
     const char *v = config_required(m, key);
     char *end;
     double x = strtod(v, &end);
-    if (end == v || *end) die("%s: config %s = '%s' is not a number", m->path, key, v);
+    if (end == v || *end || !isfinite(x) || x < lo || x > hi)
+        t2v_die("%s: config %s = '%s' is not a finite number in [%g, %g]", m->path, key, v, lo, hi);
     return x;
 }
 
 static int config_bool(const T2VModel *m, const char *key) {
     const char *v = config_required(m, key);
     if (!strcmp(v, "true")) return 1;
-    if (!strcmp(v, "false")) return 0;
-    die("%s: config %s = '%s' is not true/false", m->path, key, v);
+    if (strcmp(v, "false")) t2v_die("%s: config %s = '%s' is not true/false", m->path, key, v);
     return 0;
 }
 
-/* Comma-separated list; returns the count. */
+/* A comma-separated list of 1 to max_items items; returns the count. */
 static int config_list(const T2VModel *m, const char *key, char items[][64], int max_items) {
     const char *v = config_required(m, key);
     int n = 0;
-    while (*v) {
+    if (!*v) t2v_die("%s: config %s is an empty list", m->path, key);
+    for (;;) {
         const char *comma = strchr(v, ',');
         size_t len = comma ? (size_t)(comma - v) : strlen(v);
-        if (n == max_items || len >= 64) die("%s: config %s has too many or too long items", m->path, key);
+        if (n == max_items || len >= 64) t2v_die("%s: config %s has too many or too long items", m->path, key);
         memcpy(items[n], v, len);
         items[n][len] = 0;
         n++;
-        v += len + (comma ? 1 : 0);
+        if (!comma) return n;
+        v = comma + 1;
     }
-    return n;
 }
 
-static int config_ints(const T2VModel *m, const char *key, int *out, int max_items) {
+/* A list of 1 to max_items integers in [lo, hi]; returns the count. */
+static int config_ints(const T2VModel *m, const char *key, int *out, int max_items, long lo, long hi) {
     char items[16][64];
     int i, n = config_list(m, key, items, max_items < 16 ? max_items : 16);
     for (i = 0; i < n; i++) {
-        char *end;
-        long x = strtol(items[i], &end, 10);
-        if (end == items[i] || *end || x <= 0 || x > 1 << 20)
-            die("%s: config %s item '%s' is not a positive integer", m->path, key, items[i]);
+        long x;
+        if (!parse_int_in(items[i], lo, hi, &x))
+            t2v_die("%s: config %s item '%s' is not an integer in [%ld, %ld]", m->path, key, items[i], lo, hi);
         out[i] = (int)x;
     }
     return n;
@@ -490,7 +525,6 @@ T2VModel *t2v_load(const char *path) {
     Reader r;
     uint32_t version;
     uint64_t config_size;
-    char err[256];
     const char *no_mmap = getenv("T2V_NO_MMAP");
     m->path = path;
     read_model_file(m, !(no_mmap && *no_mmap && strcmp(no_mmap, "0")) && host_is_little_endian());
@@ -499,11 +533,11 @@ T2VModel *t2v_load(const char *path) {
     r.size = m->file_size;
     r.path = path;
     if (m->file_size < 8 || memcmp(m->file, T2V_MAGIC, 8) != 0)
-        die("%s is not a t2v model file (no T2VMODEL magic); make one with export.py", path);
+        t2v_die("%s is not a t2v model file (no T2VMODEL magic); make one with export.py", path);
     r.pos = 8;
     version = (uint32_t)read_le(&r, 4, "the version");
     if (version != T2V_VERSION)
-        die("%s: model file version %u, this t2v reads version %d; re-export it with this export.py", path,
+        t2v_die("%s: model file version %u, this t2v reads version %d; re-export it with this export.py", path,
             version, T2V_VERSION);
     read_le(&r, 4, "the flags");
     config_size = read_le(&r, 8, "the config size");
@@ -512,8 +546,8 @@ T2VModel *t2v_load(const char *path) {
     r.pos += (size_t)config_size;
     parse_tensor_table(m, &r);
     if (!host_is_little_endian()) swap_to_host_order(m);
-    m->tokenizer = t2v_tokenizer_new(m, err, sizeof err);
-    if (!m->tokenizer) die("%s: %s", path, err);
+    m->context_length = t2v_config_int(m, "tokenizer.model_max_length", 2, 4096);
+    m->tokenizer = t2v_tokenizer_new(m);
     load_text_encoder(m);
     load_unet(m);
     load_vae(m);
@@ -537,8 +571,9 @@ void t2v_free(T2VModel *m) {
     free(m);
 }
 
-int t2v_context_length(const T2VModel *m) { return config_int(m, "tokenizer.model_max_length"); }
+int t2v_context_length(const T2VModel *m) { return m->context_length; }
 const T2VTokenizer *t2v_model_tokenizer(const T2VModel *m) { return m->tokenizer; }
+const char *t2v_model_path(const T2VModel *m) { return m->path; }
 
 /* ============================================================================================
  * 3. .npy files: the boundary where Diffusers' layouts come in and go out (float32, C order)
@@ -565,17 +600,17 @@ static void shape_text(const Shape *s, char *buf, size_t size) {
 /* Files are written under path.tmp and renamed when complete, so a failure never leaves half a file. */
 static FILE *open_output(const char *path, char *tmp, size_t tmp_size) {
     FILE *f;
-    if ((size_t)snprintf(tmp, tmp_size, "%s.tmp", path) >= tmp_size) die("output path too long: %s", path);
+    if ((size_t)snprintf(tmp, tmp_size, "%s.tmp", path) >= tmp_size) t2v_die("output path too long: %s", path);
     f = fopen(tmp, "wb");
-    if (!f) die("cannot write %s: %s", path, strerror(errno));
+    if (!f) t2v_die("cannot write %s: %s", path, strerror(errno));
     strcpy(g_partial_output, tmp);
     return f;
 }
 
 static void close_output(FILE *f, const char *tmp, const char *path) {
     int failed = ferror(f);
-    if (fclose(f) != 0 || failed) die("cannot write %s: %s", path, strerror(errno));
-    if (rename(tmp, path) != 0) die("cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    if (fclose(f) != 0 || failed) t2v_die("cannot write %s: %s", path, strerror(errno));
+    if (rename(tmp, path) != 0) t2v_die("cannot rename %s to %s: %s", tmp, path, strerror(errno));
     g_partial_output[0] = 0;
 }
 
@@ -648,28 +683,28 @@ static float *npy_load_f32(const char *path, Shape *s) {
     size_t header_len, n, i, esize = 0;
     int type = -1, k;
     float *data;
-    if (!f) die("cannot open %s: %s", path, strerror(errno));
-    if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) die("%s is not a .npy file", path);
+    if (!f) t2v_die("cannot open %s: %s", path, strerror(errno));
+    if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) t2v_die("%s is not a .npy file", path);
     if (pre[6] == 1) {
         header_len = pre[8] | (size_t)pre[9] << 8;
     } else if (pre[6] == 2 || pre[6] == 3) {
-        if (fread(pre + 10, 1, 2, f) != 2) die("%s: truncated .npy header", path);
+        if (fread(pre + 10, 1, 2, f) != 2) t2v_die("%s: truncated .npy header", path);
         header_len = pre[8] | (size_t)pre[9] << 8 | (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
     } else {
-        die("%s: unsupported .npy version %d", path, pre[6]);
+        t2v_die("%s: unsupported .npy version %d", path, pre[6]);
         return NULL;
     }
     if (header_len >= sizeof header || fread(header, 1, header_len, f) != header_len)
-        die("%s: truncated or oversized .npy header", path);
+        t2v_die("%s: truncated or oversized .npy header", path);
     header[header_len] = 0;
     p = strstr(header, "'descr':");
     for (k = 0; p && k < 4; k++)
         if (!strncmp(p + 8 + strspn(p + 8, " "), types[k].descr, strlen(types[k].descr))) type = k;
-    if (type < 0) die("%s: t2v reads float32, float64, int64 or int32 little-endian arrays; this one is %.60s", path, header);
+    if (type < 0) t2v_die("%s: t2v reads float32, float64, int64 or int32 little-endian arrays; this one is %.60s", path, header);
     esize = (size_t)types[type].size;
-    if (!strstr(header, "'fortran_order': False")) die("%s: Fortran-order arrays are not supported", path);
+    if (!strstr(header, "'fortran_order': False")) t2v_die("%s: Fortran-order arrays are not supported", path);
     p = strstr(header, "'shape': (");
-    if (!p) die("%s: .npy header has no shape", path);
+    if (!p) t2v_die("%s: .npy header has no shape", path);
     p += strlen("'shape': (");
     s->ndim = 0;
     while (*p && *p != ')') {
@@ -678,8 +713,8 @@ static float *npy_load_f32(const char *path, Shape *s) {
         while (*p == ' ' || *p == ',') p++;
         if (*p == ')') break;
         d = strtoll(p, &end, 10);
-        if (end == p || d < 0 || d > (1LL << 40)) die("%s: bad .npy shape", path);
-        if (s->ndim == T2V_MAX_DIMS) die("%s: more than %d dimensions", path, T2V_MAX_DIMS);
+        if (end == p || d < 0 || d > (1LL << 40)) t2v_die("%s: bad .npy shape", path);
+        if (s->ndim == T2V_MAX_DIMS) t2v_die("%s: more than %d dimensions", path, T2V_MAX_DIMS);
         s->shape[s->ndim++] = d;
         p = end;
     }
@@ -688,7 +723,7 @@ static float *npy_load_f32(const char *path, Shape *s) {
     for (i = 0; i < n;) {   /* read in blocks, converting to host float32 */
         unsigned char buf[65536];
         size_t want = (n - i) * esize < sizeof buf ? (n - i) * esize : sizeof buf, got = fread(buf, 1, want, f), j;
-        if (got != want) die("%s: truncated .npy data (%zu of %zu values)", path, i + got / esize, n);
+        if (got != want) t2v_die("%s: truncated .npy data (%zu of %zu values)", path, i + got / esize, n);
         for (j = 0; j < got; j += esize, i++) {
             uint64_t bits = 0;
             size_t b;
@@ -720,7 +755,7 @@ static float *npy_load_expect(const char *path, Shape *s, int ndim, const int64_
     if (!ok) {
         char got[256];
         shape_text(s, got, sizeof got);
-        die("%s has shape %s; expected %s", path, got, layout);
+        t2v_die("%s has shape %s; expected %s", path, got, layout);
     }
     return data;
 }
@@ -1134,12 +1169,12 @@ static const float *tensor_f32(Weights *W, int ndim, const int64_t *shape, const
         s.ndim = ndim;
         for (i = 0; i < ndim; i++) s.shape[i] = shape[i];
         shape_text(&s, want, sizeof want);
-        if (!t) die("%s: tensor %s %s is missing (the config implies it); re-export the model with export.py",
+        if (!t) t2v_die("%s: tensor %s %s is missing (the config implies it); re-export the model with export.py",
                     W->m->path, name, want);
         s.ndim = t->ndim;
         for (i = 0; i < t->ndim; i++) s.shape[i] = t->shape[i];
         shape_text(&s, got, sizeof got);
-        die("%s: tensor %s has shape %s and dtype %d; the config implies %s float32", W->m->path, name, got,
+        t2v_die("%s: tensor %s has shape %s and dtype %d; the config implies %s float32", W->m->path, name, got,
             t->dtype, want);
     }
     return (const float *)t->data;
@@ -1181,7 +1216,7 @@ static void load_group_norm(GroupNorm *g, Weights *W, int channels, int groups, 
     int64_t shape[1];
     FORMAT_NAME(name, fmt);
     if (groups <= 0 || channels % groups)
-        die("%s: %s: %d channels do not split into %d groups", W->m->path, name, channels, groups);
+        t2v_die("%s: %s: %d channels do not split into %d groups", W->m->path, name, channels, groups);
     shape[0] = channels;
     g->channels = channels;
     g->groups = groups;
@@ -1206,6 +1241,11 @@ static void load_layer_norm(LayerNorm *l, Weights *W, int dim, float eps, const 
 static float silu(float x) { return x / (1.0f + expf(-x)); }
 static float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 static float quick_gelu(float x) { return x / (1.0f + expf(-1.702f * x)); }
+
+static void silu_inplace(float *x, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) x[i] = silu(x[i]);
+}
 
 static void add_inplace(float *y, const float *x, size_t n) {
     size_t i;
@@ -1473,6 +1513,30 @@ static void upsample_nearest(const float *in, float *out, int frames, int H, int
     }
 }
 
+/* hidden_states in the UNet and the VAE: `frames` images of H x W pixels with C channels, channels-last, so
+ * data is [frames][H*W][C]. Both buffers hold the largest shape of the forward; a step that cannot work in
+ * place writes to spare and swaps. */
+typedef struct { float *data, *spare; int frames, C, H, W; } Hidden;
+
+static Hidden hidden_new(Arena *a, size_t capacity, int frames, int C, int H, int W) {
+    Hidden h;
+    h.data = arena_alloc(a, capacity);
+    h.spare = arena_alloc(a, capacity);
+    h.frames = frames;
+    h.C = C;
+    h.H = H;
+    h.W = W;
+    return h;
+}
+
+static size_t hidden_numel(const Hidden *h) { return (size_t)h->frames * h->H * h->W * h->C; }
+
+static void hidden_swap(Hidden *h) {
+    float *t = h->data;
+    h->data = h->spare;
+    h->spare = t;
+}
+
 /* [frames][C][H*W] (Diffusers) <-> [frames][H*W][C] (t2v) */
 static void channels_first_to_last(const float *in, float *out, size_t frames, size_t P, int C) {
     size_t f;
@@ -1517,23 +1581,23 @@ static void load_text_encoder(T2VModel *m) {
     TextEncoder *te = (TextEncoder *)xcalloc(1, sizeof(TextEncoder), "text encoder");
     Weights W;
     const char *act = config_required(m, "text_encoder.hidden_act");
-    float eps = (float)config_double(m, "text_encoder.layer_norm_eps");
+    float eps = (float)config_number(m, "text_encoder.layer_norm_eps", 1e-12, 0.1);
     int i;
     int64_t shape[2];
     W.m = m;
     W.component = "text_encoder";
-    te->vocab = config_int(m, "text_encoder.vocab_size");
-    te->dim = config_int(m, "text_encoder.hidden_size");
-    te->ff = config_int(m, "text_encoder.intermediate_size");
-    te->heads = config_int(m, "text_encoder.num_attention_heads");
-    te->n_layers = config_int(m, "text_encoder.num_hidden_layers");
-    te->n_positions = config_int(m, "text_encoder.max_position_embeddings");
+    te->vocab = t2v_config_int(m, "text_encoder.vocab_size", 1, 1 << 24);
+    te->dim = t2v_config_int(m, "text_encoder.hidden_size", 1, MAX_CHANNELS);
+    te->ff = t2v_config_int(m, "text_encoder.intermediate_size", 1, 4 * MAX_CHANNELS);
+    te->heads = t2v_config_int(m, "text_encoder.num_attention_heads", 1, MAX_CHANNELS);
+    te->n_layers = t2v_config_int(m, "text_encoder.num_hidden_layers", 0, 1024);
+    te->n_positions = t2v_config_int(m, "text_encoder.max_position_embeddings", 1, 1 << 16);
     if (!strcmp(act, "quick_gelu")) te->quick_gelu = 1;
-    else if (strcmp(act, "gelu")) die("%s: text_encoder hidden_act '%s' is not implemented (gelu, quick_gelu)", m->path, act);
-    if (te->dim <= 0 || te->heads <= 0 || te->dim % te->heads || te->n_layers < 0 || te->vocab <= 0)
-        die("%s: invalid text_encoder config", m->path);
+    else if (strcmp(act, "gelu")) t2v_die("%s: text_encoder hidden_act '%s' is not implemented (gelu, quick_gelu)", m->path, act);
+    if (te->dim % te->heads)
+        t2v_die("%s: text_encoder hidden_size %d does not split into %d heads", m->path, te->dim, te->heads);
     if (te->n_positions < t2v_context_length(m))
-        die("%s: max_position_embeddings %d < tokenizer context length %d", m->path, te->n_positions, t2v_context_length(m));
+        t2v_die("%s: max_position_embeddings %d < tokenizer context length %d", m->path, te->n_positions, t2v_context_length(m));
     shape[0] = te->vocab;
     shape[1] = te->dim;
     te->token_embedding = tensor_f32(&W, 2, shape, "text_model.embeddings.token_embedding.weight");
@@ -1557,7 +1621,8 @@ static void load_text_encoder(T2VModel *m) {
 
 int t2v_text_hidden_size(const T2VModel *m) { return m->text_encoder->dim; }
 
-/* CLIPAttention with the causal mask CLIPTextTransformer always applies: token i sees tokens 0..i. */
+/* CLIPAttention with the causal mask CLIPTextTransformer always applies: token i sees tokens 0..i.
+ * T <= 4096, the limit t2v_load puts on tokenizer.model_max_length. */
 static void clip_causal_self_attention(const TextEncoder *te, const float *q, const float *k, const float *v,
                                        float *out, int T) {
     const int hd = te->dim / te->heads;
@@ -1586,37 +1651,45 @@ static void clip_causal_self_attention(const TextEncoder *te, const float *q, co
     }
 }
 
-/* CLIPTextModel.forward(input_ids).last_hidden_state: embeddings, pre-LayerNorm encoder layers, final LayerNorm */
+/* CLIPEncoderLayer (pre-LayerNorm): h += self_attn(layer_norm1(h)); h += mlp(layer_norm2(h)), where CLIPMLP is
+ * fc2(activation(fc1(x))). h: [T][dim], in place. */
+static void clip_encoder_layer(TextEncoder *te, const CLIPEncoderLayer *L, float *h, int T) {
+    Arena *a = &te->arena;
+    ArenaMark mark = arena_mark(a);
+    const size_t D = (size_t)te->dim, n_ff = (size_t)T * te->ff;
+    float *x = arena_alloc(a, T * D), *q = arena_alloc(a, T * D), *k = arena_alloc(a, T * D);
+    float *v = arena_alloc(a, T * D), *ff = arena_alloc(a, n_ff);
+    size_t i;
+    layer_norm(&L->layer_norm1, h, x, T);
+    linear(&L->q_proj, x, q, T);
+    linear(&L->k_proj, x, k, T);
+    linear(&L->v_proj, x, v, T);
+    clip_causal_self_attention(te, q, k, v, x, T);   /* x: the heads' outputs side by side, [T][dim] */
+    linear(&L->out_proj, x, q, T);
+    add_inplace(h, q, T * D);
+    layer_norm(&L->layer_norm2, h, x, T);
+    linear(&L->fc1, x, ff, T);                      /* ff: [T][intermediate_size] */
+    for (i = 0; i < n_ff; i++) ff[i] = te->quick_gelu ? quick_gelu(ff[i]) : gelu_erf(ff[i]);
+    linear(&L->fc2, ff, q, T);
+    add_inplace(h, q, T * D);
+    arena_reset(a, mark);
+}
+
+/* CLIPTextModel.forward(input_ids).last_hidden_state: token + position embeddings, the encoder layers, the
+ * final LayerNorm. ids: [T] -> out: [T][dim]. */
 void t2v_encode_text(T2VModel *m, const int32_t *ids, float *out) {
     TextEncoder *te = m->text_encoder;
     const int T = t2v_context_length(m), D = te->dim;
     Arena *a = &te->arena;
     ArenaMark mark = arena_mark(a);
-    float *h = arena_alloc(a, (size_t)T * D), *x = arena_alloc(a, (size_t)T * D);
-    float *q = arena_alloc(a, (size_t)T * D), *k = arena_alloc(a, (size_t)T * D), *v = arena_alloc(a, (size_t)T * D);
-    float *ffh = arena_alloc(a, (size_t)T * te->ff);
+    float *h = arena_alloc(a, (size_t)T * D);
     int t, i, l;
-    if (T > 4096) die("context length %d is larger than t2v supports (4096)", T);
     for (t = 0; t < T; t++) {
-        if (ids[t] < 0 || ids[t] >= te->vocab) die("token id %d is outside the vocabulary (%d)", ids[t], te->vocab);
+        if (ids[t] < 0 || ids[t] >= te->vocab) t2v_die("token id %d is outside the vocabulary (%d)", ids[t], te->vocab);
         for (i = 0; i < D; i++)
             h[(size_t)t * D + i] = te->token_embedding[(size_t)ids[t] * D + i] + te->position_embedding[(size_t)t * D + i];
     }
-    for (l = 0; l < te->n_layers; l++) {
-        const CLIPEncoderLayer *L = &te->layers[l];
-        layer_norm(&L->layer_norm1, h, x, T);
-        linear(&L->q_proj, x, q, T);
-        linear(&L->k_proj, x, k, T);
-        linear(&L->v_proj, x, v, T);
-        clip_causal_self_attention(te, q, k, v, x, T);
-        linear(&L->out_proj, x, q, T);
-        add_inplace(h, q, (size_t)T * D);
-        layer_norm(&L->layer_norm2, h, x, T);
-        linear(&L->fc1, x, ffh, T);
-        for (i = 0; i < T * te->ff; i++) ffh[i] = te->quick_gelu ? quick_gelu(ffh[i]) : gelu_erf(ffh[i]);
-        linear(&L->fc2, ffh, q, T);
-        add_inplace(h, q, (size_t)T * D);
-    }
+    for (l = 0; l < te->n_layers; l++) clip_encoder_layer(te, &te->layers[l], h, T);
     layer_norm(&te->final_layer_norm, h, out, T);
     arena_reset(a, mark);
 }
@@ -1647,7 +1720,7 @@ typedef struct {                 /* TemporalConvLayer: 4 x (GroupNorm, SiLU, Con
     Conv conv[4];                /* conv1.2, conv2.3, conv3.3, conv4.3 */
 } TemporalConvLayer;
 
-typedef struct {                 /* Attention: to_q, to_k, to_v (no bias), to_out.0 */
+typedef struct {                 /* Attention: to_q, to_k, to_v (biased in the VAE, not in the UNet), to_out.0 */
     int heads, head_dim, cross;  /* cross: keys/values come from the text states */
     Linear to_q, to_k, to_v, to_out;
 } Attention;
@@ -1668,6 +1741,7 @@ typedef struct {                 /* Transformer2DModel or TransformerTemporalMod
 } Transformer;
 
 typedef struct {                 /* CrossAttnDownBlock3D / DownBlock3D / UNetMidBlock3DCrossAttn / *UpBlock3D */
+    char name[24];               /* "down_block1", "mid_block", ...: the --dump file names */
     int cross_attention, n_layers, out_channels, has_sampler;
     ResnetBlock2D *resnets;
     TemporalConvLayer *temp_convs;
@@ -1677,12 +1751,12 @@ typedef struct {                 /* CrossAttnDownBlock3D / DownBlock3D / UNetMid
 
 typedef struct UNet3D {
     int in_channels, out_channels, n_blocks, layers, head_dim, cross_dim, groups, temb_dim, downsample_padding;
-    int channels[8];             /* block_out_channels */
+    int channels[MAX_BLOCKS];    /* block_out_channels */
     float norm_eps;
     Conv conv_in;
     Linear time_linear_1, time_linear_2; /* time_embedding.linear_1/2 */
     Transformer transformer_in;
-    UNetBlock down[8], mid, up[8];
+    UNetBlock down[MAX_BLOCKS], mid, up[MAX_BLOCKS];
     GroupNorm conv_norm_out;
     Conv conv_out;
     Arena arena;
@@ -1770,7 +1844,7 @@ static void load_block(UNet3D *u, Weights *W, UNetBlock *blk, const char *prefix
     blk->resnets = (ResnetBlock2D *)xcalloc((size_t)n_layers, sizeof(ResnetBlock2D), "unet");
     blk->temp_convs = (TemporalConvLayer *)xcalloc((size_t)n_layers, sizeof(TemporalConvLayer), "unet");
     if (cross) {
-        if (heads < 1) die("%s: %s has %d channels, fewer than attention_head_dim %d", W->m->path, prefix, out, u->head_dim);
+        if (heads < 1) t2v_die("%s: %s has %d channels, fewer than attention_head_dim %d", W->m->path, prefix, out, u->head_dim);
         blk->attentions = (Transformer *)xcalloc((size_t)n_layers, sizeof(Transformer), "unet");
         blk->temp_attentions = (Transformer *)xcalloc((size_t)n_layers, sizeof(Transformer), "unet");
     }
@@ -1793,30 +1867,28 @@ static void load_block(UNet3D *u, Weights *W, UNetBlock *blk, const char *prefix
 static void load_unet(T2VModel *m) {
     UNet3D *u = (UNet3D *)xcalloc(1, sizeof(UNet3D), "unet");
     Weights W;
-    char down_types[8][64], up_types[8][64], name[64];
-    int i, j, n, n_up, resnet_in[64], out_ch, in_ch, prev_ch;
+    char down_types[MAX_BLOCKS][64], up_types[MAX_BLOCKS][64], name[64];
+    int i, j, n, resnet_in[MAX_LAYERS + 1], out_ch, in_ch, prev_ch;
     const int *ch = u->channels;
     W.m = m;
     W.component = "unet";
-    n = config_ints(m, "unet.block_out_channels", u->channels, 8);
+    n = config_ints(m, "unet.block_out_channels", u->channels, MAX_BLOCKS, 1, MAX_CHANNELS);
     u->n_blocks = n;
-    if (config_list(m, "unet.down_block_types", down_types, 8) != n || (n_up = config_list(m, "unet.up_block_types", up_types, 8)) != n)
-        die("%s: unet block_out_channels, down_block_types and up_block_types differ in length", m->path);
-    u->in_channels = config_int(m, "unet.in_channels");
-    u->out_channels = config_int(m, "unet.out_channels");
-    u->layers = config_int(m, "unet.layers_per_block");
-    u->head_dim = config_int(m, "unet.attention_head_dim");
-    u->cross_dim = config_int(m, "unet.cross_attention_dim");
-    u->groups = config_int(m, "unet.norm_num_groups");
-    u->norm_eps = (float)config_double(m, "unet.norm_eps");
-    u->downsample_padding = config_int(m, "unet.downsample_padding");
+    if (config_list(m, "unet.down_block_types", down_types, MAX_BLOCKS) != n ||
+        config_list(m, "unet.up_block_types", up_types, MAX_BLOCKS) != n)
+        t2v_die("%s: unet block_out_channels, down_block_types and up_block_types differ in length", m->path);
+    u->in_channels = t2v_config_int(m, "unet.in_channels", 1, MAX_CHANNELS);
+    u->out_channels = t2v_config_int(m, "unet.out_channels", 1, MAX_CHANNELS);
+    u->layers = t2v_config_int(m, "unet.layers_per_block", 1, MAX_LAYERS);
+    u->head_dim = t2v_config_int(m, "unet.attention_head_dim", 1, MAX_CHANNELS);
+    u->cross_dim = t2v_config_int(m, "unet.cross_attention_dim", 1, MAX_CHANNELS);
+    u->groups = t2v_config_int(m, "unet.norm_num_groups", 1, MAX_CHANNELS);
+    u->norm_eps = (float)config_number(m, "unet.norm_eps", 1e-12, 0.1);
+    u->downsample_padding = t2v_config_int(m, "unet.downsample_padding", 0, 1);
     u->temb_dim = 4 * ch[0];
-    if (strcmp(config_required(m, "unet.act_fn"), "silu")) die("%s: unet act_fn must be silu", m->path);
+    if (strcmp(config_required(m, "unet.act_fn"), "silu")) t2v_die("%s: unet act_fn must be silu", m->path);
     if (strcmp(config_required(m, "unet.num_attention_heads"), "null") || strcmp(config_required(m, "unet.time_cond_proj_dim"), "null"))
-        die("%s: unet num_attention_heads / time_cond_proj_dim are not implemented (must be null)", m->path);
-    if (u->layers < 1 || u->layers > 62 || u->head_dim < 1 || u->in_channels < 1 || u->out_channels < 1 || u->cross_dim < 1)
-        die("%s: invalid unet config", m->path);
-    (void)n_up;
+        t2v_die("%s: unet num_attention_heads / time_cond_proj_dim are not implemented (must be null)", m->path);
     load_conv(&u->conv_in, &W, u->in_channels, ch[0], 3, 0, "conv_in");
     load_linear(&u->time_linear_1, &W, ch[0], u->temb_dim, 1, "time_embedding.linear_1");
     load_linear(&u->time_linear_2, &W, u->temb_dim, u->temb_dim, 1, "time_embedding.linear_2");
@@ -1825,20 +1897,22 @@ static void load_unet(T2VModel *m) {
     out_ch = ch[0];
     for (i = 0; i < n; i++) {
         int cross = !strcmp(down_types[i], "CrossAttnDownBlock3D");
-        if (!cross && strcmp(down_types[i], "DownBlock3D")) die("%s: unet down block type %s is not implemented", m->path, down_types[i]);
+        if (!cross && strcmp(down_types[i], "DownBlock3D")) t2v_die("%s: unet down block type %s is not implemented", m->path, down_types[i]);
         in_ch = out_ch;
         out_ch = ch[i];
         for (j = 0; j < u->layers; j++) resnet_in[j] = j == 0 ? in_ch : out_ch;
         snprintf(name, sizeof name, "down_blocks.%d", i);
         load_block(u, &W, &u->down[i], name, cross, u->layers, u->layers, resnet_in, out_ch, 1.0f, i < n - 1 ? -1 : 0);
+        snprintf(u->down[i].name, sizeof u->down[i].name, "down_block%d", i);
     }
     resnet_in[0] = resnet_in[1] = ch[n - 1];
     /* the mid block has one transformer pair between its two resnets */
-    load_block(u, &W, &u->mid, "mid_block", 1, 2, 1, resnet_in, ch[n - 1], (float)config_double(m, "unet.mid_block_scale_factor"), 0);
+    load_block(u, &W, &u->mid, "mid_block", 1, 2, 1, resnet_in, ch[n - 1], (float)config_number(m, "unet.mid_block_scale_factor", 1e-6, 1e6), 0);
+    snprintf(u->mid.name, sizeof u->mid.name, "mid_block");
     out_ch = ch[n - 1];
     for (i = 0; i < n; i++) {
         int cross = !strcmp(up_types[i], "CrossAttnUpBlock3D");
-        if (!cross && strcmp(up_types[i], "UpBlock3D")) die("%s: unet up block type %s is not implemented", m->path, up_types[i]);
+        if (!cross && strcmp(up_types[i], "UpBlock3D")) t2v_die("%s: unet up block type %s is not implemented", m->path, up_types[i]);
         prev_ch = out_ch;
         out_ch = ch[n - 1 - i];
         in_ch = ch[i + 1 < n ? n - 2 - i : 0];
@@ -1846,45 +1920,44 @@ static void load_unet(T2VModel *m) {
             resnet_in[j] = (j == 0 ? prev_ch : out_ch) + (j == u->layers ? in_ch : out_ch);
         snprintf(name, sizeof name, "up_blocks.%d", i);
         load_block(u, &W, &u->up[i], name, cross, u->layers + 1, u->layers + 1, resnet_in, out_ch, 1.0f, i < n - 1 ? 1 : 0);
+        snprintf(u->up[i].name, sizeof u->up[i].name, "up_block%d", i);
     }
     load_group_norm(&u->conv_norm_out, &W, ch[0], u->groups, u->norm_eps, "conv_norm_out");
     load_conv(&u->conv_out, &W, ch[0], u->out_channels, 3, 0, "conv_out");
     m->unet = u;
 }
 
-/* ---- forward ---- */
+/* ---- forward: the layers the 3D UNet shares with the VAE (ResnetBlock2D, Attention, Downsample2D,
+ * Upsample2D) take a Hidden and the scratch arena; the rest also needs the UNetRun ---- */
 
 typedef struct {                 /* what every UNet stage of one forward needs to know */
     UNet3D *u;
     Arena *a;
     int B, F;                    /* batch, frames per batch item: a video tensor has B*F frames */
-    const float *silu_temb;      /* SiLU(time embedding), (B, temb_dim) */
-    const float *context;        /* text states (B, ctx_len, cross_dim) */
+    const float *silu_temb;      /* SiLU(time embedding), [B][temb_dim] */
+    const float *context;        /* text states, [B][ctx_len][cross_dim] */
     int ctx_len;
+    int forward_upsample_size;   /* H or W is not a multiple of 2^(blocks-1): upsample to each skip's size */
     const char *dump_dir;
 } UNetRun;
 
-/* --dump: writes a channels-last activation as Diffusers' (B*F, C, H, W) act_<name>.npy */
-static void dump_activation(const UNetRun *r, const float *x, int C, int H, int W, const char *fmt, ...) {
+/* --dump: writes h as Diffusers' (frames, C, H, W) DIR/act_<name>.npy */
+static void dump_hidden(const char *dump_dir, const Hidden *h, const char *fmt, ...) {
     char name[200], file[220];
     float *tmp;
-    int64_t dims[4];
-    if (!r->dump_dir) return;
+    if (!dump_dir) return;
     FORMAT_NAME(name, fmt);
     snprintf(file, sizeof file, "act_%s.npy", name);
-    tmp = alloc_floats((size_t)r->B * r->F * C * H * W, "dump");
-    channels_last_to_first(x, tmp, (size_t)r->B * r->F, (size_t)H * W, C);
-    dims[0] = (int64_t)r->B * r->F;
-    dims[1] = C;
-    dims[2] = H;
-    dims[3] = W;
-    dump_tensor(r->dump_dir, file, tmp, 4, dims);
+    tmp = alloc_floats(hidden_numel(h), "dump");
+    channels_last_to_first(h->data, tmp, (size_t)h->frames, (size_t)h->H * h->W, h->C);
+    dump_tensor(dump_dir, file, tmp, 4, (int64_t[]){h->frames, h->C, h->H, h->W});
     free(tmp);
 }
 
 /* ResnetBlock2D: (x + conv2(SiLU(GN(conv1(SiLU(GN(x))) + temb)))) / output_scale_factor, with a 1x1
- * conv_shortcut on x when the channel count changes. in: frames x H x W x r->in; out: ... x r->out.
- * silu_temb: (frames / frames_per_temb, temb) or NULL (VAE). out may equal in when in == out. */
+ * conv_shortcut on x when the channel count changes. in: [frames][H*W][r->in] -> out: [frames][H*W][r->out].
+ * silu_temb: [frames / frames_per_temb][temb] or NULL (VAE). out may equal in (then its buffer must hold
+ * the larger of the two shapes). */
 static void resnet_block_2d(Arena *a, const ResnetBlock2D *r, const float *in, float *out, int frames, int H, int W,
                             const float *silu_temb, int frames_per_temb) {
     const size_t P = (size_t)H * W, tokens = (size_t)frames * P;
@@ -1917,21 +1990,10 @@ static void resnet_block_2d(Arena *a, const ResnetBlock2D *r, const float *in, f
     arena_reset(a, mark);
 }
 
-/* TemporalConvLayer: h + conv4(conv3(conv2(conv1(h)))), each convN = Conv3d(3,1,1) after SiLU(GroupNorm)
- * where the GroupNorm statistics run over all frames of a batch item (a 5-D GroupNorm). In place. */
-static void temporal_conv_layer(const UNetRun *r, const TemporalConvLayer *tc, float *h, int C, size_t P) {
-    const size_t tokens = (size_t)r->B * r->F * P;
-    ArenaMark mark = arena_mark(r->a);
-    float *x = arena_alloc(r->a, tokens * C), *y = arena_alloc(r->a, tokens * C);
-    int i;
-    group_norm(r->a, &tc->norm[0], h, x, r->B, (size_t)r->F * P, 1);
-    conv_temporal(r->a, &tc->conv[0], x, y, r->B, r->F, P);
-    for (i = 1; i < 4; i++) {
-        group_norm(r->a, &tc->norm[i], y, x, r->B, (size_t)r->F * P, 1);
-        conv_temporal(r->a, &tc->conv[i], x, y, r->B, r->F, P);
-    }
-    add_inplace(h, y, tokens * C);
-    arena_reset(r->a, mark);
+/* ResnetBlock2D on every frame of h, in place. h: [frames][H*W][r->in] -> [frames][H*W][r->out]. */
+static void resnet(Arena *a, const ResnetBlock2D *r, Hidden *h, const float *silu_temb, int frames_per_temb) {
+    resnet_block_2d(a, r, h->data, h->data, h->frames, h->H, h->W, silu_temb, frames_per_temb);
+    h->C = r->out;
 }
 
 /* Attention (AttnProcessor): to_out(softmax(q k^T / sqrt(d)) v) over n_seq sequences of seq_len tokens of x;
@@ -1954,6 +2016,52 @@ static void attention_block(Arena *a, const Attention *at, const float *x, float
     linear(&at->to_out, o, q, tokens);
     add_inplace(h, q, tokens * dim);
     arena_reset(a, mark);
+}
+
+/* Downsample2D: a 3x3 convolution with stride 2. Its output size: padding 1 on every side, or with padding 0
+ * (the VAE) one row and column of zeros on the right and bottom. */
+static int downsampled_size(int n, int padding) {
+    return padding ? (n + 2 * padding - 3) / 2 + 1 : (n - 2) / 2 + 1;
+}
+
+static void downsample_2d(Arena *a, const Conv *conv, int padding, Hidden *h) {
+    const int Ho = downsampled_size(h->H, padding), Wo = downsampled_size(h->W, padding);
+    conv2d(a, conv, h->data, h->spare, h->frames, h->H, h->W, 2, padding, padding, Ho, Wo);
+    hidden_swap(h);
+    h->H = Ho;                   /* h: [frames][Ho*Wo][C] */
+    h->W = Wo;
+}
+
+/* Upsample2D: nearest-neighbour resize to Ho x Wo (twice the size, or the next skip's size), then a 3x3 conv. */
+static void upsample_2d(Arena *a, const Conv *conv, Hidden *h, int Ho, int Wo) {
+    upsample_nearest(h->data, h->spare, h->frames, h->H, h->W, Ho, Wo, h->C);
+    h->H = Ho;                   /* spare: [frames][Ho*Wo][C] */
+    h->W = Wo;
+    conv2d(a, conv, h->spare, h->data, h->frames, Ho, Wo, 1, 1, 1, Ho, Wo);
+}
+
+/* A 3x3 convolution, stride 1, padding 1 (conv_in, conv_out). h: [frames][H*W][conv->in] -> [..][conv->out]. */
+static void conv_3x3(Arena *a, const Conv *conv, Hidden *h) {
+    conv2d(a, conv, h->data, h->spare, h->frames, h->H, h->W, 1, 1, 1, h->H, h->W);
+    hidden_swap(h);
+    h->C = conv->out;
+}
+
+/* TemporalConvLayer: h + conv4(conv3(conv2(conv1(h)))), each convN = Conv3d(3,1,1) after SiLU(GroupNorm)
+ * where the GroupNorm statistics run over all frames of a batch item (a 5-D GroupNorm). In place. */
+static void temporal_conv_layer(const UNetRun *r, const TemporalConvLayer *tc, Hidden *h) {
+    const size_t P = (size_t)h->H * h->W, tokens = hidden_numel(h) / h->C;
+    ArenaMark mark = arena_mark(r->a);
+    float *x = arena_alloc(r->a, tokens * h->C), *y = arena_alloc(r->a, tokens * h->C);
+    int i;
+    group_norm(r->a, &tc->norm[0], h->data, x, r->B, (size_t)r->F * P, 1);
+    conv_temporal(r->a, &tc->conv[0], x, y, r->B, r->F, P);
+    for (i = 1; i < 4; i++) {
+        group_norm(r->a, &tc->norm[i], y, x, r->B, (size_t)r->F * P, 1);
+        conv_temporal(r->a, &tc->conv[i], x, y, r->B, r->F, P);
+    }
+    add_inplace(h->data, y, tokens * h->C);
+    arena_reset(r->a, mark);
 }
 
 /* FeedForward with GEGLU: ff.net.2(value * gelu(gate)) where (value, gate) = ff.net.0.proj(x) split in
@@ -1981,7 +2089,7 @@ static void feed_forward_geglu(Arena *a, const BasicTransformerBlock *b, const f
 }
 
 /* BasicTransformerBlock: h += attn1(norm1(h)); h += attn2(norm2(h), context); h += ff(norm3(h)).
- * h: n_seq sequences of seq_len tokens of width dim. */
+ * h: n_seq sequences of seq_len tokens of width dim, [n_seq][seq_len][dim]. */
 static void basic_transformer_block(const UNetRun *r, const BasicTransformerBlock *b, float *h, int n_seq, int seq_len) {
     const size_t tokens = (size_t)n_seq * seq_len;
     ArenaMark mark = arena_mark(r->a);
@@ -1999,16 +2107,15 @@ static void basic_transformer_block(const UNetRun *r, const BasicTransformerBloc
 }
 
 /* Transformer2DModel: h + proj_out(block(proj_in(GroupNorm(h)))), each frame's pixels one sequence. In place. */
-static void transformer_2d_model(const UNetRun *r, const Transformer *tr, float *h, size_t P) {
-    const int frames = r->B * r->F;
-    const size_t tokens = (size_t)frames * P;
+static void transformer_2d_model(const UNetRun *r, const Transformer *tr, Hidden *h) {
+    const size_t P = (size_t)h->H * h->W, tokens = (size_t)h->frames * P;
     ArenaMark mark = arena_mark(r->a);
     float *x = arena_alloc(r->a, tokens * tr->channels), *y = arena_alloc(r->a, tokens * tr->inner);
-    group_norm(r->a, &tr->norm, h, x, frames, P, 0);
-    linear(&tr->proj_in, x, y, tokens);
-    basic_transformer_block(r, &tr->block, y, frames, (int)P);
+    group_norm(r->a, &tr->norm, h->data, x, h->frames, P, 0);
+    linear(&tr->proj_in, x, y, tokens);                 /* y: [frames][H*W][inner] */
+    basic_transformer_block(r, &tr->block, y, h->frames, (int)P);
     linear(&tr->proj_out, y, x, tokens);
-    add_inplace(h, x, tokens * tr->channels);
+    add_inplace(h->data, x, tokens * tr->channels);
     arena_reset(r->a, mark);
 }
 
@@ -2029,24 +2136,25 @@ static void swap_frames_and_pixels(const float *in, float *out, int B, int F, si
 
 /* TransformerTemporalModel: GroupNorm over all frames of a batch item, then each pixel's F frames are one
  * sequence (Diffusers permutes to (B*H*W, F, C)); no positional embedding. In place. */
-static void transformer_temporal_model(const UNetRun *r, const Transformer *tr, float *h, size_t P) {
-    const size_t tokens = (size_t)r->B * r->F * P;
+static void transformer_temporal_model(const UNetRun *r, const Transformer *tr, Hidden *h) {
+    const size_t P = (size_t)h->H * h->W, tokens = (size_t)h->frames * P;
     ArenaMark mark = arena_mark(r->a);
     float *x = arena_alloc(r->a, tokens * tr->channels), *xt = arena_alloc(r->a, tokens * tr->channels);
     float *y = arena_alloc(r->a, tokens * tr->inner);
-    group_norm(r->a, &tr->norm, h, x, r->B, (size_t)r->F * P, 0);
-    swap_frames_and_pixels(x, xt, r->B, r->F, P, tr->channels, 1);
+    group_norm(r->a, &tr->norm, h->data, x, r->B, (size_t)r->F * P, 0);
+    swap_frames_and_pixels(x, xt, r->B, r->F, P, tr->channels, 1);   /* xt: [B][H*W][F][C] */
     linear(&tr->proj_in, xt, y, tokens);
     basic_transformer_block(r, &tr->block, y, (int)((size_t)r->B * P), r->F);
     linear(&tr->proj_out, y, xt, tokens);
-    swap_frames_and_pixels(xt, x, r->B, r->F, P, tr->channels, 0);
-    add_inplace(h, x, tokens * tr->channels);
+    swap_frames_and_pixels(xt, x, r->B, r->F, P, tr->channels, 0);   /* x: [B][F][H*W][C] again */
+    add_inplace(h->data, x, tokens * tr->channels);
     arena_reset(r->a, mark);
 }
 
-/* Timesteps(flip_sin_to_cos=True, downscale_freq_shift=0): [cos(t f_i) | sin(t f_i)], f_i = exp(-ln(10000) i / half),
- * in float32 as torch computes it (t * f_i rounded to float before cos/sin). */
-static void timestep_embedding(float t, float *out, int dim) {
+/* get_timestep_embedding, as Timesteps(flip_sin_to_cos=True, downscale_freq_shift=0) calls it:
+ * [cos(t f_i) | sin(t f_i)], f_i = exp(-ln(10000) i / half), in float32 as torch computes it (t * f_i rounded
+ * to float before cos/sin). */
+static void get_timestep_embedding(float t, float *out, int dim) {
     const int half = dim / 2;
     const float log_max_period = (float)-9.210340371976184; /* -ln(10000) */
     int i;
@@ -2059,19 +2167,126 @@ static void timestep_embedding(float t, float *out, int dim) {
     if (dim % 2) out[dim - 1] = 0.0f;
 }
 
-typedef struct { float *data; int C, H, W; ArenaMark mark; } Skip; /* a down-path output kept for the up path */
+/* time_proj (Timesteps), then time_embedding (TimestepEmbedding: linear_1, SiLU, linear_2): one row per batch
+ * item, shared by its frames. Returns SiLU(emb), which is what every resnet's time_emb_proj takes:
+ * [B][temb_dim], on the arena. */
+static float *timestep_embedding(const UNetRun *r, double timestep) {
+    const UNet3D *u = r->u;
+    const int C = u->channels[0];
+    float *t_proj = arena_alloc(r->a, (size_t)r->B * C), *hidden = arena_alloc(r->a, (size_t)r->B * u->temb_dim);
+    float *emb = arena_alloc(r->a, (size_t)r->B * u->temb_dim), *silu_emb = arena_alloc(r->a, (size_t)r->B * u->temb_dim);
+    size_t i;
+    int b;
+    for (b = 0; b < r->B; b++) get_timestep_embedding((float)timestep, t_proj + (size_t)b * C, C);
+    linear(&u->time_linear_1, t_proj, hidden, (size_t)r->B);
+    for (i = 0; i < (size_t)r->B * u->temb_dim; i++) hidden[i] = silu(hidden[i]);
+    linear(&u->time_linear_2, hidden, emb, (size_t)r->B);
+    for (i = 0; i < (size_t)r->B * u->temb_dim; i++) silu_emb[i] = silu(emb[i]);
+    dump_tensor(r->dump_dir, "act_time_proj.npy", t_proj, 2, (int64_t[]){r->B, C});
+    dump_tensor(r->dump_dir, "act_time_embedding.npy", emb, 2, (int64_t[]){r->B, u->temb_dim});
+    return silu_emb;
+}
 
-/* Downsample2D's output size: 3x3 stride 2 with the config's padding; padding 0 pads right/bottom by one. */
-static int downsampled_size(int n, int padding) {
-    return padding ? (n + 2 * padding - 3) / 2 + 1 : (n - 2) / 2 + 1;
+/* Diffusers' down_block_res_samples: the outputs of the down path, kept (on the arena) for the up path, which
+ * takes them back last in, first out. */
+typedef struct { float *data; int C, H, W; ArenaMark mark; } Skip;
+typedef struct { Skip items[1 + MAX_BLOCKS * (MAX_LAYERS + 1)]; int n; } SkipStack;
+
+static void skip_push(const UNetRun *r, SkipStack *s, const Hidden *h) {
+    Skip *k = &s->items[s->n++];
+    k->mark = arena_mark(r->a);
+    k->data = arena_alloc(r->a, hidden_numel(h));
+    memcpy(k->data, h->data, hidden_numel(h) * sizeof(float));
+    k->C = h->C;
+    k->H = h->H;
+    k->W = h->W;
+}
+
+/* torch.cat([hidden_states, res_hidden_states], dim=1) with the newest skip, which is then released.
+ * h: [frames][H*W][C] -> [frames][H*W][C + skip C]. */
+static void concat_skip(const UNetRun *r, SkipStack *s, Hidden *h) {
+    const Skip *k = &s->items[--s->n];
+    const size_t pixels = (size_t)h->frames * h->H * h->W;
+    const int C = h->C, total = h->C + k->C;
+    long px;
+    if (k->H != h->H || k->W != h->W) t2v_die("internal: skip connection size mismatch");
+    PARALLEL_FOR(schedule(static))
+    for (px = 0; px < (long)pixels; px++) {
+        memcpy(h->spare + (size_t)px * total, h->data + (size_t)px * C, (size_t)C * sizeof(float));
+        memcpy(h->spare + (size_t)px * total + C, k->data + (size_t)px * k->C, (size_t)k->C * sizeof(float));
+    }
+    hidden_swap(h);
+    h->C = total;
+    arena_reset(r->a, k->mark);
+}
+
+/* One layer of a 3D UNet block, in Diffusers' order: resnets[j], temp_convs[j] and, in the blocks with
+ * cross-attention, attentions[j] (Transformer2DModel) and temp_attentions[j] (TransformerTemporalModel).
+ * h: [B*F][H*W][C_in] -> [B*F][H*W][out_channels]. */
+static void unet_block_layer(const UNetRun *r, const UNetBlock *blk, int j, Hidden *h) {
+    resnet(r->a, &blk->resnets[j], h, r->silu_temb, r->F);
+    dump_hidden(r->dump_dir, h, "%s_resnets%d", blk->name, j);
+    temporal_conv_layer(r, &blk->temp_convs[j], h);
+    dump_hidden(r->dump_dir, h, "%s_temp_convs%d", blk->name, j);
+    if (!blk->cross_attention) return;
+    transformer_2d_model(r, &blk->attentions[j], h);
+    dump_hidden(r->dump_dir, h, "%s_attentions%d", blk->name, j);
+    transformer_temporal_model(r, &blk->temp_attentions[j], h);
+    dump_hidden(r->dump_dir, h, "%s_temp_attentions%d", blk->name, j);
+}
+
+/* CrossAttnDownBlock3D, or DownBlock3D (the same without the transformers): its layers, then Downsample2D
+ * (all but the last block). Each layer's output and the downsampled output go on the skip stack.
+ * h: [B*F][H*W][C_in] -> [B*F][H/2*W/2][out_channels]. */
+static void down_block_3d(const UNetRun *r, const UNetBlock *blk, Hidden *h, SkipStack *skips) {
+    int j;
+    for (j = 0; j < blk->n_layers; j++) {
+        unet_block_layer(r, blk, j, h);
+        skip_push(r, skips, h);
+    }
+    if (blk->has_sampler) {
+        downsample_2d(r->a, &blk->sampler, r->u->downsample_padding, h);
+        skip_push(r, skips, h);
+    }
+    dump_hidden(r->dump_dir, h, "%s", blk->name);
+}
+
+/* UNetMidBlock3DCrossAttn: resnets[0], temp_convs[0], then attentions[0], temp_attentions[0], resnets[1],
+ * temp_convs[1]. h keeps its shape. */
+static void unet_mid_block_3d_cross_attn(const UNetRun *r, const UNetBlock *blk, Hidden *h) {
+    resnet(r->a, &blk->resnets[0], h, r->silu_temb, r->F);
+    temporal_conv_layer(r, &blk->temp_convs[0], h);
+    transformer_2d_model(r, &blk->attentions[0], h);
+    transformer_temporal_model(r, &blk->temp_attentions[0], h);
+    resnet(r->a, &blk->resnets[1], h, r->silu_temb, r->F);
+    temporal_conv_layer(r, &blk->temp_convs[1], h);
+    dump_hidden(r->dump_dir, h, "%s", blk->name);
+}
+
+/* CrossAttnUpBlock3D, or UpBlock3D (the same without the transformers): each layer's input is h joined with
+ * the newest skip; then Upsample2D (all but the last block), to the next skip's size when the latent size
+ * does not halve evenly. h: [B*F][H*W][C_in] -> [B*F][2H*2W][out_channels]. */
+static void up_block_3d(const UNetRun *r, const UNetBlock *blk, Hidden *h, SkipStack *skips) {
+    int j;
+    for (j = 0; j < blk->n_layers; j++) {
+        concat_skip(r, skips, h);
+        unet_block_layer(r, blk, j, h);
+    }
+    if (blk->has_sampler) {
+        const Skip *next = &skips->items[skips->n - 1];
+        upsample_2d(r->a, &blk->sampler, h, r->forward_upsample_size ? next->H : 2 * h->H,
+                    r->forward_upsample_size ? next->W : 2 * h->W);
+    }
+    dump_hidden(r->dump_dir, h, "%s", blk->name);
 }
 
 /* Walks the down path: the largest activation of a forward (the up blocks' concatenated inputs dominate)
  * and the floats the skip connections hold. */
 static size_t unet_max_activation(const UNet3D *u, int frames, int H, int W, size_t *skip_floats) {
-    size_t best = (size_t)frames * H * W * (u->in_channels > u->channels[0] ? u->in_channels : u->channels[0]);
+    const int widest_end = u->in_channels > u->out_channels ? u->in_channels : u->out_channels;
+    size_t best = (size_t)frames * H * W * (widest_end > u->channels[0] ? widest_end : u->channels[0]);
     size_t skips = (size_t)frames * H * W * u->channels[0];
-    int i, j, h = H, w = W, hs[9], ws[9];
+    int i, j, h = H, w = W, hs[MAX_BLOCKS + 1], ws[MAX_BLOCKS + 1];
     for (i = 0; i < u->n_blocks; i++) {
         const UNetBlock *blk = &u->down[i];
         hs[i] = h;
@@ -2108,174 +2323,70 @@ static void check_unet_memory(const UNet3D *u, int frames, int H, int W) {
                                (double)frames * H * W * (2.0 * u->channels[0] + 6.0 * widest));
     const double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
     if (have > 0 && need > 0.9 * have)
-        die("a UNet forward of %d frames at %dx%d latents needs about %.1f GiB of activations; this machine has "
-            "%.1f GiB of memory: use fewer frames or a smaller video", frames, H, W, need / 1073741824.0,
-            have / 1073741824.0);
+        t2v_die("a UNet forward of %d frames at %dx%d latents needs about %.1f GiB of activations; this machine has "
+                "%.1f GiB of memory: use fewer frames or a smaller video", frames, H, W, need / 1073741824.0,
+                have / 1073741824.0);
 #else
     (void)u; (void)frames; (void)H; (void)W;
 #endif
 }
 
+/* (B, C, F, H, W), Diffusers' video layout, to t2v's channels-last frames [B*F][H*W][C], or back */
+static void convert_video_layout(const float *in, float *out, int B, int C, int F, size_t P, int to_frames) {
+    int b, c, f;
+    size_t p;
+    for (b = 0; b < B; b++)
+        for (c = 0; c < C; c++)
+            for (f = 0; f < F; f++)
+                for (p = 0; p < P; p++) {
+                    const size_t video = (((size_t)b * C + c) * F + f) * P + p, frames = (((size_t)b * F + f) * P + p) * C + c;
+                    if (to_frames) out[frames] = in[video];
+                    else out[video] = in[frames];
+                }
+}
+
+/* UNet3DConditionModel.forward(sample, timestep, encoder_hidden_states).sample: the noise prediction.
+ * sample and out: (B, in/out_channels, F, H, W); context: (B, 77, cross_attention_dim). */
 void t2v_unet(T2VModel *m, const float *sample, int B, int F, int H, int W, double timestep, const float *context,
               float *out, const char *dump_dir) {
     UNet3D *u = m->unet;
-    UNetRun run;
-    Arena *a = &u->arena;
-    ArenaMark mark = arena_mark(a);
-    const int frames = B * F, up_factor = 1 << (u->n_blocks - 1);
-    const int forward_upsample_size = H % up_factor != 0 || W % up_factor != 0;
-    Skip skips[1 + 8 * 64];
-    int n_skips = 0, C = u->channels[0], i, j, b;
-    size_t max_act, t;
-    float *h, *h2, *tmp, *t_proj, *t_hidden, *emb, *silu_emb;
-    int64_t dims[2];
+    const ArenaMark mark = arena_mark(&u->arena);
+    const int up_factor = 1 << (u->n_blocks - 1);
+    UNetRun r;
+    SkipStack skips;
+    Hidden h;
+    int i;
+    if (B < 1 || F < 1 || H < 1 || W < 1) t2v_die("unet: invalid sample size");
+    check_unet_memory(u, B * F, H, W);
+    r.u = u;
+    r.a = &u->arena;
+    r.B = B;
+    r.F = F;
+    r.context = context;
+    r.ctx_len = t2v_context_length(m);
+    r.forward_upsample_size = H % up_factor != 0 || W % up_factor != 0;
+    r.dump_dir = dump_dir;
+    skips.n = 0;
 
-    if (B < 1 || F < 1 || H < 1 || W < 1) die("unet: invalid sample size");
-    check_unet_memory(u, frames, H, W);
-    max_act = unet_max_activation(u, frames, H, W, NULL);
-    run.u = u;
-    run.a = a;
-    run.B = B;
-    run.F = F;
-    run.context = context;
-    run.ctx_len = t2v_context_length(m);
-    run.dump_dir = dump_dir;
-
-    /* time_proj, time_embedding (linear_1, SiLU, linear_2); one row per batch item, shared by its frames */
-    t_proj = arena_alloc(a, (size_t)B * C);
-    t_hidden = arena_alloc(a, (size_t)B * u->temb_dim);
-    emb = arena_alloc(a, (size_t)B * u->temb_dim);
-    silu_emb = arena_alloc(a, (size_t)B * u->temb_dim);
-    for (b = 0; b < B; b++) timestep_embedding((float)timestep, t_proj + (size_t)b * C, C);
-    linear(&u->time_linear_1, t_proj, t_hidden, (size_t)B);
-    for (t = 0; t < (size_t)B * u->temb_dim; t++) t_hidden[t] = silu(t_hidden[t]);
-    linear(&u->time_linear_2, t_hidden, emb, (size_t)B);
-    for (t = 0; t < (size_t)B * u->temb_dim; t++) silu_emb[t] = silu(emb[t]);
-    run.silu_temb = silu_emb;
-    dims[0] = B;
-    dims[1] = C;
-    dump_tensor(dump_dir, "act_time_proj.npy", t_proj, 2, dims);
-    dims[1] = u->temb_dim;
-    dump_tensor(dump_dir, "act_time_embedding.npy", emb, 2, dims);
-
-    /* (B, C, F, H, W) -> channels-last frames; conv_in; transformer_in */
-    h = arena_alloc(a, max_act);
-    h2 = arena_alloc(a, max_act);
-    for (b = 0; b < B; b++) {
-        int f, c;
-        size_t p;
-        for (c = 0; c < u->in_channels; c++)
-            for (f = 0; f < F; f++)
-                for (p = 0; p < (size_t)H * W; p++)
-                    h2[(((size_t)b * F + f) * H * W + p) * u->in_channels + c] =
-                        sample[(((size_t)b * u->in_channels + c) * F + f) * H * W + p];
-    }
-    conv2d(a, &u->conv_in, h2, h, frames, H, W, 1, 1, 1, H, W);
-    dump_activation(&run, h, C, H, W, "conv_in");
-    transformer_temporal_model(&run, &u->transformer_in, h, (size_t)H * W);
-    dump_activation(&run, h, C, H, W, "transformer_in");
-
-#define PUSH_SKIP()                                                                   \
-    do {                                                                              \
-        Skip *s_ = &skips[n_skips++];                                                 \
-        s_->mark = arena_mark(a);                                                     \
-        s_->data = arena_alloc(a, (size_t)frames * H * W * C);                        \
-        memcpy(s_->data, h, (size_t)frames * H * W * C * sizeof(float));              \
-        s_->C = C; s_->H = H; s_->W = W;                                              \
-    } while (0)
-
-    PUSH_SKIP();
-    for (i = 0; i < u->n_blocks; i++) {
-        const UNetBlock *blk = &u->down[i];
-        const size_t P = (size_t)H * W;
-        for (j = 0; j < blk->n_layers; j++) {
-            resnet_block_2d(a, &blk->resnets[j], h, h2, frames, H, W, run.silu_temb, F);
-            tmp = h; h = h2; h2 = tmp;
-            C = blk->out_channels;
-            dump_activation(&run, h, C, H, W, "down_block%d_resnets%d", i, j);
-            temporal_conv_layer(&run, &blk->temp_convs[j], h, C, P);
-            dump_activation(&run, h, C, H, W, "down_block%d_temp_convs%d", i, j);
-            if (blk->cross_attention) {
-                transformer_2d_model(&run, &blk->attentions[j], h, P);
-                dump_activation(&run, h, C, H, W, "down_block%d_attentions%d", i, j);
-                transformer_temporal_model(&run, &blk->temp_attentions[j], h, P);
-                dump_activation(&run, h, C, H, W, "down_block%d_temp_attentions%d", i, j);
-            }
-            PUSH_SKIP();
-        }
-        if (blk->has_sampler) { /* Downsample2D: 3x3 convolution, stride 2 */
-            const int p = u->downsample_padding, Ho = downsampled_size(H, p), Wo = downsampled_size(W, p);
-            conv2d(a, &blk->sampler, h, h2, frames, H, W, 2, p, p, Ho, Wo);
-            tmp = h; h = h2; h2 = tmp;
-            H = Ho;
-            W = Wo;
-            PUSH_SKIP();
-        }
-        dump_activation(&run, h, C, H, W, "down_block%d", i);
-    }
-
-    /* UNetMidBlock3DCrossAttn: resnet, temporal conv, then (transformer, temporal transformer, resnet, temporal conv) */
-    resnet_block_2d(a, &u->mid.resnets[0], h, h, frames, H, W, run.silu_temb, F);
-    temporal_conv_layer(&run, &u->mid.temp_convs[0], h, C, (size_t)H * W);
-    transformer_2d_model(&run, &u->mid.attentions[0], h, (size_t)H * W);
-    transformer_temporal_model(&run, &u->mid.temp_attentions[0], h, (size_t)H * W);
-    resnet_block_2d(a, &u->mid.resnets[1], h, h, frames, H, W, run.silu_temb, F);
-    temporal_conv_layer(&run, &u->mid.temp_convs[1], h, C, (size_t)H * W);
-    dump_activation(&run, h, C, H, W, "mid_block");
-
-    for (i = 0; i < u->n_blocks; i++) {
-        const UNetBlock *blk = &u->up[i];
-        for (j = 0; j < blk->n_layers; j++) {
-            const Skip *s = &skips[--n_skips];
-            const size_t P = (size_t)H * W;
-            long px;
-            if (s->H != H || s->W != W) die("internal: skip connection size mismatch");
-            PARALLEL_FOR(schedule(static))
-            for (px = 0; px < (long)(frames * P); px++) { /* torch.cat([hidden_states, res_hidden_states], dim=1) */
-                memcpy(h2 + (size_t)px * (C + s->C), h + (size_t)px * C, (size_t)C * sizeof(float));
-                memcpy(h2 + (size_t)px * (C + s->C) + C, s->data + (size_t)px * s->C, (size_t)s->C * sizeof(float));
-            }
-            resnet_block_2d(a, &blk->resnets[j], h2, h, frames, H, W, run.silu_temb, F);
-            C = blk->out_channels;
-            dump_activation(&run, h, C, H, W, "up_block%d_resnets%d", i, j);
-            temporal_conv_layer(&run, &blk->temp_convs[j], h, C, P);
-            if (blk->cross_attention) {
-                transformer_2d_model(&run, &blk->attentions[j], h, P);
-                transformer_temporal_model(&run, &blk->temp_attentions[j], h, P);
-            }
-            arena_reset(a, s->mark); /* the skip and everything after it are done */
-        }
-        if (blk->has_sampler) { /* Upsample2D: nearest x2 (or to the next skip's size), then a 3x3 convolution */
-            const int Ho = forward_upsample_size ? skips[n_skips - 1].H : 2 * H;
-            const int Wo = forward_upsample_size ? skips[n_skips - 1].W : 2 * W;
-            ArenaMark m2 = arena_mark(a);
-            float *up = arena_alloc(a, (size_t)frames * Ho * Wo * C);
-            upsample_nearest(h, up, frames, H, W, Ho, Wo, C);
-            H = Ho;
-            W = Wo;
-            conv2d(a, &blk->sampler, up, h, frames, H, W, 1, 1, 1, H, W);
-            arena_reset(a, m2);
-        }
-        dump_activation(&run, h, C, H, W, "up_block%d", i);
-    }
-#undef PUSH_SKIP
-
-    /* conv_norm_out, SiLU, conv_out; back to (B, C, F, H, W) */
-    group_norm(a, &u->conv_norm_out, h, h2, frames, (size_t)H * W, 0);
-    dump_activation(&run, h2, C, H, W, "conv_norm_out");
-    for (t = 0; t < (size_t)frames * H * W * C; t++) h2[t] = silu(h2[t]);
-    conv2d(a, &u->conv_out, h2, h, frames, H, W, 1, 1, 1, H, W);
-    dump_activation(&run, h, u->out_channels, H, W, "conv_out");
-    for (b = 0; b < B; b++) {
-        int f, c;
-        size_t p;
-        for (c = 0; c < u->out_channels; c++)
-            for (f = 0; f < F; f++)
-                for (p = 0; p < (size_t)H * W; p++)
-                    out[(((size_t)b * u->out_channels + c) * F + f) * H * W + p] =
-                        h[(((size_t)b * F + f) * H * W + p) * u->out_channels + c];
-    }
-    arena_reset(a, mark);
+    r.silu_temb = timestep_embedding(&r, timestep);           /* [B][temb_dim] */
+    h = hidden_new(r.a, unet_max_activation(u, B * F, H, W, NULL), B * F, u->in_channels, H, W);
+    convert_video_layout(sample, h.data, B, u->in_channels, F, (size_t)H * W, 1); /* h: [B*F][H*W][in_channels] */
+    conv_3x3(r.a, &u->conv_in, &h);                           /* h: [B*F][H*W][block_out_channels[0]] */
+    dump_hidden(dump_dir, &h, "conv_in");
+    transformer_temporal_model(&r, &u->transformer_in, &h);
+    dump_hidden(dump_dir, &h, "transformer_in");
+    skip_push(&r, &skips, &h);
+    for (i = 0; i < u->n_blocks; i++) down_block_3d(&r, &u->down[i], &h, &skips);
+    unet_mid_block_3d_cross_attn(&r, &u->mid, &h);            /* h: [B*F][(H*W)/4^(blocks-1)][channels[-1]] */
+    for (i = 0; i < u->n_blocks; i++) up_block_3d(&r, &u->up[i], &h, &skips);
+    group_norm(r.a, &u->conv_norm_out, h.data, h.spare, h.frames, (size_t)H * W, 0); /* h: [B*F][H*W][channels[0]] */
+    hidden_swap(&h);
+    dump_hidden(dump_dir, &h, "conv_norm_out");
+    silu_inplace(h.data, hidden_numel(&h));
+    conv_3x3(r.a, &u->conv_out, &h);                          /* h: [B*F][H*W][out_channels] */
+    dump_hidden(dump_dir, &h, "conv_out");
+    convert_video_layout(h.data, out, B, u->out_channels, F, (size_t)H * W, 0);
+    arena_reset(&u->arena, mark);
 }
 
 static void free_block(UNetBlock *b) {
@@ -2497,35 +2608,13 @@ static void torch_randn(TorchGenerator *g, float *out, size_t n) {
 
 /* ---- scheduler config: the keys of scheduler_config.json ---- */
 
-typedef enum { SCHED_DDIM, SCHED_DPM_SOLVER } SchedulerKind;
-
-/* scheduler_config.json keys we understand; bit (1ul << key) in SchedulerConfig.present. */
-enum {
-    SK_NUM_TRAIN_TIMESTEPS, SK_BETA_START, SK_BETA_END, SK_BETA_SCHEDULE, SK_TRAINED_BETAS,
-    SK_PREDICTION_TYPE, SK_SET_ALPHA_TO_ONE, SK_STEPS_OFFSET, SK_TIMESTEP_SPACING, SK_CLIP_SAMPLE,
-    SK_CLIP_SAMPLE_RANGE, SK_THRESHOLDING, SK_RESCALE_BETAS_ZERO_SNR, SK_SOLVER_ORDER,
-    SK_ALGORITHM_TYPE, SK_SOLVER_TYPE, SK_LOWER_ORDER_FINAL, SK_EULER_AT_FINAL,
-    SK_USE_KARRAS_SIGMAS, SK_USE_LU_LAMBDAS, SK_FINAL_SIGMAS_TYPE, SK_LAMBDA_MIN_CLIPPED,
-    SK_VARIANCE_TYPE, SK_COUNT
-};
-
-static const char *const sched_key_names[SK_COUNT] = {
-    "num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas",
-    "prediction_type", "set_alpha_to_one", "steps_offset", "timestep_spacing", "clip_sample",
-    "clip_sample_range", "thresholding", "rescale_betas_zero_snr", "solver_order",
-    "algorithm_type", "solver_type", "lower_order_final", "euler_at_final",
-    "use_karras_sigmas", "use_lu_lambdas", "final_sigmas_type", "lambda_min_clipped",
-    "variance_type"
-};
-
-/* Values as read from scheduler_config.json. Strings are borrowed (only read during init);
- * NULL stands for JSON null. trained_betas_nonnull: the key holds something other than null. */
+/* scheduler_config.json as the scheduler class sees it: the file's values over the class's __init__ defaults.
+ * Each field is named after its key. Strings point into the model config; NULL stands for JSON null. */
 typedef struct {
-    unsigned long present;
     int num_train_timesteps;
     double beta_start, beta_end;
     const char *beta_schedule;
-    int trained_betas_nonnull;
+    const char *trained_betas;    /* only null is supported */
     const char *prediction_type;
     int set_alpha_to_one;
     int steps_offset;
@@ -2546,8 +2635,28 @@ typedef struct {
     const char *variance_type;
 } SchedulerConfig;
 
+typedef enum { KEY_INT, KEY_NUMBER, KEY_BOOL, KEY_STRING } ConfigKeyType; /* KEY_STRING: "null" reads as NULL */
+
+/* Every scheduler_config.json key t2v understands: its name, type, and where it goes in SchedulerConfig. */
+#define SCHEDULER_KEY(name, type) { #name, type, offsetof(SchedulerConfig, name) }
+static const struct { const char *name; ConfigKeyType type; size_t offset; } scheduler_keys[] = {
+    SCHEDULER_KEY(num_train_timesteps, KEY_INT),   SCHEDULER_KEY(beta_start, KEY_NUMBER),
+    SCHEDULER_KEY(beta_end, KEY_NUMBER),           SCHEDULER_KEY(beta_schedule, KEY_STRING),
+    SCHEDULER_KEY(trained_betas, KEY_STRING),      SCHEDULER_KEY(prediction_type, KEY_STRING),
+    SCHEDULER_KEY(set_alpha_to_one, KEY_BOOL),     SCHEDULER_KEY(steps_offset, KEY_INT),
+    SCHEDULER_KEY(timestep_spacing, KEY_STRING),   SCHEDULER_KEY(clip_sample, KEY_BOOL),
+    SCHEDULER_KEY(clip_sample_range, KEY_NUMBER),  SCHEDULER_KEY(thresholding, KEY_BOOL),
+    SCHEDULER_KEY(rescale_betas_zero_snr, KEY_BOOL), SCHEDULER_KEY(solver_order, KEY_INT),
+    SCHEDULER_KEY(algorithm_type, KEY_STRING),     SCHEDULER_KEY(solver_type, KEY_STRING),
+    SCHEDULER_KEY(lower_order_final, KEY_BOOL),    SCHEDULER_KEY(euler_at_final, KEY_BOOL),
+    SCHEDULER_KEY(use_karras_sigmas, KEY_BOOL),    SCHEDULER_KEY(use_lu_lambdas, KEY_BOOL),
+    SCHEDULER_KEY(final_sigmas_type, KEY_STRING),  SCHEDULER_KEY(lambda_min_clipped, KEY_NUMBER),
+    SCHEDULER_KEY(variance_type, KEY_STRING),
+};
+#undef SCHEDULER_KEY
+
 /* The __init__ defaults of DDIMScheduler / DPMSolverMultistepScheduler (they differ!). */
-static void scheduler_config_defaults(SchedulerKind kind, SchedulerConfig *c) {
+static void scheduler_config_defaults(T2VSchedulerKind kind, SchedulerConfig *c) {
     memset(c, 0, sizeof *c);
     c->num_train_timesteps = 1000;
     c->beta_start = 0.0001;
@@ -2555,7 +2664,7 @@ static void scheduler_config_defaults(SchedulerKind kind, SchedulerConfig *c) {
     c->beta_schedule = "linear";
     c->prediction_type = "epsilon";
     c->set_alpha_to_one = 1;
-    c->timestep_spacing = kind == SCHED_DDIM ? "leading" : "linspace";
+    c->timestep_spacing = kind == T2V_SCHEDULER_DDIM ? "leading" : "linspace";
     c->clip_sample = 1;
     c->clip_sample_range = 1.0;
     c->solver_order = 2;
@@ -2566,26 +2675,29 @@ static void scheduler_config_defaults(SchedulerKind kind, SchedulerConfig *c) {
     c->lambda_min_clipped = -HUGE_VAL;
 }
 
-/* from_config / from_pretrained: keys absent from the file (or listed in _use_default_values)
- * take the target class's own default, so DPM built from the DDIM config gets 'linspace'. */
-static void scheduler_config_resolve(SchedulerKind kind, const SchedulerConfig *file, SchedulerConfig *out) {
-    unsigned long p = file->present;
-    scheduler_config_defaults(kind, out);
-    out->present = p;
-#define TAKE(key, field) do { if (p & (1ul << (key))) out->field = file->field; } while (0)
-    TAKE(SK_NUM_TRAIN_TIMESTEPS, num_train_timesteps); TAKE(SK_BETA_START, beta_start);
-    TAKE(SK_BETA_END, beta_end); TAKE(SK_BETA_SCHEDULE, beta_schedule);
-    TAKE(SK_TRAINED_BETAS, trained_betas_nonnull); TAKE(SK_PREDICTION_TYPE, prediction_type);
-    TAKE(SK_SET_ALPHA_TO_ONE, set_alpha_to_one); TAKE(SK_STEPS_OFFSET, steps_offset);
-    TAKE(SK_TIMESTEP_SPACING, timestep_spacing); TAKE(SK_CLIP_SAMPLE, clip_sample);
-    TAKE(SK_CLIP_SAMPLE_RANGE, clip_sample_range); TAKE(SK_THRESHOLDING, thresholding);
-    TAKE(SK_RESCALE_BETAS_ZERO_SNR, rescale_betas_zero_snr); TAKE(SK_SOLVER_ORDER, solver_order);
-    TAKE(SK_ALGORITHM_TYPE, algorithm_type); TAKE(SK_SOLVER_TYPE, solver_type);
-    TAKE(SK_LOWER_ORDER_FINAL, lower_order_final); TAKE(SK_EULER_AT_FINAL, euler_at_final);
-    TAKE(SK_USE_KARRAS_SIGMAS, use_karras_sigmas); TAKE(SK_USE_LU_LAMBDAS, use_lu_lambdas);
-    TAKE(SK_FINAL_SIGMAS_TYPE, final_sigmas_type); TAKE(SK_LAMBDA_MIN_CLIPPED, lambda_min_clipped);
-    TAKE(SK_VARIANCE_TYPE, variance_type);
-#undef TAKE
+/* from_config / from_pretrained: the model's scheduler.* lines over this kind's defaults. Keys absent from
+ * the file (export.py also drops those listed in _use_default_values) take the target class's own default,
+ * so DPM built from the DDIM config gets 'linspace'. */
+static void scheduler_config_read(const T2VModel *m, T2VSchedulerKind kind, SchedulerConfig *c) {
+    size_t k;
+    scheduler_config_defaults(kind, c);
+    for (k = 0; k < sizeof scheduler_keys / sizeof scheduler_keys[0]; k++) {
+        char key[96];
+        void *field = (char *)c + scheduler_keys[k].offset;
+        const char *v;
+        snprintf(key, sizeof key, "scheduler.%s", scheduler_keys[k].name);
+        if (!(v = t2v_config(m, key))) continue;
+        switch (scheduler_keys[k].type) {
+        case KEY_INT: *(int *)field = t2v_config_int(m, key, -1000000, 1000000); break;
+        case KEY_BOOL: *(int *)field = config_bool(m, key); break;
+        case KEY_STRING: *(const char **)field = strcmp(v, "null") ? v : NULL; break;
+        case KEY_NUMBER: {   /* any double: the ranges are checked with the other refusals */
+            char *end;
+            *(double *)field = strtod(v, &end);
+            if (end == v || *end || isnan(*(double *)field)) t2v_die("%s: config %s = '%s' is not a number", m->path, key, v);
+        }
+        }
+    }
 }
 
 enum { BETA_LINEAR, BETA_SCALED_LINEAR, BETA_SQUAREDCOS };
@@ -2610,60 +2722,54 @@ static int choice_index(const char *v, const char *const *names) {
     return -1;
 }
 
-static int refuse_scheduler_value(char *err, size_t n, int key, const char *value, const char *supported) {
-    snprintf(err, n, "scheduler_config: %s = %s is not supported (supported: %s)",
-             sched_key_names[key], value, supported);
-    return -1;
+static void refuse_scheduler_value(const char *key, const char *value, const char *supported) {
+    t2v_die("scheduler_config: %s = %s is not supported (supported: %s)", key, value, supported);
 }
 
 /* value must be one of names; otherwise an error naming the key, the value and what is supported */
-static int refuse_unless_one_of(char *err, size_t n, int key, const char *value, const char *const *names,
-                                const char *supported) {
-    return choice_index(value, names) >= 0 ? 0 : refuse_scheduler_value(err, n, key, value ? value : "null", supported);
+static void refuse_unless_one_of(const char *key, const char *value, const char *const *names, const char *supported) {
+    if (choice_index(value, names) < 0) refuse_scheduler_value(key, value ? value : "null", supported);
 }
 
-static int refuse_if_set(char *err, size_t n, int key, int flag) {
-    return flag ? refuse_scheduler_value(err, n, key, "true", "false") : 0;
+static void refuse_if_set(const char *key, int flag) {
+    if (flag) refuse_scheduler_value(key, "true", "false");
 }
 
-/* Reject (by key name) every value this port does not implement. Returns 0 or -1 with err set. */
-static int scheduler_config_validate(SchedulerKind kind, const SchedulerConfig *c, char *err, size_t n) {
+static void refuse_unless_in(const char *key, double value, double lo, double hi, const char *supported) {
     char num[64];
-    if (c->num_train_timesteps < 2) {
-        snprintf(num, sizeof num, "%d", c->num_train_timesteps);
-        return refuse_scheduler_value(err, n, SK_NUM_TRAIN_TIMESTEPS, num, "an integer >= 2");
+    snprintf(num, sizeof num, "%g", value);
+    if (!(value >= lo && value <= hi)) refuse_scheduler_value(key, num, supported);
+}
+
+/* Refuses, by key name, every value this port does not implement. */
+static void scheduler_config_validate(T2VSchedulerKind kind, const SchedulerConfig *c) {
+    refuse_unless_in("num_train_timesteps", c->num_train_timesteps, 2, 100000, "an integer in [2, 100000]");
+    refuse_unless_in("beta_start", c->beta_start, 0, 1, "a number in [0, 1]");
+    refuse_unless_in("beta_end", c->beta_end, 0, 1, "a number in [0, 1]");
+    if (c->trained_betas) refuse_scheduler_value("trained_betas", "a list", "null");
+    refuse_unless_one_of("beta_schedule", c->beta_schedule, beta_names, "linear, scaled_linear, squaredcos_cap_v2");
+    refuse_unless_one_of("prediction_type", c->prediction_type, pred_names, "epsilon, v_prediction, sample");
+    refuse_unless_one_of("timestep_spacing", c->timestep_spacing, spacing_names, "leading, linspace, trailing");
+    refuse_if_set("thresholding", c->thresholding);
+    refuse_if_set("rescale_betas_zero_snr", c->rescale_betas_zero_snr);
+    if (kind == T2V_SCHEDULER_DDIM) {
+        refuse_unless_in("clip_sample_range", c->clip_sample_range, 0, FLT_MAX, "a finite number >= 0");
+        return;
     }
-    if (c->trained_betas_nonnull) return refuse_scheduler_value(err, n, SK_TRAINED_BETAS, "a list", "null");
-    if (refuse_unless_one_of(err, n, SK_BETA_SCHEDULE, c->beta_schedule, beta_names, "linear, scaled_linear, squaredcos_cap_v2") ||
-        refuse_unless_one_of(err, n, SK_PREDICTION_TYPE, c->prediction_type, pred_names, "epsilon, v_prediction, sample") ||
-        refuse_unless_one_of(err, n, SK_TIMESTEP_SPACING, c->timestep_spacing, spacing_names, "leading, linspace, trailing") ||
-        refuse_if_set(err, n, SK_THRESHOLDING, c->thresholding) ||
-        refuse_if_set(err, n, SK_RESCALE_BETAS_ZERO_SNR, c->rescale_betas_zero_snr))
-        return -1;
-    if (kind == SCHED_DDIM) return 0;
-    if (c->solver_order != 1 && c->solver_order != 2) {
-        snprintf(num, sizeof num, "%d", c->solver_order);
-        return refuse_scheduler_value(err, n, SK_SOLVER_ORDER, num, "1, 2");
-    }
-    if (refuse_unless_one_of(err, n, SK_ALGORITHM_TYPE, c->algorithm_type, algo_names, "dpmsolver++ (deis is mapped to it)") ||
-        refuse_unless_one_of(err, n, SK_SOLVER_TYPE, c->solver_type, solver_names,
-                             "midpoint, heun (logrho, bh1, bh2 are mapped to midpoint)") ||
-        refuse_if_set(err, n, SK_USE_KARRAS_SIGMAS, c->use_karras_sigmas) ||
-        refuse_if_set(err, n, SK_USE_LU_LAMBDAS, c->use_lu_lambdas) ||
-        refuse_unless_one_of(err, n, SK_FINAL_SIGMAS_TYPE, c->final_sigmas_type, final_sigma_names, "zero, sigma_min"))
-        return -1;
-    if (!(isinf(c->lambda_min_clipped) && c->lambda_min_clipped < 0)) {
-        snprintf(num, sizeof num, "%g", c->lambda_min_clipped);
-        return refuse_scheduler_value(err, n, SK_LAMBDA_MIN_CLIPPED, num, "-Infinity");
-    }
-    if (c->variance_type) return refuse_scheduler_value(err, n, SK_VARIANCE_TYPE, c->variance_type, "null");
-    return 0;
+    refuse_unless_in("solver_order", c->solver_order, 1, 2, "1, 2");
+    refuse_unless_one_of("algorithm_type", c->algorithm_type, algo_names, "dpmsolver++ (deis is mapped to it)");
+    refuse_unless_one_of("solver_type", c->solver_type, solver_names, "midpoint, heun (logrho, bh1, bh2 are mapped to midpoint)");
+    refuse_if_set("use_karras_sigmas", c->use_karras_sigmas);
+    refuse_if_set("use_lu_lambdas", c->use_lu_lambdas);
+    refuse_unless_one_of("final_sigmas_type", c->final_sigmas_type, final_sigma_names, "zero, sigma_min");
+    refuse_unless_in("lambda_min_clipped", c->lambda_min_clipped, -HUGE_VAL, -HUGE_VAL, "-Infinity");
+    if (c->variance_type) refuse_scheduler_value("variance_type", c->variance_type, "null");
 }
 
 /* ---- DDIMScheduler and DPMSolverMultistepScheduler ---- */
 
 typedef struct {
-    SchedulerKind kind;
+    T2VSchedulerKind kind;
     int num_train_timesteps;
     int num_inference_steps;      /* as requested (DDIM's step size uses it) */
     int num_timesteps;            /* length of timesteps[] (the denoising loop count) */
@@ -2796,80 +2902,57 @@ static void scheduler_free(Scheduler *s) {
     memset(s, 0, sizeof *s);
 }
 
-/* Builds the scheduler from the file's config (absent keys -> this kind's defaults), then runs
- * set_timesteps(num_inference_steps). sample_numel sizes DPM's model-output history. 0 or -1. */
-static int scheduler_init(Scheduler *s, SchedulerKind kind, const SchedulerConfig *file_cfg,
-                   int num_inference_steps, size_t sample_numel, char *err, size_t errsize) {
-    SchedulerConfig c;
-    int i, n = num_inference_steps, T, spacing;
+/* The scheduler's __init__ (betas, alphas_cumprod) from a resolved config, then
+ * set_timesteps(num_inference_steps). sample_numel sizes DPM's model-output history. */
+static void scheduler_init(Scheduler *s, T2VSchedulerKind kind, const SchedulerConfig *c, int num_inference_steps,
+                           size_t sample_numel) {
+    const int n = num_inference_steps, T = c->num_train_timesteps;
+    const int spacing = choice_index(c->timestep_spacing, spacing_names);
+    int i;
     memset(s, 0, sizeof *s);
-    scheduler_config_resolve(kind, file_cfg, &c);
-    if (scheduler_config_validate(kind, &c, err, errsize))
-        return -1;
-    T = c.num_train_timesteps;
-    if (n < 1 || n > T) {
-        snprintf(err, errsize, "num_inference_steps = %d must be between 1 and num_train_timesteps (%d)", n, T);
-        return -1;
-    }
+    scheduler_config_validate(kind, c);
+    if (n < 1 || n > T) t2v_die("num_inference_steps = %d must be between 1 and num_train_timesteps (%d)", n, T);
     s->kind = kind;
     s->num_train_timesteps = T;
     s->num_inference_steps = n;
     s->numel = sample_numel;
     s->init_noise_sigma = 1.0f;
-    s->prediction_type = choice_index(c.prediction_type, pred_names);
-    spacing = choice_index(c.timestep_spacing, spacing_names);
-    s->alphas_cumprod = malloc((size_t)T * sizeof(float));
-    s->timesteps = malloc((size_t)(n + 1) * sizeof(int64_t));
-    if (!s->alphas_cumprod || !s->timesteps)
-        goto oom;
-    compute_alphas_cumprod(&c, s->alphas_cumprod);
-    if (kind == SCHED_DDIM) {
-        s->final_alpha_cumprod = c.set_alpha_to_one ? 1.0f : s->alphas_cumprod[0];
-        s->clip_sample = c.clip_sample;
-        s->clip_sample_range = (float)c.clip_sample_range;
-        s->num_timesteps = ddim_set_timesteps(s, &c, spacing, n);
+    s->prediction_type = choice_index(c->prediction_type, pred_names);
+    s->alphas_cumprod = alloc_floats((size_t)T, "the scheduler");
+    s->timesteps = (int64_t *)xmalloc((size_t)(n + 1) * sizeof(int64_t), "the scheduler");
+    compute_alphas_cumprod(c, s->alphas_cumprod);
+    if (kind == T2V_SCHEDULER_DDIM) {
+        s->final_alpha_cumprod = c->set_alpha_to_one ? 1.0f : s->alphas_cumprod[0];
+        s->clip_sample = c->clip_sample;
+        s->clip_sample_range = (float)c->clip_sample_range;
+        s->num_timesteps = ddim_set_timesteps(s, c, spacing, n);
     } else {
-        s->solver_order = c.solver_order;
-        s->solver_type = choice_index(c.solver_type, solver_names) == SOLVER_HEUN ? SOLVER_HEUN : SOLVER_MIDPOINT;
-        s->lower_order_final = c.lower_order_final;
-        s->euler_at_final = c.euler_at_final;
-        s->final_sigmas_type = choice_index(c.final_sigmas_type, final_sigma_names);
-        s->num_timesteps = dpm_solver_set_timesteps(s, &c, spacing, n);
+        s->solver_order = c->solver_order;
+        s->solver_type = choice_index(c->solver_type, solver_names) == SOLVER_HEUN ? SOLVER_HEUN : SOLVER_MIDPOINT;
+        s->lower_order_final = c->lower_order_final;
+        s->euler_at_final = c->euler_at_final;
+        s->final_sigmas_type = choice_index(c->final_sigmas_type, final_sigma_names);
+        s->num_timesteps = dpm_solver_set_timesteps(s, c, spacing, n);
     }
-    if (s->num_timesteps != n) {    /* numpy's float arange can yield one step more (ends at -1) */
-        snprintf(err, errsize, "timestep_spacing = %s with num_inference_steps = %d gives %d timesteps "
-                 "in Diffusers (unsupported)", c.timestep_spacing, n, s->num_timesteps);
-        goto fail;
-    }
+    if (s->num_timesteps != n)      /* numpy's float arange can yield one step more (ends at -1) */
+        t2v_die("timestep_spacing = %s with num_inference_steps = %d gives %d timesteps in Diffusers (unsupported)",
+                c->timestep_spacing, n, s->num_timesteps);
     for (i = 0; i < n; i++) {
-        if (s->timesteps[i] < 0 || s->timesteps[i] >= T) {
-            snprintf(err, errsize, "timestep %lld out of range [0, %d) (steps_offset = %d, timestep_spacing = %s)",
-                     (long long)s->timesteps[i], T, c.steps_offset, c.timestep_spacing);
-            goto fail;
-        }
+        if (s->timesteps[i] < 0 || s->timesteps[i] >= T)
+            t2v_die("timestep %lld out of range [0, %d) (steps_offset = %d, timestep_spacing = %s)",
+                    (long long)s->timesteps[i], T, c->steps_offset, c->timestep_spacing);
         /* DPM's index_for_timestep would start at the 2nd occurrence of a repeated first timestep */
-        if (kind == SCHED_DPM_SOLVER && i > 0 && s->timesteps[i] == s->timesteps[0]) {
-            snprintf(err, errsize, "num_inference_steps = %d repeats timestep %lld (unsupported)",
-                     n, (long long)s->timesteps[0]);
-            goto fail;
-        }
+        if (kind == T2V_SCHEDULER_DPM && i > 0 && s->timesteps[i] == s->timesteps[0])
+            t2v_die("num_inference_steps = %d repeats timestep %lld (unsupported)", n, (long long)s->timesteps[0]);
     }
-    if (kind == SCHED_DPM_SOLVER) {
-        s->sigmas = malloc((size_t)(n + 1) * sizeof(float));
-        s->model_outputs[0] = malloc(sample_numel * sizeof(float) + 1);
-        s->model_outputs[1] = malloc(sample_numel * sizeof(float) + 1);
-        if (!s->sigmas || !s->model_outputs[0] || !s->model_outputs[1])
-            goto oom;
+    if (kind == T2V_SCHEDULER_DPM) {
+        s->sigmas = alloc_floats((size_t)n + 1, "the scheduler");
+        s->model_outputs[0] = alloc_floats(sample_numel, "the scheduler");
+        s->model_outputs[1] = alloc_floats(sample_numel, "the scheduler");
         for (i = 0; i < n; i++)
             s->sigmas[i] = dpm_sigma_at(s->alphas_cumprod, s->timesteps[i]);
         s->sigmas[n] = s->final_sigmas_type == FINAL_SIGMA_MIN ? dpm_sigma_at(s->alphas_cumprod, 0) : 0.0f;
     }
-    return 0;
-oom:
-    snprintf(err, errsize, "scheduler_init: out of memory");
-fail:
-    scheduler_free(s);
-    return -1;
 }
 
 /* DDIMScheduler.step with eta = 0 (no noise): float32 scalars, one rounding per tensor op. */
@@ -2992,10 +3075,9 @@ static void dpm_solver_second_order_update(const Scheduler *s, const float *m0, 
 }
 
 /* scheduler.step(model_output, timesteps[step_index], sample): updates sample in place. */
-static int scheduler_step(Scheduler *s, const float *model_output, float *sample) {
-    if (s->step_index >= s->num_timesteps)
-        return -1;
-    if (s->kind == SCHED_DDIM) {
+static void scheduler_step(Scheduler *s, const float *model_output, float *sample) {
+    if (s->step_index >= s->num_timesteps) t2v_die("internal: scheduler step %d of %d", s->step_index + 1, s->num_timesteps);
+    if (s->kind == T2V_SCHEDULER_DDIM) {
         ddim_step(s, model_output, sample);
     } else {
         int last = s->step_index == s->num_timesteps - 1;
@@ -3014,229 +3096,203 @@ static int scheduler_step(Scheduler *s, const float *model_output, float *sample
             s->lower_order_nums++;
     }
     s->step_index++;
-    return 0;
-}
-
-/* Reads the model's scheduler.* config lines into a SchedulerConfig; only keys present in the file are
- * marked present (the others take each scheduler's own default, as Diffusers' from_config does). */
-static void scheduler_config_from_model(const T2VModel *m, SchedulerConfig *c) {
-    int k;
-    memset(c, 0, sizeof *c);
-    for (k = 0; k < SK_COUNT; k++) {
-        char key[96], *end;
-        const char *v;
-        double x;
-        snprintf(key, sizeof key, "scheduler.%s", sched_key_names[k]);
-        v = t2v_config(m, key);
-        if (!v) continue;
-        c->present |= 1ul << k;
-        x = strtod(v, &end);
-        switch (k) {
-        case SK_BETA_SCHEDULE: c->beta_schedule = v; break;
-        case SK_PREDICTION_TYPE: c->prediction_type = v; break;
-        case SK_TIMESTEP_SPACING: c->timestep_spacing = v; break;
-        case SK_ALGORITHM_TYPE: c->algorithm_type = v; break;
-        case SK_SOLVER_TYPE: c->solver_type = v; break;
-        case SK_FINAL_SIGMAS_TYPE: c->final_sigmas_type = strcmp(v, "null") ? v : NULL; break;
-        case SK_VARIANCE_TYPE: c->variance_type = strcmp(v, "null") ? v : NULL; break;
-        case SK_TRAINED_BETAS: c->trained_betas_nonnull = strcmp(v, "null") != 0; break;
-        case SK_SET_ALPHA_TO_ONE: case SK_CLIP_SAMPLE: case SK_THRESHOLDING: case SK_RESCALE_BETAS_ZERO_SNR:
-        case SK_LOWER_ORDER_FINAL: case SK_EULER_AT_FINAL: case SK_USE_KARRAS_SIGMAS: case SK_USE_LU_LAMBDAS: {
-            int b = !strcmp(v, "true");
-            if (!b && strcmp(v, "false")) die("%s: scheduler config %s = '%s' is not true/false", m->path, sched_key_names[k], v);
-            if (k == SK_SET_ALPHA_TO_ONE) c->set_alpha_to_one = b;
-            else if (k == SK_CLIP_SAMPLE) c->clip_sample = b;
-            else if (k == SK_THRESHOLDING) c->thresholding = b;
-            else if (k == SK_RESCALE_BETAS_ZERO_SNR) c->rescale_betas_zero_snr = b;
-            else if (k == SK_LOWER_ORDER_FINAL) c->lower_order_final = b;
-            else if (k == SK_EULER_AT_FINAL) c->euler_at_final = b;
-            else if (k == SK_USE_KARRAS_SIGMAS) c->use_karras_sigmas = b;
-            else c->use_lu_lambdas = b;
-            break;
-        }
-        default: /* numbers */
-            if (end == v || *end) die("%s: scheduler config %s = '%s' is not a number", m->path, sched_key_names[k], v);
-            if (k == SK_NUM_TRAIN_TIMESTEPS) c->num_train_timesteps = (int)x;
-            else if (k == SK_BETA_START) c->beta_start = x;
-            else if (k == SK_BETA_END) c->beta_end = x;
-            else if (k == SK_STEPS_OFFSET) c->steps_offset = (int)x;
-            else if (k == SK_CLIP_SAMPLE_RANGE) c->clip_sample_range = x;
-            else if (k == SK_SOLVER_ORDER) c->solver_order = (int)x;
-            else c->lambda_min_clipped = x;
-        }
-    }
 }
 
 /* ============================================================================================
- * 7. AutoencoderKL (Diffusers autoencoder_kl.py, vae.py): the decoder turns latents into frames, the
- *    encoder gives the latent distribution of images. Both run one frame at a time, so memory stays
- *    bounded whatever the frame count.
+ * 8. AutoencoderKL (Diffusers autoencoder_kl.py, vae.py, unet_2d_blocks.py): the decoder turns latents
+ *    into frames, the encoder gives the latent distribution of images. Both run one frame at a time, so
+ *    memory stays bounded whatever the frame count.
  * ============================================================================================ */
 
-typedef struct {                 /* Attention in the mid block: one head, GroupNorm first, residual */
-    GroupNorm group_norm;
-    Attention attn;
-} VAEAttention;
+typedef struct {                 /* UNetMidBlock2D: resnet, Attention (one head, GroupNorm first), resnet */
+    ResnetBlock2D resnets[2];
+    int has_attention;           /* mid_block_add_attention */
+    GroupNorm group_norm;        /* attentions.0.group_norm */
+    Attention attn;              /* attentions.0 */
+} UNetMidBlock2D;
 
-typedef struct { int n_layers, out_channels, has_sampler; ResnetBlock2D *resnets; Conv sampler; } VAEBlock;
+typedef struct {                 /* DownEncoderBlock2D / UpDecoderBlock2D */
+    int n_layers, out_channels, has_sampler;
+    ResnetBlock2D *resnets;
+    Conv sampler;                /* downsamplers.0.conv (padding 0) or upsamplers.0.conv */
+} VAEBlock;
+
+typedef struct {                 /* Encoder: conv_in, down_blocks, mid_block, conv_norm_out, SiLU, conv_out */
+    Conv conv_in, conv_out;
+    VAEBlock down_blocks[MAX_BLOCKS];
+    UNetMidBlock2D mid_block;
+    GroupNorm conv_norm_out;
+} Encoder;
+
+typedef struct {                 /* Decoder: conv_in, mid_block, up_blocks, conv_norm_out, SiLU, conv_out */
+    Conv conv_in, conv_out;
+    UNetMidBlock2D mid_block;
+    VAEBlock up_blocks[MAX_BLOCKS];
+    GroupNorm conv_norm_out;
+} Decoder;
 
 typedef struct VAE {
-    int in_channels, out_channels, latent_channels, n_blocks, layers, groups, mid_attention;
+    int in_channels, out_channels, latent_channels, n_blocks, layers, groups;
     int use_quant_conv, use_post_quant_conv;
-    int channels[8];             /* block_out_channels */
+    int channels[MAX_BLOCKS];    /* block_out_channels */
     float scaling_factor;
-    /* encoder */
-    Conv enc_conv_in, enc_conv_out, quant_conv;
-    VAEBlock enc_down[8];
-    ResnetBlock2D enc_mid[2];
-    VAEAttention enc_attn;
-    GroupNorm enc_norm_out;
-    /* decoder */
-    Conv post_quant_conv, dec_conv_in, dec_conv_out;
-    ResnetBlock2D dec_mid[2];
-    VAEAttention dec_attn;
-    VAEBlock dec_up[8];
-    GroupNorm dec_norm_out;
+    Encoder encoder;
+    Conv quant_conv, post_quant_conv;
+    Decoder decoder;
     Arena arena;
 } VAE;
 
-static void load_vae_mid_block(VAE *v, Weights *W, ResnetBlock2D *resnets, VAEAttention *attn, const char *prefix) {
+static void load_unet_mid_block_2d(VAE *v, Weights *W, UNetMidBlock2D *mid, int add_attention, const char *prefix) {
     const int C = v->channels[v->n_blocks - 1];
     char name[200];
     snprintf(name, sizeof name, "%s.resnets.0", prefix);
-    resnets[0] = load_resnet(W, C, C, 0, v->groups, 1e-6f, 1.0f, name);
-    if (v->mid_attention) {
-        load_group_norm(&attn->group_norm, W, C, v->groups, 1e-6f, "%s.attentions.0.group_norm", prefix);
-        load_attention(&attn->attn, W, C, C, 1, 1, "%s.attentions.0", prefix);
+    mid->resnets[0] = load_resnet(W, C, C, 0, v->groups, 1e-6f, 1.0f, name);
+    mid->has_attention = add_attention;
+    if (add_attention) {
+        load_group_norm(&mid->group_norm, W, C, v->groups, 1e-6f, "%s.attentions.0.group_norm", prefix);
+        load_attention(&mid->attn, W, C, C, 1, 1, "%s.attentions.0", prefix);
     }
     snprintf(name, sizeof name, "%s.resnets.1", prefix);
-    resnets[1] = load_resnet(W, C, C, 0, v->groups, 1e-6f, 1.0f, name);
+    mid->resnets[1] = load_resnet(W, C, C, 0, v->groups, 1e-6f, 1.0f, name);
+}
+
+/* DownEncoderBlock2D (kind "down_blocks", layers_per_block resnets) or UpDecoderBlock2D ("up_blocks", one
+ * resnet more); every block but the last has a sampler. */
+static void load_vae_block(VAE *v, Weights *W, VAEBlock *blk, const char *part, const char *kind, int index,
+                           int n_layers, int in, int out) {
+    char name[200];
+    int j;
+    blk->n_layers = n_layers;
+    blk->out_channels = out;
+    blk->resnets = (ResnetBlock2D *)xcalloc((size_t)n_layers, sizeof(ResnetBlock2D), "vae");
+    for (j = 0; j < n_layers; j++) {
+        snprintf(name, sizeof name, "%s.%s.%d.resnets.%d", part, kind, index, j);
+        blk->resnets[j] = load_resnet(W, j == 0 ? in : out, out, 0, v->groups, 1e-6f, 1.0f, name);
+    }
+    blk->has_sampler = index < v->n_blocks - 1;
+    if (blk->has_sampler)
+        load_conv(&blk->sampler, W, out, out, 3, 0, "%s.%s.%d.%s.0.conv", part, kind, index,
+                  strcmp(kind, "down_blocks") ? "upsamplers" : "downsamplers");
 }
 
 static void load_vae(T2VModel *m) {
     VAE *v = (VAE *)xcalloc(1, sizeof(VAE), "vae");
+    Encoder *e = &v->encoder;
+    Decoder *d = &v->decoder;
     Weights W;
-    char types[8][64], name[200];
-    int i, j, n, in_ch, out_ch;
+    char types[MAX_BLOCKS][64];
+    int i, n, add_attention;
     const int *ch = v->channels;
     W.m = m;
     W.component = "vae";
-    n = v->n_blocks = config_ints(m, "vae.block_out_channels", v->channels, 8);
-    if (config_list(m, "vae.down_block_types", types, 8) != n || config_list(m, "vae.up_block_types", types, 8) != n)
-        die("%s: vae block_out_channels, down_block_types and up_block_types differ in length", m->path);
-    v->in_channels = config_int(m, "vae.in_channels");
-    v->out_channels = config_int(m, "vae.out_channels");
-    v->latent_channels = config_int(m, "vae.latent_channels");
-    v->layers = config_int(m, "vae.layers_per_block");
-    v->groups = config_int(m, "vae.norm_num_groups");
-    v->scaling_factor = (float)config_double(m, "vae.scaling_factor");
-    v->mid_attention = config_bool(m, "vae.mid_block_add_attention");
+    n = v->n_blocks = config_ints(m, "vae.block_out_channels", v->channels, MAX_BLOCKS, 1, MAX_CHANNELS);
+    if (config_list(m, "vae.down_block_types", types, MAX_BLOCKS) != n || config_list(m, "vae.up_block_types", types, MAX_BLOCKS) != n)
+        t2v_die("%s: vae block_out_channels, down_block_types and up_block_types differ in length", m->path);
+    v->in_channels = t2v_config_int(m, "vae.in_channels", 1, MAX_CHANNELS);
+    v->out_channels = t2v_config_int(m, "vae.out_channels", 1, MAX_CHANNELS);
+    v->latent_channels = t2v_config_int(m, "vae.latent_channels", 1, MAX_CHANNELS);
+    v->layers = t2v_config_int(m, "vae.layers_per_block", 1, MAX_LAYERS);
+    v->groups = t2v_config_int(m, "vae.norm_num_groups", 1, MAX_CHANNELS);
+    v->scaling_factor = (float)config_number(m, "vae.scaling_factor", 1e-6, 1e6);
+    add_attention = config_bool(m, "vae.mid_block_add_attention");
     v->use_quant_conv = config_bool(m, "vae.use_quant_conv");
     v->use_post_quant_conv = config_bool(m, "vae.use_post_quant_conv");
-    if (v->layers < 1 || v->layers > 62 || v->latent_channels < 1 || v->in_channels < 1 || v->out_channels < 1)
-        die("%s: invalid vae config", m->path);
     if (strcmp(config_required(m, "vae.shift_factor"), "null") || strcmp(config_required(m, "vae.latents_mean"), "null"))
-        die("%s: vae shift_factor / latents_mean are not implemented (must be null)", m->path);
-    /* encoder: conv_in, DownEncoderBlock2D x n (resnets, Downsample2D with padding 0), mid block, norm, conv_out */
-    load_conv(&v->enc_conv_in, &W, v->in_channels, ch[0], 3, 0, "encoder.conv_in");
-    out_ch = ch[0];
-    for (i = 0; i < n; i++) {
-        VAEBlock *blk = &v->enc_down[i];
-        in_ch = out_ch;
-        out_ch = ch[i];
-        blk->n_layers = v->layers;
-        blk->out_channels = out_ch;
-        blk->resnets = (ResnetBlock2D *)xcalloc((size_t)v->layers, sizeof(ResnetBlock2D), "vae");
-        for (j = 0; j < v->layers; j++) {
-            snprintf(name, sizeof name, "encoder.down_blocks.%d.resnets.%d", i, j);
-            blk->resnets[j] = load_resnet(&W, j == 0 ? in_ch : out_ch, out_ch, 0, v->groups, 1e-6f, 1.0f, name);
-        }
-        blk->has_sampler = i < n - 1;
-        if (blk->has_sampler) load_conv(&blk->sampler, &W, out_ch, out_ch, 3, 0, "encoder.down_blocks.%d.downsamplers.0.conv", i);
-    }
-    load_vae_mid_block(v, &W, v->enc_mid, &v->enc_attn, "encoder.mid_block");
-    load_group_norm(&v->enc_norm_out, &W, ch[n - 1], v->groups, 1e-6f, "encoder.conv_norm_out");
-    load_conv(&v->enc_conv_out, &W, ch[n - 1], 2 * v->latent_channels, 3, 0, "encoder.conv_out");
+        t2v_die("%s: vae shift_factor / latents_mean are not implemented (must be null)", m->path);
+    load_conv(&e->conv_in, &W, v->in_channels, ch[0], 3, 0, "encoder.conv_in");
+    for (i = 0; i < n; i++)
+        load_vae_block(v, &W, &e->down_blocks[i], "encoder", "down_blocks", i, v->layers, ch[i ? i - 1 : 0], ch[i]);
+    load_unet_mid_block_2d(v, &W, &e->mid_block, add_attention, "encoder.mid_block");
+    load_group_norm(&e->conv_norm_out, &W, ch[n - 1], v->groups, 1e-6f, "encoder.conv_norm_out");
+    load_conv(&e->conv_out, &W, ch[n - 1], 2 * v->latent_channels, 3, 0, "encoder.conv_out");
     if (v->use_quant_conv) load_conv(&v->quant_conv, &W, 2 * v->latent_channels, 2 * v->latent_channels, 1, 0, "quant_conv");
-    /* decoder: post_quant_conv, conv_in, mid block, UpDecoderBlock2D x n (resnets, Upsample2D), norm, conv_out */
     if (v->use_post_quant_conv) load_conv(&v->post_quant_conv, &W, v->latent_channels, v->latent_channels, 1, 0, "post_quant_conv");
-    load_conv(&v->dec_conv_in, &W, v->latent_channels, ch[n - 1], 3, 0, "decoder.conv_in");
-    load_vae_mid_block(v, &W, v->dec_mid, &v->dec_attn, "decoder.mid_block");
-    out_ch = ch[n - 1];
-    for (i = 0; i < n; i++) {
-        VAEBlock *blk = &v->dec_up[i];
-        in_ch = out_ch;
-        out_ch = ch[n - 1 - i];
-        blk->n_layers = v->layers + 1;
-        blk->out_channels = out_ch;
-        blk->resnets = (ResnetBlock2D *)xcalloc((size_t)blk->n_layers, sizeof(ResnetBlock2D), "vae");
-        for (j = 0; j < blk->n_layers; j++) {
-            snprintf(name, sizeof name, "decoder.up_blocks.%d.resnets.%d", i, j);
-            blk->resnets[j] = load_resnet(&W, j == 0 ? in_ch : out_ch, out_ch, 0, v->groups, 1e-6f, 1.0f, name);
-        }
-        blk->has_sampler = i < n - 1;
-        if (blk->has_sampler) load_conv(&blk->sampler, &W, out_ch, out_ch, 3, 0, "decoder.up_blocks.%d.upsamplers.0.conv", i);
-    }
-    load_group_norm(&v->dec_norm_out, &W, ch[0], v->groups, 1e-6f, "decoder.conv_norm_out");
-    load_conv(&v->dec_conv_out, &W, ch[0], v->out_channels, 3, 0, "decoder.conv_out");
+    load_conv(&d->conv_in, &W, v->latent_channels, ch[n - 1], 3, 0, "decoder.conv_in");
+    load_unet_mid_block_2d(v, &W, &d->mid_block, add_attention, "decoder.mid_block");
+    for (i = 0; i < n; i++)
+        load_vae_block(v, &W, &d->up_blocks[i], "decoder", "up_blocks", i, v->layers + 1, i ? ch[n - i] : ch[n - 1], ch[n - 1 - i]);
+    load_group_norm(&d->conv_norm_out, &W, ch[0], v->groups, 1e-6f, "decoder.conv_norm_out");
+    load_conv(&d->conv_out, &W, ch[0], v->out_channels, 3, 0, "decoder.conv_out");
     m->vae = v;
 }
 
-/* The mid block's Attention: h + to_out(attention(GroupNorm(h))), one head over the frame's pixels. In place. */
-static void vae_attention(Arena *a, const VAEAttention *va, float *h, size_t P) {
-    ArenaMark mark = arena_mark(a);
-    float *x = arena_alloc(a, P * va->group_norm.channels);
-    group_norm(a, &va->group_norm, h, x, 1, P, 0);
-    attention_block(a, &va->attn, x, h, 1, (int)P, NULL, 0, 0);
-    arena_reset(a, mark);
+static void free_vae(VAE *v) {
+    int i;
+    if (!v) return;
+    for (i = 0; i < v->n_blocks; i++) {
+        free(v->encoder.down_blocks[i].resnets);
+        free(v->decoder.up_blocks[i].resnets);
+    }
+    arena_free(&v->arena);
+    free(v);
 }
 
-static void vae_mid_block(VAE *v, const ResnetBlock2D *resnets, const VAEAttention *attn, float *h, int H, int W) {
-    resnet_block_2d(&v->arena, &resnets[0], h, h, 1, H, W, NULL, 1);
-    if (v->mid_attention) vae_attention(&v->arena, attn, h, (size_t)H * W);
-    resnet_block_2d(&v->arena, &resnets[1], h, h, 1, H, W, NULL, 1);
+/* UNetMidBlock2D: resnets[0], then h + to_out(attention(GroupNorm(h))) with one head over the frame's pixels,
+ * then resnets[1]. h keeps its shape, [1][H*W][C]. */
+static void unet_mid_block_2d(Arena *a, const UNetMidBlock2D *mid, Hidden *h) {
+    const size_t P = (size_t)h->H * h->W;
+    resnet(a, &mid->resnets[0], h, NULL, 1);
+    if (mid->has_attention) {
+        group_norm(a, &mid->group_norm, h->data, h->spare, 1, P, 0);
+        attention_block(a, &mid->attn, h->spare, h->data, 1, (int)P, NULL, 0, 0);
+    }
+    resnet(a, &mid->resnets[1], h, NULL, 1);
 }
 
-/* Decoder of one frame: z [h][w][latent] -> image [H][W][out_channels] (H = h * 2^(n_blocks-1)). */
+/* DownEncoderBlock2D: resnets, then Downsample2D(padding=0). h: [1][H*W][C_in] -> [1][H/2*W/2][out_channels] */
+static void down_encoder_block_2d(Arena *a, const VAEBlock *blk, Hidden *h) {
+    int j;
+    for (j = 0; j < blk->n_layers; j++) resnet(a, &blk->resnets[j], h, NULL, 1);
+    if (blk->has_sampler) downsample_2d(a, &blk->sampler, 0, h);
+}
+
+/* UpDecoderBlock2D: resnets, then Upsample2D (x2). h: [1][H*W][C_in] -> [1][2H*2W][out_channels] */
+static void up_decoder_block_2d(Arena *a, const VAEBlock *blk, Hidden *h) {
+    int j;
+    for (j = 0; j < blk->n_layers; j++) resnet(a, &blk->resnets[j], h, NULL, 1);
+    if (blk->has_sampler) upsample_2d(a, &blk->sampler, h, 2 * h->H, 2 * h->W);
+}
+
+/* The largest activation of a frame's encode (from H x W) or decode (to H x W). Level i of either runs at
+ * H W / 4^i pixels and holds its own block_out_channels or a neighbour level's (a block's input, a sampler's
+ * output); the image, and the latents at the last level, also pass through. */
+static size_t vae_max_activation(const VAE *v, int H, int W) {
+    const size_t P = (size_t)H * W;
+    size_t best = P * (v->in_channels > v->out_channels ? v->in_channels : v->out_channels);
+    int i;
+    for (i = 0; i < v->n_blocks; i++) {
+        int widest = v->channels[i];
+        if (i > 0 && v->channels[i - 1] > widest) widest = v->channels[i - 1];
+        if (i + 1 < v->n_blocks && v->channels[i + 1] > widest) widest = v->channels[i + 1];
+        if (i == v->n_blocks - 1 && 2 * v->latent_channels > widest) widest = 2 * v->latent_channels;
+        if ((P >> (2 * i)) * widest > best) best = (P >> (2 * i)) * widest;
+    }
+    return best;
+}
+
+/* post_quant_conv, then Decoder.forward on one frame: z: [h][w][latent] -> image: [H][W][out_channels], with
+ * H = h * 2^(blocks-1). */
 static void vae_decode_frame(VAE *v, const float *z, float *image, int h, int w) {
+    const Decoder *d = &v->decoder;
     Arena *a = &v->arena;
-    ArenaMark mark = arena_mark(a);
-    const int n = v->n_blocks, scale = 1 << (n - 1);
-    size_t max_act = 0;
-    int i, j, H = h, W = w, C = v->channels[n - 1];
-    float *x, *y, *tmp;
-    for (i = 0; i < n; i++) { /* up block i runs at 4^i h w pixels; its widest tensor is its input or output */
-        const size_t pixels = (size_t)h * w << (2 * i);
-        const int in_ch = i ? v->dec_up[i - 1].out_channels : C, out_ch = v->dec_up[i].out_channels;
-        if (pixels * (in_ch > out_ch ? in_ch : out_ch) > max_act) max_act = pixels * (in_ch > out_ch ? in_ch : out_ch);
+    const ArenaMark mark = arena_mark(a);
+    const int scale = 1 << (v->n_blocks - 1);
+    Hidden x = hidden_new(a, vae_max_activation(v, h * scale, w * scale), 1, v->latent_channels, h, w);
+    int i;
+    memcpy(x.data, z, hidden_numel(&x) * sizeof(float));      /* x: [1][h*w][latent] */
+    if (v->use_post_quant_conv) {
+        conv2d(a, &v->post_quant_conv, x.data, x.spare, 1, h, w, 1, 0, 0, h, w);
+        hidden_swap(&x);
     }
-    if ((size_t)h * w * v->latent_channels > max_act) max_act = (size_t)h * w * v->latent_channels;
-    x = arena_alloc(a, max_act);
-    y = arena_alloc(a, max_act);
-    if (v->use_post_quant_conv) conv2d(a, &v->post_quant_conv, z, y, 1, h, w, 1, 0, 0, h, w);
-    else memcpy(y, z, (size_t)h * w * v->latent_channels * sizeof(float));
-    conv2d(a, &v->dec_conv_in, y, x, 1, h, w, 1, 1, 1, h, w);
-    vae_mid_block(v, v->dec_mid, &v->dec_attn, x, H, W);
-    for (i = 0; i < n; i++) {
-        const VAEBlock *blk = &v->dec_up[i];
-        for (j = 0; j < blk->n_layers; j++) {
-            resnet_block_2d(a, &blk->resnets[j], x, y, 1, H, W, NULL, 1);
-            tmp = x; x = y; y = tmp;
-        }
-        C = blk->out_channels;
-        if (blk->has_sampler) {
-            upsample_nearest(x, y, 1, H, W, 2 * H, 2 * W, C);
-            H *= 2;
-            W *= 2;
-            conv2d(a, &blk->sampler, y, x, 1, H, W, 1, 1, 1, H, W);
-        }
-    }
-    if (H != h * scale || W != w * scale) die("internal: vae decoder size");
-    group_norm(a, &v->dec_norm_out, x, y, 1, (size_t)H * W, 1);
-    conv2d(a, &v->dec_conv_out, y, image, 1, H, W, 1, 1, 1, H, W);
+    conv_3x3(a, &d->conv_in, &x);                             /* x: [1][h*w][channels[-1]] */
+    unet_mid_block_2d(a, &d->mid_block, &x);
+    for (i = 0; i < v->n_blocks; i++) up_decoder_block_2d(a, &d->up_blocks[i], &x);   /* x: [1][H*W][channels[0]] */
+    group_norm(a, &d->conv_norm_out, x.data, x.spare, 1, (size_t)x.H * x.W, 1);
+    conv2d(a, &d->conv_out, x.spare, image, 1, x.H, x.W, 1, 1, 1, x.H, x.W);
     arena_reset(a, mark);
 }
 
+/* AutoencoderKL.decode: latents (N, latent, h, w), already divided by scaling_factor -> (N, out, H, W) */
 void t2v_vae_decode(T2VModel *m, const float *latents, int N, int h, int w, float *out) {
     VAE *v = m->vae;
     const int scale = 1 << (v->n_blocks - 1), H = h * scale, W = w * scale;
@@ -3252,47 +3308,31 @@ void t2v_vae_decode(T2VModel *m, const float *latents, int N, int h, int w, floa
     free(image);
 }
 
-/* Encoder of one frame: image [H][W][in] -> moments [H/s][W/s][2 * latent] (mean, logvar). */
+/* Encoder.forward, then quant_conv, on one frame: image [H][W][in] -> moments [H/s][W/s][2 * latent]
+ * (mean, logvar). */
 static void vae_encode_frame(VAE *v, const float *image, float *moments, int H, int W) {
+    const Encoder *e = &v->encoder;
     Arena *a = &v->arena;
-    ArenaMark mark = arena_mark(a);
-    const int n = v->n_blocks;
-    size_t max_act = 0;
-    int i, j;
-    float *x, *y, *tmp;
-    for (i = 0; i < n; i++) {
-        size_t s = (size_t)H * W * v->channels[i];
-        if (s > max_act) max_act = s;
-    }
-    if ((size_t)H * W * v->in_channels > max_act) max_act = (size_t)H * W * v->in_channels;
-    x = arena_alloc(a, max_act);
-    y = arena_alloc(a, max_act);
-    conv2d(a, &v->enc_conv_in, image, x, 1, H, W, 1, 1, 1, H, W);
-    for (i = 0; i < n; i++) {
-        const VAEBlock *blk = &v->enc_down[i];
-        for (j = 0; j < blk->n_layers; j++) {
-            resnet_block_2d(a, &blk->resnets[j], x, y, 1, H, W, NULL, 1);
-            tmp = x; x = y; y = tmp;
-        }
-        if (blk->has_sampler) { /* Downsample2D(padding=0): pad right and bottom by one, 3x3 stride 2 */
-            const int Ho = (H - 2) / 2 + 1, Wo = (W - 2) / 2 + 1;
-            conv2d(a, &blk->sampler, x, y, 1, H, W, 2, 0, 0, Ho, Wo);
-            tmp = x; x = y; y = tmp;
-            H = Ho;
-            W = Wo;
-        }
-    }
-    vae_mid_block(v, v->enc_mid, &v->enc_attn, x, H, W);
-    group_norm(a, &v->enc_norm_out, x, y, 1, (size_t)H * W, 1);
+    const ArenaMark mark = arena_mark(a);
+    Hidden x = hidden_new(a, vae_max_activation(v, H, W), 1, v->in_channels, H, W);
+    int i;
+    memcpy(x.data, image, hidden_numel(&x) * sizeof(float)); /* x: [1][H*W][in_channels] */
+    conv_3x3(a, &e->conv_in, &x);                             /* x: [1][H*W][channels[0]] */
+    for (i = 0; i < v->n_blocks; i++) down_encoder_block_2d(a, &e->down_blocks[i], &x);
+    unet_mid_block_2d(a, &e->mid_block, &x);                  /* x: [1][h*w][channels[-1]] */
+    group_norm(a, &e->conv_norm_out, x.data, x.spare, 1, (size_t)x.H * x.W, 1);
+    hidden_swap(&x);
     if (v->use_quant_conv) {
-        conv2d(a, &v->enc_conv_out, y, x, 1, H, W, 1, 1, 1, H, W);
-        conv2d(a, &v->quant_conv, x, moments, 1, H, W, 1, 0, 0, H, W);
+        conv_3x3(a, &e->conv_out, &x);                        /* x: [1][h*w][2 * latent] */
+        conv2d(a, &v->quant_conv, x.data, moments, 1, x.H, x.W, 1, 0, 0, x.H, x.W);
     } else {
-        conv2d(a, &v->enc_conv_out, y, moments, 1, H, W, 1, 1, 1, H, W);
+        conv2d(a, &e->conv_out, x.data, moments, 1, x.H, x.W, 1, 1, 1, x.H, x.W);
     }
     arena_reset(a, mark);
 }
 
+/* AutoencoderKL.encode(images).latent_dist: images (N, in, H, W) in [-1, 1] -> mean and logvar (N, latent,
+ * H/s, W/s); logvar may be NULL. */
 void t2v_vae_encode(T2VModel *m, const float *images, int N, int H, int W, float *mean, float *logvar) {
     VAE *v = m->vae;
     const int scale = 1 << (v->n_blocks - 1), h = H / scale, w = W / scale, L = v->latent_channels;
@@ -3300,7 +3340,7 @@ void t2v_vae_encode(T2VModel *m, const float *images, int N, int H, int W, float
     float *moments = alloc_floats((size_t)h * w * 2 * L, "vae output");
     int n;
     size_t p;
-    if (H % scale || W % scale) die("vae-encode: image size %dx%d is not a multiple of %d", H, W, scale);
+    if (H % scale || W % scale) t2v_die("vae-encode: image size %dx%d is not a multiple of %d", H, W, scale);
     for (n = 0; n < N; n++) {
         channels_first_to_last(images + (size_t)n * v->in_channels * H * W, img, 1, (size_t)H * W, v->in_channels);
         vae_encode_frame(v, img, moments, H, W);
@@ -3317,18 +3357,6 @@ void t2v_vae_encode(T2VModel *m, const float *images, int N, int H, int W, float
     free(img);
     free(moments);
 }
-
-static void free_vae(VAE *v) {
-    int i;
-    if (!v) return;
-    for (i = 0; i < v->n_blocks; i++) {
-        free(v->enc_down[i].resnets);
-        free(v->dec_up[i].resnets);
-    }
-    arena_free(&v->arena);
-    free(v);
-}
-
 
 /* ============================================================================================
  * 9. The pipeline: TextToVideoSDPipeline.__call__
@@ -3359,138 +3387,127 @@ static void report_progress(const char *what, const char *unit, int done, int to
 
 int t2v_vae_scale_factor(const T2VModel *m) { return 1 << (m->vae->n_blocks - 1); }
 
-float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
-    UNet3D *u = m->unet;
-    const int scale = t2v_vae_scale_factor(m), F = o->frames, h = o->height / scale, w = o->width / scale;
-    const int C = u->in_channels, T = t2v_context_length(m), D = t2v_text_hidden_size(m);
-    const int cfg = o->guidance > 1.0; /* do_classifier_free_guidance */
-    const int B = cfg ? 2 : 1;
-    const size_t latent_n = (size_t)C * F * h * w, frame_px = (size_t)o->height * o->width;
-    SchedulerConfig sc;
-    Scheduler sched;
-    char err[512];
-    int32_t *ids;
-    float *context, *latents, *unet_in, *unet_out, *noise, *frames, *decoded, *z;
-    float *dump_unet_in = NULL, *dump_unet_out = NULL, *dump_noise = NULL, *dump_latents = NULL;
-    int64_t dims[7], *dump_timesteps = NULL;
-    double start;
-    int i, f;
-    size_t j;
+/* --dump of a tensor that every denoising step makes: kept per step, written as one (steps, ...) .npy at the
+ * end. Without --dump (dir NULL) it holds and writes nothing. */
+typedef struct { const char *dir; float *data; size_t per_step; int steps; } StepDump;
 
-    if (o->frames < 1 || o->steps < 1) die("frames and steps must be at least 1");
-    if (o->height < scale || o->width < scale || o->height % scale || o->width % scale)
-        die("height and width must be positive multiples of %d (got %dx%d)", scale, o->width, o->height);
-    if (!isfinite(o->guidance)) die("guidance must be a finite number");
-    if (D != u->cross_dim) die("text encoder width %d differs from the UNet's cross_attention_dim %d", D, u->cross_dim);
-    check_unet_memory(u, B * F, h, w);
+static StepDump step_dump_new(const char *dir, int steps, size_t per_step) {
+    StepDump d;
+    d.dir = dir;
+    d.per_step = per_step;
+    d.steps = steps;
+    d.data = dir ? alloc_floats(mul_size((size_t)steps, per_step), "dump") : NULL;
+    return d;
+}
 
-    /* encode_prompt: the negative prompt ("" by default) then the prompt; batch order [negative, prompt] */
-    context = alloc_floats((size_t)B * T * D, "text states");
-    ids = (int32_t *)xmalloc(sizeof(int32_t) * (size_t)T, "token ids");
+static void step_dump_record(StepDump *d, int step, const float *x) {
+    if (d->data) memcpy(d->data + (size_t)step * d->per_step, x, d->per_step * sizeof(float));
+}
+
+/* dims: (steps, ...) */
+static void step_dump_save(StepDump *d, const char *name, int ndim, const int64_t *dims) {
+    dump_tensor(d->dir, name, d->data, ndim, dims);
+    free(d->data);
+    d->data = NULL;
+}
+
+/* TextToVideoSDPipeline.encode_prompt: the prompt's text states and, with guidance, the negative prompt's
+ * ("" by default) before them. Returns context: [B][77][D], batch order [negative, prompt]. */
+static float *encode_prompt(T2VModel *m, const T2VGenerateOptions *o, int B) {
+    const int T = t2v_context_length(m), D = t2v_text_hidden_size(m);
+    float *context = alloc_floats((size_t)B * T * D, "text states"), *prompt_embeds = context + (size_t)(B - 1) * T * D;
+    int32_t *ids = (int32_t *)xmalloc(sizeof(int32_t) * (size_t)T, "token ids");
     t2v_tokenize(m->tokenizer, o->prompt, o->tokenizer, ids, T);
-    t2v_encode_text(m, ids, context + (size_t)(B - 1) * T * D);
-    if (cfg) {
+    t2v_encode_text(m, ids, prompt_embeds);
+    dump_tensor(o->dump_dir, "prompt_embeds.npy", prompt_embeds, 3, (int64_t[]){1, T, D});
+    if (B == 2) {
         t2v_tokenize(m->tokenizer, o->negative_prompt ? o->negative_prompt : "", o->tokenizer, ids, T);
         t2v_encode_text(m, ids, context);
+        dump_tensor(o->dump_dir, "negative_prompt_embeds.npy", context, 3, (int64_t[]){1, T, D});
     }
     free(ids);
-    dims[0] = 1;
-    dims[1] = T;
-    dims[2] = D;
-    dump_tensor(o->dump_dir, "prompt_embeds.npy", context + (size_t)(B - 1) * T * D, 3, dims);
-    if (cfg) dump_tensor(o->dump_dir, "negative_prompt_embeds.npy", context, 3, dims);
+    return context;
+}
 
-    scheduler_config_from_model(m, &sc);
-    if (scheduler_init(&sched, o->scheduler == T2V_SCHEDULER_DPM ? SCHED_DPM_SOLVER : SCHED_DDIM, &sc, o->steps,
-                       latent_n, err, sizeof err))
-        die("%s: %s", m->path, err);
-
-    /* prepare_latents: randn (1, C, F, h, w) from the seeded CPU generator, times init_noise_sigma */
-    latents = alloc_floats(latent_n, "latents");
+/* prepare_latents: torch.randn((1, C, F, h, w)) from torch.Generator("cpu").manual_seed(seed), or the given
+ * latents, times the scheduler's init_noise_sigma. */
+static float *prepare_latents(const T2VGenerateOptions *o, const Scheduler *s, int C, int F, int h, int w) {
+    const size_t n = (size_t)C * F * h * w;
+    float *latents = alloc_floats(n, "latents");
+    size_t i;
     if (o->latents) {
-        memcpy(latents, o->latents, latent_n * sizeof(float));
+        memcpy(latents, o->latents, n * sizeof(float));
     } else {
         TorchGenerator g;
         torch_generator_seed(&g, o->seed);
-        torch_randn(&g, latents, latent_n);
+        torch_randn(&g, latents, n);
     }
-    for (j = 0; j < latent_n; j++) latents[j] *= sched.init_noise_sigma;
-    dims[0] = 1;
-    dims[1] = C;
-    dims[2] = F;
-    dims[3] = h;
-    dims[4] = w;
-    dump_tensor(o->dump_dir, "latents_init.npy", latents, 5, dims);
+    for (i = 0; i < n; i++) latents[i] *= s->init_noise_sigma;
+    dump_tensor(o->dump_dir, "latents_init.npy", latents, 5, (int64_t[]){1, C, F, h, w});
+    return latents;
+}
 
-    unet_in = alloc_floats((size_t)B * latent_n, "unet input");
-    unet_out = alloc_floats((size_t)B * latent_n, "unet output");
-    noise = alloc_floats(latent_n, "noise prediction");
-    if (o->dump_dir) {
-        dump_unet_in = alloc_floats((size_t)sched.num_timesteps * B * latent_n, "dump");
-        dump_unet_out = alloc_floats((size_t)sched.num_timesteps * B * latent_n, "dump");
-        dump_noise = alloc_floats((size_t)sched.num_timesteps * latent_n, "dump");
-        dump_latents = alloc_floats((size_t)sched.num_timesteps * latent_n, "dump");
-        dump_timesteps = (int64_t *)xmalloc(sizeof(int64_t) * (size_t)sched.num_timesteps, "dump");
-    }
-
-    /* the denoising loop */
-    start = now_seconds();
-    for (i = 0; i < sched.num_timesteps; i++) {
-        const int64_t t = sched.timesteps[i];
-        int b;
-        for (b = 0; b < B; b++) memcpy(unet_in + b * latent_n, latents, latent_n * sizeof(float)); /* scale_model_input: identity */
-        t2v_unet(m, unet_in, B, F, h, w, (double)t, context, unet_out, NULL);
-        if (cfg)
-            for (j = 0; j < latent_n; j++) /* noise = u + g (c - u), in float32 as torch computes it */
-                noise[j] = unet_out[j] + (float)o->guidance * (unet_out[latent_n + j] - unet_out[j]);
+/* The denoising loop of __call__: at each timestep the UNet runs on the latents once per batch item
+ * (scale_model_input is the identity for both schedulers); with guidance, noise_pred = uncond + g (text -
+ * uncond) in float32 as torch computes it; then scheduler.step. latents: (1, C, F, h, w), updated in place. */
+static void denoising_loop(T2VModel *m, const T2VGenerateOptions *o, Scheduler *s, const float *context, int B,
+                           float *latents, int C, int F, int h, int w) {
+    const size_t n = (size_t)C * F * h * w;
+    const int steps = s->num_timesteps;
+    float *unet_in = alloc_floats((size_t)B * n, "unet input"), *unet_out = alloc_floats((size_t)B * n, "unet output");
+    float *noise_pred = alloc_floats(n, "noise prediction");
+    StepDump dump_in = step_dump_new(o->dump_dir, steps, (size_t)B * n), dump_out = step_dump_new(o->dump_dir, steps, (size_t)B * n);
+    StepDump dump_noise = step_dump_new(o->dump_dir, steps, n), dump_latents = step_dump_new(o->dump_dir, steps, n);
+    const double start = now_seconds();
+    size_t j;
+    int i, b;
+    for (i = 0; i < steps; i++) {
+        for (b = 0; b < B; b++) memcpy(unet_in + b * n, latents, n * sizeof(float));
+        t2v_unet(m, unet_in, B, F, h, w, (double)s->timesteps[i], context, unet_out, NULL);
+        if (B == 2)
+            for (j = 0; j < n; j++) noise_pred[j] = unet_out[j] + (float)o->guidance * (unet_out[n + j] - unet_out[j]);
         else
-            memcpy(noise, unet_out, latent_n * sizeof(float));
-        if (o->dump_dir) {
-            memcpy(dump_unet_in + (size_t)i * B * latent_n, unet_in, (size_t)B * latent_n * sizeof(float));
-            memcpy(dump_unet_out + (size_t)i * B * latent_n, unet_out, (size_t)B * latent_n * sizeof(float));
-            memcpy(dump_noise + (size_t)i * latent_n, noise, latent_n * sizeof(float));
-            dump_timesteps[i] = t;
-        }
-        scheduler_step(&sched, noise, latents);
-        if (o->dump_dir) memcpy(dump_latents + (size_t)i * latent_n, latents, latent_n * sizeof(float));
-        if (!o->quiet) report_progress("step", "step", i + 1, sched.num_timesteps, start);
+            memcpy(noise_pred, unet_out, n * sizeof(float));
+        scheduler_step(s, noise_pred, latents);
+        step_dump_record(&dump_in, i, unet_in);
+        step_dump_record(&dump_out, i, unet_out);
+        step_dump_record(&dump_noise, i, noise_pred);
+        step_dump_record(&dump_latents, i, latents);
+        if (!o->quiet) report_progress("step", "step", i + 1, steps, start);
     }
     if (o->dump_dir) {
-        Shape s;
+        int64_t *timesteps = (int64_t *)xmalloc(sizeof(int64_t) * (size_t)steps, "dump");
         char path[4096];
-        s.ndim = 1;
-        s.shape[0] = sched.num_timesteps;
+        Shape shape;
+        memcpy(timesteps, s->timesteps, sizeof(int64_t) * (size_t)steps);
+        shape.ndim = 1;
+        shape.shape[0] = steps;
         snprintf(path, sizeof path, "%s/timesteps.npy", o->dump_dir);
-        npy_save(path, dump_timesteps, 1, &s);
-        dims[0] = sched.num_timesteps;
-        dims[1] = B;
-        dims[2] = C;
-        dims[3] = F;
-        dims[4] = h;
-        dims[5] = w;
-        dump_tensor(o->dump_dir, "unet_in.npy", dump_unet_in, 6, dims);
-        dump_tensor(o->dump_dir, "unet_out.npy", dump_unet_out, 6, dims);
-        dims[1] = 1;
-        dump_tensor(o->dump_dir, "noise_pred.npy", dump_noise, 6, dims);
-        dump_tensor(o->dump_dir, "latents.npy", dump_latents, 6, dims);
-        free(dump_unet_in);
-        free(dump_unet_out);
-        free(dump_noise);
-        free(dump_latents);
-        free(dump_timesteps);
+        npy_save(path, timesteps, 1, &shape);
+        free(timesteps);
     }
+    step_dump_save(&dump_in, "unet_in.npy", 6, (int64_t[]){steps, B, C, F, h, w});
+    step_dump_save(&dump_out, "unet_out.npy", 6, (int64_t[]){steps, B, C, F, h, w});
+    step_dump_save(&dump_noise, "noise_pred.npy", 6, (int64_t[]){steps, 1, C, F, h, w});
+    step_dump_save(&dump_latents, "latents.npy", 6, (int64_t[]){steps, 1, C, F, h, w});
+    free(unet_in);
+    free(unet_out);
+    free(noise_pred);
+}
 
-    /* decode_latents: latents / scaling_factor, each frame through the VAE decoder, then
-     * VaeImageProcessor.postprocess: clamp(x / 2 + 0.5, 0, 1), as (F, H, W, 3) */
-    frames = alloc_floats(mul_size((size_t)F * frame_px, 3), "frames");
-    z = alloc_floats((size_t)C * h * w, "latent frame");
-    decoded = alloc_floats(frame_px * 3, "decoded frame");
-    start = now_seconds();
+/* decode_latents: latents / scaling_factor, each frame through the VAE decoder, then
+ * VaeImageProcessor.postprocess: clamp(x / 2 + 0.5, 0, 1). Returns frames: (F, H, W, 3) in [0, 1]. */
+static float *decode_latents(T2VModel *m, const T2VGenerateOptions *o, const float *latents, int C, int F, int h, int w) {
+    const int scale = t2v_vae_scale_factor(m);
+    const size_t frame_px = (size_t)h * scale * w * scale;
+    const float inv_scaling = (float)(1.0 / m->vae->scaling_factor);
+    float *frames = alloc_floats(mul_size((size_t)F * frame_px, 3), "frames");
+    float *z = alloc_floats((size_t)C * h * w, "latent frame"), *decoded = alloc_floats(frame_px * 3, "decoded frame");
+    const double start = now_seconds();
+    int f, c;
+    size_t p;
     for (f = 0; f < F; f++) {
-        const float inv_scaling = (float)(1.0 / m->vae->scaling_factor);
-        int c;
-        size_t p;
-        for (c = 0; c < C; c++)
+        for (c = 0; c < C; c++)     /* z: frame f of (1, C, F, h, w) as (1, C, h, w) */
             for (p = 0; p < (size_t)h * w; p++) z[(size_t)c * h * w + p] = latents[((size_t)c * F + f) * h * w + p] * inv_scaling;
         t2v_vae_decode(m, z, 1, h, w, decoded);
         for (p = 0; p < frame_px; p++)
@@ -3500,20 +3517,38 @@ float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
             }
         if (!o->quiet) report_progress("vae decode", "frame", f + 1, F, start);
     }
-    dims[0] = 1;
-    dims[1] = F;
-    dims[2] = o->height;
-    dims[3] = o->width;
-    dims[4] = 3;
-    dump_tensor(o->dump_dir, "frames.npy", frames, 5, dims);
+    dump_tensor(o->dump_dir, "frames.npy", frames, 5, (int64_t[]){1, F, h * scale, w * scale, 3});
     free(z);
     free(decoded);
+    return frames;
+}
+
+/* TextToVideoSDPipeline.__call__: encode_prompt, set_timesteps, prepare_latents, the denoising loop,
+ * decode_latents. Returns frames (F, H, W, 3) in [0, 1]. */
+float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
+    const int scale = t2v_vae_scale_factor(m), C = m->unet->in_channels, F = o->frames;
+    const int h = o->height / scale, w = o->width / scale;
+    const int B = o->guidance > 1.0 ? 2 : 1;  /* do_classifier_free_guidance: [negative, prompt] */
+    SchedulerConfig scheduler_config;
+    Scheduler scheduler;
+    float *context, *latents, *frames;
+    if (o->frames < 1 || o->steps < 1) t2v_die("frames and steps must be at least 1");
+    if (o->height < scale || o->width < scale || o->height % scale || o->width % scale)
+        t2v_die("height and width must be positive multiples of %d (got %dx%d)", scale, o->width, o->height);
+    if (!isfinite(o->guidance)) t2v_die("guidance must be a finite number");
+    if (t2v_text_hidden_size(m) != m->unet->cross_dim)
+        t2v_die("text encoder width %d differs from the UNet's cross_attention_dim %d", t2v_text_hidden_size(m), m->unet->cross_dim);
+    check_unet_memory(m->unet, B * F, h, w);
+
+    context = encode_prompt(m, o, B);
+    scheduler_config_read(m, o->scheduler, &scheduler_config);
+    scheduler_init(&scheduler, o->scheduler, &scheduler_config, o->steps, (size_t)C * F * h * w);
+    latents = prepare_latents(o, &scheduler, C, F, h, w);
+    denoising_loop(m, o, &scheduler, context, B, latents, C, F, h, w);
+    frames = decode_latents(m, o, latents, C, F, h, w);
     free(context);
     free(latents);
-    free(unet_in);
-    free(unet_out);
-    free(noise);
-    scheduler_free(&sched);
+    scheduler_free(&scheduler);
     return frames;
 }
 
@@ -3657,7 +3692,7 @@ static long long parse_number(const char *opt, const char *v, long long lo, long
     long long x;
     errno = 0;
     x = strtoll(v, &end, 10);
-    if (end == v || *end || errno || x < lo || x > hi) die("%s expects an integer in [%lld, %lld], got '%s'", opt, lo, hi, v);
+    if (end == v || *end || errno || x < lo || x > hi) t2v_die("%s expects an integer in [%lld, %lld], got '%s'", opt, lo, hi, v);
     return x;
 }
 
@@ -3681,7 +3716,7 @@ static void parse_args(int argc, char **argv, Args *a) {
         int takes_value = 1;
         if (is_option(s, "-q", "--quiet")) { a->gen.quiet = 1; takes_value = 0; }
         else if (is_option(s, "--yuv444", NULL)) { a->yuv444 = 1; takes_value = 0; }
-        else if (s[0] == '-' && s[1] && strcmp(s, "-") && !v) die("%s needs a value (see t2v --help)", s);
+        else if (s[0] == '-' && s[1] && strcmp(s, "-") && !v) t2v_die("%s needs a value (see t2v --help)", s);
         if (!takes_value) continue;
         if (is_option(s, "-p", "--prompt")) a->gen.prompt = v;
         else if (is_option(s, "-n", "--negative-prompt")) a->gen.negative_prompt = v;
@@ -3701,19 +3736,19 @@ static void parse_args(int argc, char **argv, Args *a) {
         } else if (is_option(s, "--guidance", "--cfg-scale")) {
             char *end;
             a->gen.guidance = strtod(v, &end);
-            if (end == v || *end || !isfinite(a->gen.guidance)) die("--guidance expects a finite number, got '%s'", v);
+            if (end == v || *end || !isfinite(a->gen.guidance)) t2v_die("--guidance expects a finite number, got '%s'", v);
         } else if (is_option(s, "--scheduler", NULL)) {
             if (!strcmp(v, "ddim")) a->gen.scheduler = T2V_SCHEDULER_DDIM;
             else if (!strcmp(v, "dpm")) a->gen.scheduler = T2V_SCHEDULER_DPM;
-            else die("--scheduler must be ddim or dpm, not '%s'", v);
+            else t2v_die("--scheduler must be ddim or dpm, not '%s'", v);
         } else if (is_option(s, "--tokenizer", NULL)) {
             if (!strcmp(v, "diffusers")) a->gen.tokenizer = T2V_TOKENIZER_DIFFUSERS;
             else if (!strcmp(v, "openclip")) a->gen.tokenizer = T2V_TOKENIZER_OPENCLIP;
-            else die("--tokenizer must be diffusers or openclip, not '%s'", v);
+            else t2v_die("--tokenizer must be diffusers or openclip, not '%s'", v);
         } else if (s[0] == '-' && s[1] && strcmp(s, "-")) {
-            die("unknown option %s (see t2v --help)", s);
+            t2v_die("unknown option %s (see t2v --help)", s);
         } else {
-            if (a->n_positional == 8) die("too many arguments (see t2v --help)");
+            if (a->n_positional == 8) t2v_die("too many arguments (see t2v --help)");
             a->positional[a->n_positional++] = s;
             continue;
         }
@@ -3725,7 +3760,7 @@ static void parse_args(int argc, char **argv, Args *a) {
 }
 
 static void need_positional(const Args *a, int lo, int hi, const char *cmd) {
-    if (a->n_positional < lo || a->n_positional > hi) die("%s: wrong number of arguments (see t2v --help)", cmd);
+    if (a->n_positional < lo || a->n_positional > hi) t2v_die("%s: wrong number of arguments (see t2v --help)", cmd);
 }
 
 /* mkdir -p */
@@ -3734,16 +3769,16 @@ static void make_dump_dir(const char *dir) {
     char path[4096];
     size_t i, n = strlen(dir);
     struct stat st;
-    if (n >= sizeof path) die("path too long: %s", dir);
+    if (n >= sizeof path) t2v_die("path too long: %s", dir);
     memcpy(path, dir, n + 1);
     for (i = 1; i <= n; i++)
         if (path[i] == '/' || path[i] == 0) {
             char c = path[i];
             path[i] = 0;
-            if (mkdir(path, 0777) != 0 && errno != EEXIST) die("cannot create %s: %s", path, strerror(errno));
+            if (mkdir(path, 0777) != 0 && errno != EEXIST) t2v_die("cannot create %s: %s", path, strerror(errno));
             path[i] = c;
         }
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) die("%s is not a directory", dir);
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) t2v_die("%s is not a directory", dir);
 #else
     (void)dir; /* C99 has no mkdir: the folder must exist */
 #endif
@@ -3755,7 +3790,7 @@ static void check_writable(const char *path) {
     FILE *f;
 #if T2V_POSIX
     struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) die("cannot write %s: it is a directory", path);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) t2v_die("cannot write %s: it is a directory", path);
 #endif
     f = open_output(path, tmp, sizeof tmp);
     fclose(f);
@@ -3819,12 +3854,12 @@ static int cmd_unet(const Args *a) {
     want[1] = m->unet->in_channels;
     sample = npy_load_expect(a->positional[1], &ss, 5, want, "(B, in_channels, F, H, W)");
     timestep = strtod(a->positional[2], &end);
-    if (end == a->positional[2] || *end || !isfinite(timestep)) die("TIMESTEP must be a number, not '%s'", a->positional[2]);
+    if (end == a->positional[2] || *end || !isfinite(timestep)) t2v_die("TIMESTEP must be a number, not '%s'", a->positional[2]);
     want_ctx[0] = ss.shape[0];
     want_ctx[1] = t2v_context_length(m);
     want_ctx[2] = m->unet->cross_dim;
     context = npy_load_expect(a->positional[3], &cs, 3, want_ctx, "(B, 77, cross_attention_dim) with the sample's B");
-    if (ss.shape[0] > 64 || ss.shape[2] > 4096 || ss.shape[3] > 4096 || ss.shape[4] > 4096) die("unet: sample too large");
+    if (ss.shape[0] > 64 || ss.shape[2] > 4096 || ss.shape[3] > 4096 || ss.shape[4] > 4096) t2v_die("unet: sample too large");
     out = alloc_floats(shape_numel(&ss), "unet output");
     if (a->gen.dump_dir) make_dump_dir(a->gen.dump_dir);
     t0 = now_seconds();
@@ -3855,7 +3890,7 @@ static int cmd_vae_decode(const Args *a) {
     m = t2v_load(a->positional[0]);
     want[1] = m->vae->latent_channels;
     latents = npy_load_expect(a->positional[1], &s, 4, want, "(N, latent_channels, h, w)");
-    if (s.shape[2] > 1024 || s.shape[3] > 1024) die("vae-decode: latents too large");
+    if (s.shape[2] > 1024 || s.shape[3] > 1024) t2v_die("vae-decode: latents too large");
     scale = t2v_vae_scale_factor(m);
     out = alloc_floats(mul_size(shape_numel(&s) / (size_t)m->vae->latent_channels * m->vae->out_channels, (size_t)scale * scale), "vae output");
     t2v_vae_decode(m, latents, (int)s.shape[0], (int)s.shape[2], (int)s.shape[3], out);
@@ -3883,7 +3918,7 @@ static int cmd_vae_encode(const Args *a) {
     images = npy_load_expect(a->positional[1], &s, 4, want, "(N, 3, H, W)");
     scale = t2v_vae_scale_factor(m);
     if (s.shape[2] % scale || s.shape[3] % scale || s.shape[2] > 8192 || s.shape[3] > 8192)
-        die("vae-encode: H and W must be multiples of %d (got %lldx%lld)", scale, (long long)s.shape[2], (long long)s.shape[3]);
+        t2v_die("vae-encode: H and W must be multiples of %d (got %lldx%lld)", scale, (long long)s.shape[2], (long long)s.shape[3]);
     mean = alloc_floats(shape_numel(&s) / (size_t)(scale * scale) / m->vae->in_channels * m->vae->latent_channels, "latents");
     logvar = alloc_floats(shape_numel(&s) / (size_t)(scale * scale) / m->vae->in_channels * m->vae->latent_channels, "latents");
     t2v_vae_encode(m, images, (int)s.shape[0], (int)s.shape[2], (int)s.shape[3], mean, logvar);
@@ -3942,15 +3977,15 @@ static int cmd_generate(Args *a) {
     int scale;
     double t0 = now_seconds();
     need_positional(a, 1, 1, "generate");
-    if (!g->prompt) die("generate: a prompt is required (-p \"a panda playing a guitar\")");
+    if (!g->prompt) t2v_die("generate: a prompt is required (-p \"a panda playing a guitar\")");
     check_writable(a->output);
     if (a->frames_dir) make_dump_dir(a->frames_dir);
     if (g->dump_dir) make_dump_dir(g->dump_dir);
     m = t2v_load(a->positional[0]);
     scale = t2v_vae_scale_factor(m);
-    if (!g->height) g->height = config_int(m, "unet.sample_size") * scale;
-    if (!g->width) g->width = config_int(m, "unet.sample_size") * scale;
-    if (g->height % scale || g->width % scale) die("--height and --width must be multiples of %d (got %dx%d)", scale, g->width, g->height);
+    if (!g->height) g->height = t2v_config_int(m, "unet.sample_size", 1, 4096) * scale;
+    if (!g->width) g->width = t2v_config_int(m, "unet.sample_size", 1, 4096) * scale;
+    if (g->height % scale || g->width % scale) t2v_die("--height and --width must be multiples of %d (got %dx%d)", scale, g->width, g->height);
     if (a->random_seed) g->seed = (uint64_t)time(NULL) ^ ((uint64_t)clock() << 32);
     if (a->latents_path) {
         Shape s;
@@ -4005,7 +4040,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "unet")) return cmd_unet(&a);
     if (!strcmp(cmd, "vae-decode")) return cmd_vae_decode(&a);
     if (!strcmp(cmd, "vae-encode")) return cmd_vae_encode(&a);
-    die("unknown command '%s' (see t2v --help)", cmd);
+    t2v_die("unknown command '%s' (see t2v --help)", cmd);
     return 1;
 }
 #endif

@@ -4,13 +4,17 @@
  *   prompt --t2v_tokenize--> ids --t2v_encode_text--> text states --t2v_unet (x steps, scheduler)-->
  *   latents --t2v_vae_decode--> frames.
  * Every tensor crosses this API as float32 in Diffusers' layout (C order), so any stage can be compared
- * with numpy. Errors in the model file or arguments end the program with a message and exit code 1.
+ * with numpy. Errors in the model file or arguments end the program with a message and exit code 1
+ * (t2v_die): no function returns an error.
  */
 #ifndef T2V_H
 #define T2V_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* Prints "t2v: error: <message>" and exits with code 1, removing a half-written output file first. */
+void t2v_die(const char *fmt, ...);
 
 /* ---- the model file (weights/README.md) ---- */
 enum { T2V_F32 = 0, T2V_I8 = 1, T2V_I32 = 2, T2V_U8 = 3 }; /* tensor dtype codes */
@@ -32,6 +36,9 @@ T2VModel *t2v_load(const char *path);  /* validates everything; exits with a mes
 void t2v_free(T2VModel *m);
 const T2VTensor *t2v_find_tensor(const T2VModel *m, const char *name); /* NULL when absent */
 const char *t2v_config(const T2VModel *m, const char *key);          /* "unet.norm_eps" -> "1e-05"; NULL */
+/* The integer config value of key, which must be in [lo, hi]; dies with a message naming the key otherwise. */
+int t2v_config_int(const T2VModel *m, const char *key, long lo, long hi);
+const char *t2v_model_path(const T2VModel *m);
 
 /* ---- tokenizer.c: CLIP byte-level BPE ---- */
 typedef enum {
@@ -40,14 +47,14 @@ typedef enum {
 } T2VTokenizerMode;
 
 typedef struct T2VTokenizer T2VTokenizer;
-/* Builds the tokenizer from the model file's tokenizer tables; NULL with a message in err on failure. */
-T2VTokenizer *t2v_tokenizer_new(const T2VModel *m, char *err, size_t errsize);
+/* Builds the tokenizer from the model file's tokenizer tables and config (validated). */
+T2VTokenizer *t2v_tokenizer_new(const T2VModel *m);
 void t2v_tokenizer_free(T2VTokenizer *t);
 /* Writes exactly max_len ids (bos, tokens, eos, padding; truncated keeping eos) and returns the length the
  * prompt would have had untruncated (bos and eos included). Any byte string is accepted: invalid UTF-8
  * is read as U+FFFD. */
 int t2v_tokenize(const T2VTokenizer *t, const char *text, T2VTokenizerMode mode, int32_t *ids, int max_len);
-int t2v_context_length(const T2VModel *m); /* 77 for CLIP */
+int t2v_context_length(const T2VModel *m); /* tokenizer.model_max_length: 77 for CLIP */
 const T2VTokenizer *t2v_model_tokenizer(const T2VModel *m);
 
 /* ---- stages ---- */

@@ -80,7 +80,6 @@ struct T2VTokenizer {
     size_t pair_mask;
     int32_t bos_id, eos_id, pad_id, unk_id;
     int32_t startoftext_id, endoftext_id; /* CLIP's bpe cache: these regex matches map straight to ids */
-    int model_max_length;         /* validated; t2v_context_length gives it to callers, who pass it as max_len */
     AddedToken added[4];          /* bos, eos, unk, pad tokens, duplicates removed */
     int n_added;
 
@@ -103,20 +102,9 @@ struct T2VTokenizer {
     Table invalid_codepoints;     /* sorted numbers: html._invalid_codepoints (the reference is dropped) */
 };
 
-static T2VTokenizer *fail(T2VTokenizer *t, char *err, size_t errsize, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errsize) vsnprintf(err, errsize, fmt, ap);
-    va_end(ap);
-    t2v_tokenizer_free(t);
-    return NULL;
-}
-
 static void out_of_memory(void)
 {
-    fprintf(stderr, "t2v: out of memory in the tokenizer\n");
-    exit(1);
+    t2v_die("out of memory in the tokenizer");
 }
 
 /* Grows an array to hold at least `need` elements (doubling); exits on failure, as t2v does. */
@@ -178,21 +166,15 @@ enum { RANGES, KEYED, PAIR_KEYED, UNSORTED };
 /* Finds an int32 table, checks dtype and shape (width 0: 1-D; width -1: 2-D, any width >= 2) and that it
  * is sorted as bsearch needs: RANGES disjoint (first, last) runs of code points, KEYED strictly increasing
  * first column, PAIR_KEYED strictly increasing (first, second). */
-static int load_table(const T2VModel *m, const char *name, int width, int order, Table *out, char *err,
-                      size_t errsize)
+static void load_table(const T2VModel *m, const char *name, int width, int order, Table *out)
 {
     const T2VTensor *x = t2v_find_tensor(m, name);
     size_t i;
-    if (!x) {
-        snprintf(err, errsize, "model file has no %s table: re-export with export.py", name);
-        return 0;
-    }
+    if (!x) t2v_die("%s: the model file has no %s table: re-export it with export.py", t2v_model_path(m), name);
     if (x->dtype != T2V_I32 || x->ndim != (width ? 2 : 1) || x->shape[0] < 0 || x->shape[0] > INT32_MAX ||
-        (width > 0 && x->shape[1] != width) || (width < 0 && (x->shape[1] < 2 || x->shape[1] > 8))) {
-        snprintf(err, errsize, "model file's %s table has the wrong type or shape: re-export with export.py",
-                 name);
-        return 0;
-    }
+        (width > 0 && x->shape[1] != width) || (width < 0 && (x->shape[1] < 2 || x->shape[1] > 8)))
+        t2v_die("%s: the model file's %s table has the wrong type or shape: re-export it with export.py",
+                t2v_model_path(m), name);
     out->v = (const int32_t *)x->data;
     out->n = (size_t)x->shape[0];
     out->width = width ? (int)x->shape[1] : 1;
@@ -205,12 +187,9 @@ static int load_table(const T2VModel *m, const char *name, int width, int order,
             ok = r[0] >= 0 && (i == 0 || p[0] < r[0]);
         else if (order == PAIR_KEYED)
             ok = i == 0 || p[0] < r[0] || (p[0] == r[0] && p[1] < r[1]);
-        if (!ok) {
-            snprintf(err, errsize, "model file's %s table is not sorted: re-export with export.py", name);
-            return 0;
-        }
+        if (!ok)
+            t2v_die("%s: the model file's %s table is not sorted: re-export it with export.py", t2v_model_path(m), name);
     }
-    return 1;
 }
 
 static int valid_codepoint(int32_t c) { return c >= 0 && c <= MAX_CODEPOINT && (c < 0xD800 || c > 0xDFFF); }
@@ -669,7 +648,7 @@ static void bpe_word(const T2VTokenizer *t, Scratch *w, const uint32_t *s, size_
         for (i = 0; i < n && s[i] == (unsigned char)lit[i]; i++) {}
         if (i == n) { id_push(ids, n == sizeof sot - 1 ? t->startoftext_id : t->endoftext_id); return; }
     }
-    if (n > (size_t)INT32_MAX / 4) { fprintf(stderr, "t2v: a word of the prompt is too long\n"); exit(1); }
+    if (n > (size_t)INT32_MAX / 4) t2v_die("a word of the prompt is too long");
     w->bytes = (unsigned char *)grow_array(w->bytes, &w->bytes_cap, 4 * n, 1);
     for (i = 0; i < n; i++) nb += utf8_encode(s[i], w->bytes + nb);
     w->sym = (int32_t *)grow_array(w->sym, &w->sym_cap, nb, sizeof *w->sym);
@@ -885,25 +864,6 @@ int t2v_tokenize(const T2VTokenizer *t, const char *text, T2VTokenizerMode mode,
     return total > INT_MAX ? INT_MAX : (int)total;
 }
 
-static int config_int(const T2VModel *m, const char *key, long lo, long hi, int32_t *out, char *err,
-                      size_t errsize)
-{
-    const char *v = t2v_config(m, key);
-    char *end;
-    long x;
-    if (!v) {
-        snprintf(err, errsize, "model config has no %s: re-export with export.py", key);
-        return 0;
-    }
-    x = strtol(v, &end, 10);
-    if (end == v || *end || x < lo || x > hi) {
-        snprintf(err, errsize, "model config %s = '%s' is not an integer in %ld..%ld", key, v, lo, hi);
-        return 0;
-    }
-    *out = (int32_t)x;
-    return 1;
-}
-
 /* The id of a vocabulary string, -1 when absent. */
 static int32_t vocab_id(const char *vocab, size_t size, const char *token)
 {
@@ -917,20 +877,16 @@ static int32_t vocab_id(const char *vocab, size_t size, const char *token)
     return -1;
 }
 
-static int add_token(T2VTokenizer *t, const T2VModel *m, const char *key, int32_t id, char *err, size_t errsize)
+static void add_token(T2VTokenizer *t, const T2VModel *m, const char *key, int32_t id)
 {
     const char *v = t2v_config(m, key);
     CpBuf cps = {0};
     int k;
-    if (!v || !*v) {
-        snprintf(err, errsize, "model config has no %s: re-export with export.py", key);
-        return 0;
-    }
+    if (!v || !*v) t2v_die("%s: the model config has no %s: re-export it with export.py", t2v_model_path(m), key);
     utf8_decode_replace((const unsigned char *)v, strlen(v), &cps);
     if (cps.n > sizeof t->added[0].cp / sizeof t->added[0].cp[0]) {
         free(cps.v);
-        snprintf(err, errsize, "model config %s is longer than t2v supports", key);
-        return 0;
+        t2v_die("%s: model config %s is longer than t2v supports", t2v_model_path(m), key);
     }
     for (k = 0; k < t->n_added; k++)
         if (t->added[k].n == cps.n && !memcmp(t->added[k].cp, cps.v, cps.n * sizeof *cps.v)) break;
@@ -941,10 +897,9 @@ static int add_token(T2VTokenizer *t, const T2VModel *m, const char *key, int32_
         t->n_added++;
     }
     free(cps.v);
-    return 1;
 }
 
-static int load_unicode_tables(T2VTokenizer *t, const T2VModel *m, char *err, size_t errsize)
+static void load_unicode_tables(T2VTokenizer *t, const T2VModel *m)
 {
     const T2VTensor *x;
     size_t i;
@@ -969,21 +924,19 @@ static int load_unicode_tables(T2VTokenizer *t, const T2VModel *m, char *err, si
         {"html/invalid_codepoints", 0, KEYED, &t->invalid_codepoints},
     };
     for (k = 0; k < (int)(sizeof specs / sizeof *specs); k++)
-        if (!load_table(m, specs[k].name, specs[k].width, specs[k].order, specs[k].table, err, errsize)) return 0;
+        load_table(m, specs[k].name, specs[k].width, specs[k].order, specs[k].table);
 
     x = t2v_find_tensor(m, "unicode/category_names");
-    if (!x || x->dtype != T2V_U8 || x->ndim != 2 || x->shape[1] != 2 || x->shape[0] < 1 || x->shape[0] > 64) {
-        snprintf(err, errsize, "model file has no valid unicode/category_names table: re-export with export.py");
-        return 0;
-    }
+    if (!x || x->dtype != T2V_U8 || x->ndim != 2 || x->shape[1] != 2 || x->shape[0] < 1 || x->shape[0] > 64)
+        t2v_die("%s: the model file has no valid unicode/category_names table: re-export it with export.py",
+                t2v_model_path(m));
     t->category_names = (const char *)x->data;
     t->n_categories = (int)x->shape[0];
     x = t2v_find_tensor(m, "html/entity_names");
     if (!x || x->dtype != T2V_U8 || x->ndim != 1 || x->shape[0] < 1 ||
-        ((const char *)x->data)[x->shape[0] - 1] != '\0') {
-        snprintf(err, errsize, "model file has no valid html/entity_names table: re-export with export.py");
-        return 0;
-    }
+        ((const char *)x->data)[x->shape[0] - 1] != '\0')
+        t2v_die("%s: the model file has no valid html/entity_names table: re-export it with export.py",
+                t2v_model_path(m));
     t->entity_names = (const char *)x->data;
     t->entity_names_size = (size_t)x->shape[0];
 
@@ -1014,42 +967,39 @@ static int load_unicode_tables(T2VTokenizer *t, const T2VModel *m, char *err, si
             (i && strcmp(t->entity_names + r[-3], t->entity_names + r[0]) >= 0))
             goto bad;
     }
-    return 1;
+    return;
 bad:
-    snprintf(err, errsize, "model file's unicode/html tables are inconsistent: re-export with export.py");
-    return 0;
+    t2v_die("%s: the model file's unicode/html tables are inconsistent: re-export it with export.py", t2v_model_path(m));
 }
 
-T2VTokenizer *t2v_tokenizer_new(const T2VModel *m, char *err, size_t errsize)
+T2VTokenizer *t2v_tokenizer_new(const T2VModel *m)
 {
     const T2VTensor *vocab = t2v_find_tensor(m, "tokenizer/vocab");
     const T2VTensor *merges = t2v_find_tensor(m, "tokenizer/merges");
     const T2VTensor *byte_ids = t2v_find_tensor(m, "tokenizer/byte_ids");
     T2VTokenizer *t = (T2VTokenizer *)calloc(1, sizeof *t);
-    char msg[256];
+    const char *path = t2v_model_path(m);
     size_t i, cap;
-    int32_t max_len;
     int b, row;
-    if (!t) return fail(t, err, errsize, "out of memory for the tokenizer");
-    if (!err || !errsize) { err = msg; errsize = sizeof msg; }
+    if (!t) out_of_memory();
 
     /* vocabulary: NUL-terminated strings in id order */
     if (!vocab || vocab->dtype != T2V_U8 || vocab->ndim != 1 || vocab->shape[0] < 1 ||
         ((const char *)vocab->data)[vocab->shape[0] - 1] != '\0')
-        return fail(t, err, errsize, "model file has no valid tokenizer/vocab: re-export with export.py");
+        t2v_die("%s: the model file has no valid tokenizer/vocab: re-export it with export.py", path);
     for (i = 0; i < (size_t)vocab->shape[0]; i++)
         if (!((const char *)vocab->data)[i]) {
-            if (t->n_vocab == INT32_MAX) return fail(t, err, errsize, "tokenizer/vocab is too large");
+            if (t->n_vocab == INT32_MAX) t2v_die("%s: tokenizer/vocab is too large", path);
             t->n_vocab++;
         }
     if (!byte_ids || byte_ids->dtype != T2V_I32 || byte_ids->ndim != 2 || byte_ids->shape[0] != 2 ||
         byte_ids->shape[1] != 256)
-        return fail(t, err, errsize, "model file has no valid tokenizer/byte_ids: re-export with export.py");
+        t2v_die("%s: the model file has no valid tokenizer/byte_ids: re-export it with export.py", path);
     for (row = 0; row < 2; row++)
         for (b = 0; b < 256; b++) {
             int32_t id = ((const int32_t *)byte_ids->data)[row * 256 + b];
             if (id < 0 || id >= t->n_vocab)
-                return fail(t, err, errsize, "tokenizer/byte_ids has an id outside the vocabulary");
+                t2v_die("%s: tokenizer/byte_ids has an id outside the vocabulary", path);
             t->byte_ids[row][b] = id;
         }
 
@@ -1057,13 +1007,13 @@ T2VTokenizer *t2v_tokenizer_new(const T2VModel *m, char *err, size_t errsize)
      * dict(zip(merges, range(len(merges)))) does */
     if (!merges || merges->dtype != T2V_I32 || merges->ndim != 2 || merges->shape[1] != 3 ||
         merges->shape[0] < 0 || merges->shape[0] > INT32_MAX / 4)
-        return fail(t, err, errsize, "model file has no valid tokenizer/merges: re-export with export.py");
+        t2v_die("%s: the model file has no valid tokenizer/merges: re-export it with export.py", path);
     t->merges = (const int32_t *)merges->data;
     t->n_merges = (int32_t)merges->shape[0];
     for (cap = 16; cap < 2 * (size_t)t->n_merges + 1; cap *= 2) {}
     t->pair_keys = (uint64_t *)malloc(cap * sizeof *t->pair_keys);
     t->pair_ranks = (int32_t *)malloc(cap * sizeof *t->pair_ranks);
-    if (!t->pair_keys || !t->pair_ranks) return fail(t, err, errsize, "out of memory for the BPE merges");
+    if (!t->pair_keys || !t->pair_ranks) out_of_memory();
     t->pair_mask = cap - 1;
     for (i = 0; i < cap; i++) t->pair_keys[i] = UINT64_MAX;
     for (i = 0; i < (size_t)t->n_merges; i++) {
@@ -1071,7 +1021,7 @@ T2VTokenizer *t2v_tokenizer_new(const T2VModel *m, char *err, size_t errsize)
         uint64_t key;
         size_t slot;
         if (r[0] < 0 || r[0] >= t->n_vocab || r[1] < 0 || r[1] >= t->n_vocab || r[2] < 0 || r[2] >= t->n_vocab)
-            return fail(t, err, errsize, "tokenizer/merges has an id outside the vocabulary");
+            t2v_die("%s: tokenizer/merges has an id outside the vocabulary", path);
         key = pair_key(r[0], r[1]);
         for (slot = pair_slot(t, key); t->pair_keys[slot] != UINT64_MAX && t->pair_keys[slot] != key;
              slot = (slot + 1) & t->pair_mask) {}
@@ -1080,29 +1030,21 @@ T2VTokenizer *t2v_tokenizer_new(const T2VModel *m, char *err, size_t errsize)
     }
 
     /* special ids and added tokens, all from the tokenizer config */
-    if (!config_int(m, "tokenizer.bos_id", 0, t->n_vocab - 1, &t->bos_id, err, errsize) ||
-        !config_int(m, "tokenizer.eos_id", 0, t->n_vocab - 1, &t->eos_id, err, errsize) ||
-        !config_int(m, "tokenizer.pad_id", 0, t->n_vocab - 1, &t->pad_id, err, errsize) ||
-        !config_int(m, "tokenizer.unk_id", 0, t->n_vocab - 1, &t->unk_id, err, errsize) ||
-        !config_int(m, "tokenizer.model_max_length", 2, 4096, &max_len, err, errsize) ||
-        !add_token(t, m, "tokenizer.bos_token", t->bos_id, err, errsize) ||
-        !add_token(t, m, "tokenizer.eos_token", t->eos_id, err, errsize) ||
-        !add_token(t, m, "tokenizer.unk_token", t->unk_id, err, errsize) ||
-        !add_token(t, m, "tokenizer.pad_token", t->pad_id, err, errsize)) {
-        t2v_tokenizer_free(t);
-        return NULL;
-    }
-    t->model_max_length = (int)max_len;
+    t->bos_id = t2v_config_int(m, "tokenizer.bos_id", 0, t->n_vocab - 1);
+    t->eos_id = t2v_config_int(m, "tokenizer.eos_id", 0, t->n_vocab - 1);
+    t->pad_id = t2v_config_int(m, "tokenizer.pad_id", 0, t->n_vocab - 1);
+    t->unk_id = t2v_config_int(m, "tokenizer.unk_id", 0, t->n_vocab - 1);
+    add_token(t, m, "tokenizer.bos_token", t->bos_id);
+    add_token(t, m, "tokenizer.eos_token", t->eos_id);
+    add_token(t, m, "tokenizer.unk_token", t->unk_id);
+    add_token(t, m, "tokenizer.pad_token", t->pad_id);
     /* CLIP's bpe cache; a vocabulary without them falls back to the unknown token, as transformers does */
     t->startoftext_id = vocab_id((const char *)vocab->data, (size_t)vocab->shape[0], "<|startoftext|>");
     t->endoftext_id = vocab_id((const char *)vocab->data, (size_t)vocab->shape[0], "<|endoftext|>");
     if (t->startoftext_id < 0) t->startoftext_id = t->unk_id;
     if (t->endoftext_id < 0) t->endoftext_id = t->unk_id;
 
-    if (!load_unicode_tables(t, m, err, errsize)) {
-        t2v_tokenizer_free(t);
-        return NULL;
-    }
+    load_unicode_tables(t, m);
     return t;
 }
 

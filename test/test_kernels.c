@@ -38,8 +38,12 @@ static double max_rel_diff(const float *a, const float *b, size_t n) {
 }
 
 static void test_matmul(void) {
+    /* (M, K, N): tiny, odd and edge-tile shapes, and ones that cross the MM_KC x MM_NC blocking (several
+     * K blocks, several N blocks, both, and a last block of one column) */
     static const int shapes[][3] = {{1, 1, 1}, {1, 7, 3}, {5, 4, 4}, {77, 32, 64}, {33, 65, 17}, {128, 288, 32},
-                                    {64, 1024, 96}, {7, 5, 130}, {300, 40, 257}};
+                                    {64, 1024, 96}, {7, 5, 130}, {300, 40, 257},
+                                    {9, 33, MM_NC + 1}, {33, MM_KC + 1, 40}, {20, 2 * MM_KC + 3, 2 * MM_NC + 5},
+                                    {1, 1000, 1536}, {7, 1280, MM_NC + MM_NR + 1}};
     size_t s;
     double worst = 0.0;
     for (s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
@@ -57,7 +61,7 @@ static void test_matmul(void) {
         if (e > worst) worst = e;
         free(a); free(w); free(b); free(fast); free(ref);
     }
-    report("matmul vs naive loop (9 shapes, with/without bias)", worst, 1e-5);
+    report("matmul vs naive loop (14 shapes, with/without bias)", worst, 1e-5);
     {   /* row strides and accumulation: one head's queries inside [tokens][heads * head_dim] */
         const int M = 70, K = 24, N = 45, lda = 3 * K, ldw = 2 * K, ldo = N + 7;
         float *a = random_floats((size_t)M * lda), *w = random_floats((size_t)N * ldw), *b = random_floats(N);
@@ -277,7 +281,7 @@ static void test_timestep_embedding(void) {
     float emb[320];
     double e = 0.0;
     int i;
-    timestep_embedding(981.0f, emb, 320);
+    get_timestep_embedding(981.0f, emb, 320);
     for (i = 0; i < 160; i++) {
         double f = exp(-log(10000.0) * i / 160.0);
         e = fmax(e, fabs(emb[i] - cos(981.0 * f)));
@@ -392,18 +396,16 @@ static void test_golden_randn(void) {
             g.kernel = kernel ? TORCH_RANDN_SCALAR : TORCH_RANDN_AVX2;
             torch_randn(&g, x, shape_numel(&s));
             snprintf(label, sizeof label, "torch.randn %s", name);
-            report(label, max_abs_diff(x, ref, shape_numel(&s)), 1e-6);
+            report(label, max_abs_diff(x, ref, shape_numel(&s)), 0.0);   /* bit for bit */
             free(ref);
             free(x);
         }
 }
 
-static SchedulerConfig golden_scheduler_config(void) { /* model/scheduler/scheduler_config.json */
+/* model/scheduler/scheduler_config.json over the defaults of the scheduler class built from it */
+static SchedulerConfig golden_scheduler_config(T2VSchedulerKind kind) {
     SchedulerConfig c;
-    memset(&c, 0, sizeof c);
-    c.present = 1ul << SK_NUM_TRAIN_TIMESTEPS | 1ul << SK_BETA_START | 1ul << SK_BETA_END | 1ul << SK_BETA_SCHEDULE |
-                1ul << SK_TRAINED_BETAS | 1ul << SK_PREDICTION_TYPE | 1ul << SK_SET_ALPHA_TO_ONE |
-                1ul << SK_STEPS_OFFSET | 1ul << SK_CLIP_SAMPLE;
+    scheduler_config_defaults(kind, &c);
     c.num_train_timesteps = 1000;
     c.beta_start = 0.00085;
     c.beta_end = 0.012;
@@ -415,24 +417,38 @@ static SchedulerConfig golden_scheduler_config(void) { /* model/scheduler/schedu
     return c;
 }
 
+/* scheduler_init, with a refusal (t2v_die) caught: returns NULL when it succeeded, else the message. */
+static const char *scheduler_init_refusal(Scheduler *s, T2VSchedulerKind kind, const SchedulerConfig *c, int steps,
+                                          size_t numel) {
+    static jmp_buf on_error;
+    t2v_die_catch = &on_error;
+    if (setjmp(on_error)) return t2v_die_message;
+    scheduler_init(s, kind, c, steps, numel);
+    t2v_die_catch = NULL;
+    return NULL;
+}
+
 static void test_golden_schedulers(void) {
     static const int steps[] = {1, 2, 10, 25, 50};
-    const SchedulerConfig c = golden_scheduler_config();
-    char err[256], name[256];
+    SchedulerConfig c;
+    const char *err;
+    char name[256];
     Scheduler s;
     Shape sh;
     float *ref, *x0, *mo, *seq;
     size_t i, k, n;
     int kind, bad;
-    if (scheduler_init(&s, SCHED_DDIM, &c, 10, 1, err, sizeof err)) { report(err, 1, 0); return; }
+    c = golden_scheduler_config(T2V_SCHEDULER_DDIM);
+    if ((err = scheduler_init_refusal(&s, T2V_SCHEDULER_DDIM, &c, 10, 1))) { report(err, 1, 0); return; }
     ref = golden("sched/alphas_cumprod.npy", &sh);
     report("sched/alphas_cumprod.npy", max_rel_diff(s.alphas_cumprod, ref, 1000), 1e-7);
     free(ref);
     scheduler_free(&s);
     for (kind = 0; kind < 2; kind++)
         for (k = 0; k < sizeof steps / sizeof steps[0]; k++) {
-            scheduler_init(&s, kind ? SCHED_DPM_SOLVER : SCHED_DDIM, &c, steps[k], 1, err, sizeof err);
+            c = golden_scheduler_config((T2VSchedulerKind)kind);
             snprintf(name, sizeof name, "sched/%s_timesteps_N%d.npy", kind ? "dpm" : "ddim", steps[k]);
+            if ((err = scheduler_init_refusal(&s, (T2VSchedulerKind)kind, &c, steps[k], 1))) { report(err, 1, 0); continue; }
             ref = golden(name, &sh);
             bad = (int)shape_numel(&sh) != s.num_timesteps;
             for (i = 0; !bad && i < shape_numel(&sh); i++) bad = ref[i] != (float)s.timesteps[i];
@@ -455,7 +471,8 @@ static void test_golden_schedulers(void) {
         double e = 0;
         memcpy(x, x0, n * sizeof(float));
         seq = golden(kind ? "sched/dpm_seq_prev_samples.npy" : "sched/ddim_seq_prev_samples.npy", &sh);
-        scheduler_init(&s, kind ? SCHED_DPM_SOLVER : SCHED_DDIM, &c, 10, n, err, sizeof err);
+        c = golden_scheduler_config((T2VSchedulerKind)kind);
+        if ((err = scheduler_init_refusal(&s, (T2VSchedulerKind)kind, &c, 10, n))) { report(err, 1, 0); free(seq); free(x); continue; }
         for (k = 0; k < 10; k++) {
             scheduler_step(&s, mo + k * n, x);
             e = fmax(e, max_rel_diff(x, seq + k * n, n));
@@ -470,20 +487,24 @@ static void test_golden_schedulers(void) {
 }
 
 static void test_scheduler_refusals(void) {
-    SchedulerConfig c = golden_scheduler_config();
+    SchedulerConfig c;
     Scheduler s;
-    char err[256];
+    const char *err;
     int bad = 0;
-    c.present |= 1ul << SK_USE_KARRAS_SIGMAS;
+    c = golden_scheduler_config(T2V_SCHEDULER_DPM);
     c.use_karras_sigmas = 1;
-    bad |= scheduler_init(&s, SCHED_DPM_SOLVER, &c, 10, 1, err, sizeof err) == 0 || !strstr(err, "use_karras_sigmas");
-    c = golden_scheduler_config();
-    c.present |= 1ul << SK_THRESHOLDING;
+    bad |= !(err = scheduler_init_refusal(&s, T2V_SCHEDULER_DPM, &c, 10, 1)) || !strstr(err, "use_karras_sigmas");
+    c = golden_scheduler_config(T2V_SCHEDULER_DDIM);
     c.thresholding = 1;
-    bad |= scheduler_init(&s, SCHED_DDIM, &c, 10, 1, err, sizeof err) == 0 || !strstr(err, "thresholding");
-    c = golden_scheduler_config();
+    bad |= !(err = scheduler_init_refusal(&s, T2V_SCHEDULER_DDIM, &c, 10, 1)) || !strstr(err, "thresholding");
+    c = golden_scheduler_config(T2V_SCHEDULER_DDIM);
     c.beta_schedule = "sigmoid";
-    bad |= scheduler_init(&s, SCHED_DDIM, &c, 10, 1, err, sizeof err) == 0 || !strstr(err, "beta_schedule");
+    bad |= !(err = scheduler_init_refusal(&s, T2V_SCHEDULER_DDIM, &c, 10, 1)) || !strstr(err, "beta_schedule");
+    c = golden_scheduler_config(T2V_SCHEDULER_DDIM);
+    c.beta_end = HUGE_VAL;
+    bad |= !(err = scheduler_init_refusal(&s, T2V_SCHEDULER_DDIM, &c, 10, 1)) || !strstr(err, "beta_end");
+    c = golden_scheduler_config(T2V_SCHEDULER_DDIM);
+    bad |= !(err = scheduler_init_refusal(&s, T2V_SCHEDULER_DDIM, &c, 1001, 1)) || !strstr(err, "num_inference_steps");
     report("unsupported scheduler settings are refused by name", bad, 0.0);
 }
 
