@@ -1,12 +1,14 @@
 /* t2v.c: the ModelScope text-to-video model (damo-vilab/text-to-video-ms-1.7b) as Hugging Face Diffusers'
- * TextToVideoSDPipeline runs it, in one dependency-free C99 file (plus tokenizer.c).
+ * TextToVideoSDPipeline runs it, in dependency-free C99: this file and tokenizer.c (the CLIP tokenizer).
  *
- * Read it top to bottom; the data flows the same way:
- *   1. errors, allocation, timing         6. UNet3DConditionModel
- *   2. the model file                     7. AutoencoderKL (VAE)
- *   3. .npy files                         8. torch-compatible noise and the schedulers
- *   4. kernels                            9. the pipeline
- *   5. CLIP text encoder                 10. video output (Y4M, PPM)   11. the command line
+ * Read it top to bottom. Sections 1-4 are the ground the model stands on; 5-10 follow the data, from the
+ * prompt to the video:
+ *   1. errors, memory, timing             5. CLIP text encoder        9. the pipeline
+ *   2. the model file and its config      6. UNet3DConditionModel    10. video output (Y4M, PPM)
+ *   3. .npy files                         7. noise and schedulers    11. the command line
+ *   4. kernels and layers                 8. AutoencoderKL (VAE)
+ * Each Diffusers / transformers module is one function named after it in snake_case (CrossAttnDownBlock3D
+ * and DownBlock3D are down_block_3d(), ...): README.md's "Reading t2v.c" maps them.
  *
  * Activations are channels-last: a video is [frames][pixels][channels] with batch folded into frames
  * (row b*F + f, as Diffusers' (B*F, C, H, W)), so linear layers, 1x1 convolutions and attention
@@ -52,7 +54,7 @@
 #define PARALLEL_FOR(...) OMP(parallel for __VA_ARGS__)
 
 /* ============================================================================================
- * 1. Errors, checked allocation, timing
+ * 1. Errors, memory (checked allocation, the scratch arena), timing
  * ============================================================================================ */
 
 /* A file being written under a temporary name; removed if the program dies or is interrupted. */
@@ -199,7 +201,8 @@ static void arena_free(Arena *a) {
 }
 
 /* ============================================================================================
- * 2. The model file (layout in weights/README.md): magic, version, config lines, tensor table, data.
+ * 2. The model file (layout in weights/README.md): magic, version, config lines, tensor table, data;
+ *    the configuration readers.
  *    The data is mmap-ed and weights are used in place; a plain read is the fallback.
  * ============================================================================================ */
 
@@ -539,7 +542,7 @@ T2VModel *t2v_load(const char *path) {
     if (version != T2V_VERSION)
         t2v_die("%s: model file version %u, this t2v reads version %d; re-export it with this export.py", path,
             version, T2V_VERSION);
-    read_le(&r, 4, "the flags");
+    if (read_le(&r, 4, "the flags") != 0) t2v_die("%s: model file flags are not 0 (the format defines none)", path);
     config_size = read_le(&r, 8, "the config size");
     reader_need(&r, (size_t)config_size, "the config");
     parse_config(m, m->file + r.pos, (size_t)config_size);
@@ -761,9 +764,10 @@ static float *npy_load_expect(const char *path, Shape *s, int ndim, const int64_
 }
 
 /* ============================================================================================
- * 4. Kernels. Every heavy operation is matmul(): out[m][n] = sum_k a[m][k] * w[n][k] + bias[n], with w in
- *    PyTorch's (out, in) layout, so weights are used straight from the model file.
- *    Results never depend on the thread count: each output element is summed in a fixed order.
+ * 4. Kernels and layers. Every heavy operation is matmul(): out[m][n] = sum_k a[m][k] * w[n][k] + bias[n],
+ *    with w in PyTorch's (out, in) layout, so weights are used straight from the model file. The layers
+ *    (Linear, Conv, GroupNorm, LayerNorm, attention) look their weights up by Diffusers' names and run on
+ *    these kernels. Results never depend on the thread count: each output element is summed in a fixed order.
  * ============================================================================================ */
 
 static int num_threads(void) {
@@ -809,10 +813,13 @@ static int use_naive_matmul(void) {
 /* The fast one, BLIS-style in portable C: per call a KC x NC block of w is packed (transiently) into NR-wide
  * panels, a is read in place, and an MR x NR tile of out is accumulated by a fixed-size loop nest that
  * gcc/clang -O3 turn into vector FMAs held in registers (8 x 32 floats in 16 zmm registers with AVX-512,
- * 4 x 24 in 12 ymm otherwise). Every output element is one fused-multiply-add chain over k = 0..K-1 with
- * the bias added last, in every path, so results do not depend on the thread count, OpenMP, the blocking
- * or the rows batched together. Calls under MM_PAR_MIN_FLOPS stay on the calling thread, so small
- * matmuls can be issued from a parallel loop (attention heads). */
+ * 4 x 24 in 12 ymm otherwise). Every output element is one multiply-add chain over k = 0..K-1 in order
+ * (fused multiply-adds where the target has FMA, see MM_FMA) with the bias added last, in every path, so
+ * results do not depend on the thread count, OpenMP, the blocking or the rows batched together.
+ * Threads: a call opens its own parallel region unless it is under MM_PAR_MIN_FLOPS. A call made from
+ * inside a parallel loop (attention's per-head matmuls) runs on its own thread whatever its size, because
+ * that region is nested and OpenMP runs nested regions with one thread unless OMP_MAX_ACTIVE_LEVELS says
+ * otherwise. */
 /* ---- tile sizes (overridable with -D for tuning) ----
  * MR x NR accumulators must fit the vector register file with room for the
  * NR/VL loads of b and one broadcast:
@@ -1073,8 +1080,8 @@ static void mm_run(const struct mm_args *g) {
 
 /* General entry.  out[m*ldo + n] = (accumulate ? out[m*ldo + n] : 0)
  *                                  + sum_k a[m*lda + k] * w[n*ldw + k] (+ bias[n])
- * Each element is one fused-multiply-add chain over k = 0 .. K-1 (bias added
- * last), so the result does not depend on blocking or thread count. */
+ * Each element is one multiply-add chain over k = 0 .. K-1 (bias added last),
+ * so the result does not depend on blocking or thread count. */
 static void matmul_ex(float *out, int ldo, const float *a, int lda, const float *w, int ldw,
                const float *bias, int M, int K, int N, int accumulate) {
     struct mm_args g;
@@ -2409,7 +2416,7 @@ static void free_unet(UNet3D *u) {
 }
 
 /* ============================================================================================
- * 8. Noise and schedulers: torch's CPU random stream (mt19937 + its normal sampling) so that --seed gives
+ * 7. Noise and schedulers: torch's CPU random stream (mt19937 + its normal sampling) so that --seed gives
  *    the latents torch.randn(generator=torch.Generator("cpu").manual_seed(seed)) gives, and Diffusers'
  *    DDIMScheduler / DPMSolverMultistepScheduler (scheduling_ddim.py, scheduling_dpmsolver_multistep.py)
  *    in float32, one rounding per tensor operation as torch does.
@@ -3180,14 +3187,19 @@ static void load_vae(T2VModel *m) {
     Encoder *e = &v->encoder;
     Decoder *d = &v->decoder;
     Weights W;
-    char types[MAX_BLOCKS][64];
+    char down_types[MAX_BLOCKS][64], up_types[MAX_BLOCKS][64];
     int i, n, add_attention;
     const int *ch = v->channels;
     W.m = m;
     W.component = "vae";
     n = v->n_blocks = config_ints(m, "vae.block_out_channels", v->channels, MAX_BLOCKS, 1, MAX_CHANNELS);
-    if (config_list(m, "vae.down_block_types", types, MAX_BLOCKS) != n || config_list(m, "vae.up_block_types", types, MAX_BLOCKS) != n)
+    if (config_list(m, "vae.down_block_types", down_types, MAX_BLOCKS) != n ||
+        config_list(m, "vae.up_block_types", up_types, MAX_BLOCKS) != n)
         t2v_die("%s: vae block_out_channels, down_block_types and up_block_types differ in length", m->path);
+    for (i = 0; i < n; i++)
+        if (strcmp(down_types[i], "DownEncoderBlock2D") || strcmp(up_types[i], "UpDecoderBlock2D"))
+            t2v_die("%s: vae block types %s / %s are not implemented (DownEncoderBlock2D / UpDecoderBlock2D)", m->path,
+                    down_types[i], up_types[i]);
     v->in_channels = t2v_config_int(m, "vae.in_channels", 1, MAX_CHANNELS);
     v->out_channels = t2v_config_int(m, "vae.out_channels", 1, MAX_CHANNELS);
     v->latent_channels = t2v_config_int(m, "vae.latent_channels", 1, MAX_CHANNELS);
@@ -3798,6 +3810,15 @@ static void check_writable(const char *path) {
     g_partial_output[0] = 0;
 }
 
+/* The start of every subcommand but generate: the argument count, then that the outputs (positional
+ * arguments from first_output on) can be written, before the model is loaded and any work is done. */
+static T2VModel *start_command(const Args *a, const char *cmd, int lo, int hi, int first_output) {
+    int i;
+    need_positional(a, lo, hi, cmd);
+    for (i = first_output; i < a->n_positional; i++) check_writable(a->positional[i]);
+    return t2v_load(a->positional[0]);
+}
+
 static int32_t *tokenize_prompt(T2VModel *m, const char *prompt, T2VTokenizerMode mode) {
     int n = t2v_context_length(m);
     int32_t *ids = (int32_t *)xmalloc(sizeof(int32_t) * (size_t)n, "token ids");
@@ -3809,8 +3830,7 @@ static int cmd_tokenize(const Args *a) {
     T2VModel *m;
     int32_t *ids;
     int i, n;
-    need_positional(a, 2, 2, "tokenize");
-    m = t2v_load(a->positional[0]);
+    m = start_command(a, "tokenize", 2, 2, 2);
     ids = tokenize_prompt(m, a->positional[1], a->gen.tokenizer);
     n = t2v_context_length(m);
     for (i = 0; i < n; i++) printf(i ? " %d" : "%d", (int)ids[i]);
@@ -3825,9 +3845,7 @@ static int cmd_encode_text(const Args *a) {
     int32_t *ids;
     float *states;
     int64_t dims[3];
-    need_positional(a, 3, 3, "encode-text");
-    check_writable(a->positional[2]);
-    m = t2v_load(a->positional[0]);
+    m = start_command(a, "encode-text", 3, 3, 2);
     ids = tokenize_prompt(m, a->positional[1], a->gen.tokenizer);
     dims[0] = 1;
     dims[1] = t2v_context_length(m);
@@ -3848,9 +3866,7 @@ static int cmd_unet(const Args *a) {
     float *sample, *context, *out;
     char *end;
     double timestep, t0;
-    need_positional(a, 5, 5, "unet");
-    check_writable(a->positional[4]);
-    m = t2v_load(a->positional[0]);
+    m = start_command(a, "unet", 5, 5, 4);
     want[1] = m->unet->in_channels;
     sample = npy_load_expect(a->positional[1], &ss, 5, want, "(B, in_channels, F, H, W)");
     timestep = strtod(a->positional[2], &end);
@@ -3879,50 +3895,46 @@ static int cmd_unet(const Args *a) {
     return 0;
 }
 
+/* An (N, channels, H, W) float array, at most max_size pixels high and wide. */
+static float *load_nchw(const char *path, int channels, int max_size, const char *layout, Shape *s) {
+    const int64_t want[4] = {-1, channels, -1, -1};
+    float *x = npy_load_expect(path, s, 4, want, layout);
+    if (s->shape[2] > max_size || s->shape[3] > max_size) t2v_die("%s: %s is larger than %d x %d", path, layout, max_size, max_size);
+    return x;
+}
+
 static int cmd_vae_decode(const Args *a) {
-    T2VModel *m;
+    T2VModel *m = start_command(a, "vae-decode", 3, 3, 2);
+    const VAE *v = m->vae;
+    const int scale = t2v_vae_scale_factor(m);
     Shape s;
-    int64_t want[4] = {-1, -1, -1, -1};
-    float *latents, *out;
-    int scale;
-    need_positional(a, 3, 3, "vae-decode");
-    check_writable(a->positional[2]);
-    m = t2v_load(a->positional[0]);
-    want[1] = m->vae->latent_channels;
-    latents = npy_load_expect(a->positional[1], &s, 4, want, "(N, latent_channels, h, w)");
-    if (s.shape[2] > 1024 || s.shape[3] > 1024) t2v_die("vae-decode: latents too large");
-    scale = t2v_vae_scale_factor(m);
-    out = alloc_floats(mul_size(shape_numel(&s) / (size_t)m->vae->latent_channels * m->vae->out_channels, (size_t)scale * scale), "vae output");
-    t2v_vae_decode(m, latents, (int)s.shape[0], (int)s.shape[2], (int)s.shape[3], out);
-    s.shape[1] = m->vae->out_channels;
+    float *latents = load_nchw(a->positional[1], v->latent_channels, 1024, "(N, latent_channels, h, w)", &s);
+    float *images = alloc_floats(mul_size(shape_numel(&s) / v->latent_channels * v->out_channels, (size_t)scale * scale), "vae output");
+    t2v_vae_decode(m, latents, (int)s.shape[0], (int)s.shape[2], (int)s.shape[3], images);
+    s.shape[1] = v->out_channels;
     s.shape[2] *= scale;
     s.shape[3] *= scale;
-    npy_save(a->positional[2], out, 0, &s);
+    npy_save(a->positional[2], images, 0, &s);
     free(latents);
-    free(out);
+    free(images);
     t2v_free(m);
     return 0;
 }
 
 static int cmd_vae_encode(const Args *a) {
-    T2VModel *m;
+    T2VModel *m = start_command(a, "vae-encode", 3, 4, 2);
+    const VAE *v = m->vae;
+    const int scale = t2v_vae_scale_factor(m);
     Shape s;
-    int64_t want[4] = {-1, -1, -1, -1};
-    float *images, *mean, *logvar;
-    int scale;
-    need_positional(a, 3, 4, "vae-encode");
-    check_writable(a->positional[2]);
-    if (a->n_positional == 4) check_writable(a->positional[3]);
-    m = t2v_load(a->positional[0]);
-    want[1] = m->vae->in_channels;
-    images = npy_load_expect(a->positional[1], &s, 4, want, "(N, 3, H, W)");
-    scale = t2v_vae_scale_factor(m);
-    if (s.shape[2] % scale || s.shape[3] % scale || s.shape[2] > 8192 || s.shape[3] > 8192)
+    float *images = load_nchw(a->positional[1], v->in_channels, 8192, "(N, 3, H, W)", &s), *mean, *logvar;
+    size_t latent_n;
+    if (s.shape[2] % scale || s.shape[3] % scale)
         t2v_die("vae-encode: H and W must be multiples of %d (got %lldx%lld)", scale, (long long)s.shape[2], (long long)s.shape[3]);
-    mean = alloc_floats(shape_numel(&s) / (size_t)(scale * scale) / m->vae->in_channels * m->vae->latent_channels, "latents");
-    logvar = alloc_floats(shape_numel(&s) / (size_t)(scale * scale) / m->vae->in_channels * m->vae->latent_channels, "latents");
+    latent_n = shape_numel(&s) / (size_t)(scale * scale) / v->in_channels * v->latent_channels;
+    mean = alloc_floats(latent_n, "latents");
+    logvar = alloc_floats(latent_n, "latents");
     t2v_vae_encode(m, images, (int)s.shape[0], (int)s.shape[2], (int)s.shape[3], mean, logvar);
-    s.shape[1] = m->vae->latent_channels;
+    s.shape[1] = v->latent_channels;
     s.shape[2] /= scale;
     s.shape[3] /= scale;
     npy_save(a->positional[2], mean, 0, &s);

@@ -32,7 +32,10 @@ typedef struct {
 
 typedef struct T2VModel T2VModel;
 
-T2VModel *t2v_load(const char *path);  /* validates everything; exits with a message on a bad file */
+/* Maps (or reads) the file and checks it: the header, every tensor's place, dtype and shape against what the
+ * config implies, and every config value t2v reads against its type and range. Exits with a message on a
+ * bad file. */
+T2VModel *t2v_load(const char *path);
 void t2v_free(T2VModel *m);
 const T2VTensor *t2v_find_tensor(const T2VModel *m, const char *name); /* NULL when absent */
 const char *t2v_config(const T2VModel *m, const char *key);          /* "unet.norm_eps" -> "1e-05"; NULL */
