@@ -234,6 +234,14 @@ def unet_tensors(c):
     def inner(channels):  # heads = channels // head_dim (the attention_head_dim quirk)
         return (channels // head_dim) * head_dim
 
+    def block_layer(block, j, n_in, n_out, cross_attention):
+        """layer j of a down or up block: resnet, temporal conv, and in the CrossAttn kinds the two transformers"""
+        _resnet(d, f"{block}.resnets.{j}", n_in, n_out, temb)
+        _temporal_conv(d, f"{block}.temp_convs.{j}", n_out)
+        if cross_attention:
+            _transformer(d, f"{block}.attentions.{j}", n_out, inner(n_out), cross)
+            _transformer(d, f"{block}.temp_attentions.{j}", n_out, inner(n_out), None)
+
     _conv(d, "conv_in", c["in_channels"], ch[0], (3, 3))
     _linear(d, "time_embedding.linear_1", ch[0], temb)
     _linear(d, "time_embedding.linear_2", temb, temb)
@@ -242,11 +250,7 @@ def unet_tensors(c):
     for i, kind in enumerate(c["down_block_types"]):
         in_ch, out_ch = out_ch, ch[i]
         for j in range(layers):
-            _resnet(d, f"down_blocks.{i}.resnets.{j}", in_ch if j == 0 else out_ch, out_ch, temb)
-            _temporal_conv(d, f"down_blocks.{i}.temp_convs.{j}", out_ch)
-            if kind == "CrossAttnDownBlock3D":
-                _transformer(d, f"down_blocks.{i}.attentions.{j}", out_ch, inner(out_ch), cross)
-                _transformer(d, f"down_blocks.{i}.temp_attentions.{j}", out_ch, inner(out_ch), None)
+            block_layer(f"down_blocks.{i}", j, in_ch if j == 0 else out_ch, out_ch, kind == "CrossAttnDownBlock3D")
         if i < len(ch) - 1:
             _conv(d, f"down_blocks.{i}.downsamplers.0.conv", out_ch, out_ch, (3, 3))
     mid = ch[-1]
@@ -262,11 +266,8 @@ def unet_tensors(c):
         in_ch = rev[min(i + 1, len(ch) - 1)]
         for j in range(layers + 1):
             skip = in_ch if j == layers else out_ch
-            _resnet(d, f"up_blocks.{i}.resnets.{j}", (prev_ch if j == 0 else out_ch) + skip, out_ch, temb)
-            _temporal_conv(d, f"up_blocks.{i}.temp_convs.{j}", out_ch)
-            if kind == "CrossAttnUpBlock3D":
-                _transformer(d, f"up_blocks.{i}.attentions.{j}", out_ch, inner(out_ch), cross)
-                _transformer(d, f"up_blocks.{i}.temp_attentions.{j}", out_ch, inner(out_ch), None)
+            n_in = (prev_ch if j == 0 else out_ch) + skip
+            block_layer(f"up_blocks.{i}", j, n_in, out_ch, kind == "CrossAttnUpBlock3D")
         if i < len(ch) - 1:
             _conv(d, f"up_blocks.{i}.upsamplers.0.conv", out_ch, out_ch, (3, 3))
     _norm(d, "conv_norm_out", ch[0])

@@ -15,13 +15,11 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(ROOT, "test", "out")
+from harness import CC, CFLAGS, OUT, ROOT, WARN
+
 MODEL = os.environ.get("BENCH_MODEL", os.path.join(ROOT, "weights", "random-ms-1.7b.t2v"))
 SHAPE = [int(x) for x in os.environ.get("BENCH_SHAPE", "2,4,16,32,32").split(",")]
 THREADS = int(os.environ.get("BENCH_THREADS", str(os.cpu_count() or 1)))
-CC = os.environ.get("CC", "cc")
-CFLAGS = os.environ.get("CFLAGS", "-O3 -march=native").split()
 
 
 def run_measured(cmd):
@@ -42,7 +40,7 @@ def run_measured(cmd):
 
 def build(name, source_files):
     exe = os.path.join(OUT, name)
-    subprocess.run([CC, "-std=c99", "-Wall", "-Wextra", "-pedantic", "-Wno-unused-function"] + CFLAGS +
+    subprocess.run([CC] + WARN + ["-Wno-unused-function"] + CFLAGS +
                    ["-fopenmp", "-o", exe] + [os.path.join(ROOT, f) for f in source_files] + ["-lm"], check=True)
     return exe
 

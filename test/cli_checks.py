@@ -1,8 +1,10 @@
 """The command line and export.py on good and bad input: bad input is a clear message and exit code 1, never a
-crash, a hang or a half-written file. Also the video writers, checked by decoding what they wrote."""
+crash, a hang or a half-written file. Also the video writers, checked by decoding what they wrote, and README's
+table of where each Diffusers class lives in t2v.c."""
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -12,8 +14,10 @@ import time
 
 import numpy as np
 
+import harness as T
 
-def expect_error(T, name, cmd, words, env=None):
+
+def expect_error(name, cmd, words, env=None):
     """exit code 1, a 't2v: error:' / 'export.py: error:' line containing every word, no signal, no traceback"""
     p = T.run(cmd, expect_ok=False, env=env)
     msg = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
@@ -22,7 +26,7 @@ def expect_error(T, name, cmd, words, env=None):
     return p
 
 
-def no_leftovers(T, name, path):
+def no_leftovers(name, path):
     left = [f for f in glob.glob(path + "*")]
     T.record(name, not left, f"left behind: {left}" if left else "")
 
@@ -63,38 +67,38 @@ def read_model_tensors(path):
     return out
 
 
-def check_model_files(T, t2v, model):
+def check_model_files(t2v, model):
     bad = os.path.join(T.OUT, "bad.t2v")
     data, entries = read_table(model)
-    expect_error(T, "missing model file", [t2v, "tokenize", os.path.join(T.OUT, "nope.t2v"), "x"], ["cannot open"])
+    expect_error("missing model file", [t2v, "tokenize", os.path.join(T.OUT, "nope.t2v"), "x"], ["cannot open"])
     open(bad, "wb").write(b"hello world, not a model")
-    expect_error(T, "not a model file (no magic)", [t2v, "tokenize", bad, "x"], ["not a t2v model file"])
+    expect_error("not a model file (no magic)", [t2v, "tokenize", bad, "x"], ["not a t2v model file"])
     open(bad, "wb").write(data[:8] + struct.pack("<I", 99) + data[12:])
-    expect_error(T, "model file of another version", [t2v, "tokenize", bad, "x"], ["version 99"])
+    expect_error("model file of another version", [t2v, "tokenize", bad, "x"], ["version 99"])
     for cut in (10, 30, 2000, entries[-1]["offset_pos"] - 5, len(data) // 2, len(data) - 1):
         open(bad, "wb").write(data[:cut])
-        expect_error(T, f"model file truncated to {cut} bytes", [t2v, "tokenize", bad, "x"], ["truncated"])
+        expect_error(f"model file truncated to {cut} bytes", [t2v, "tokenize", bad, "x"], ["truncated"])
     corrupt = bytearray(data)
     struct.pack_into("<Q", corrupt, entries[5]["offset_pos"], len(data) * 4)
     open(bad, "wb").write(corrupt)
-    expect_error(T, "tensor offset beyond the end of the file", [t2v, "tokenize", bad, "x"], ["outside the file"])
+    expect_error("tensor offset beyond the end of the file", [t2v, "tokenize", bad, "x"], ["outside the file"])
     corrupt = bytearray(data)
     struct.pack_into("<Q", corrupt, entries[5]["offset_pos"], 7)
     open(bad, "wb").write(corrupt)
-    expect_error(T, "misaligned / overlapping tensor offset", [t2v, "tokenize", bad, "x"], ["corrupt"])
+    expect_error("misaligned / overlapping tensor offset", [t2v, "tokenize", bad, "x"], ["corrupt"])
     # a mis-shaped tensor: same byte count, other shape, so only the config check can catch it
     target = next(e for e in entries if e["name"] == "unet/conv_in.weight")
     corrupt = bytearray(data)
     struct.pack_into("<qqqq", corrupt, target["shape_pos"], 32, 4, 9, 1)
     open(bad, "wb").write(corrupt)
-    expect_error(T, "mis-shaped tensor", [t2v, "tokenize", bad, "x"], ["unet/conv_in.weight", "(32, 4, 3, 3)"])
+    expect_error("mis-shaped tensor", [t2v, "tokenize", bad, "x"], ["unet/conv_in.weight", "(32, 4, 3, 3)"])
     # a missing tensor: rename it in the table
     target = next(e for e in entries if e["name"] == "vae/decoder.conv_out.bias")
     corrupt = bytearray(data)
     i = bytes(corrupt).index(b"vae/decoder.conv_out.bias")
     corrupt[i:i + 3] = b"xxx"
     open(bad, "wb").write(corrupt)
-    expect_error(T, "missing tensor", [t2v, "tokenize", bad, "x"], ["vae/decoder.conv_out.bias", "missing"])
+    expect_error("missing tensor", [t2v, "tokenize", bad, "x"], ["vae/decoder.conv_out.bias", "missing"])
     # the read() fallback gives the same results as mmap
     a = T.run([t2v, "tokenize", model, "a cat"]).stdout
     ctx = os.path.join(T.OUT, "ctx_cli.npy")
@@ -112,7 +116,7 @@ def check_model_files(T, t2v, model):
 
 # ---- prompts ----
 
-def check_prompts(T, t2v, model):
+def check_prompts(t2v, model):
     long_prompt = "a panda " * 12000
     cases = [("empty prompt", ""), ("whitespace-only prompt", " \t\n "), ("96 KB prompt", long_prompt),
              ("emoji and ZWJ", "\U0001F469\u200d\U0001F469\u200d\U0001F467 \U0001F43C!!"),
@@ -137,32 +141,32 @@ def check_prompts(T, t2v, model):
 
 # ---- generate arguments ----
 
-def check_generate_errors(T, t2v, model):
+def check_generate_errors(t2v, model):
     out = os.path.join(T.OUT, "err.y4m")
     base = [t2v, "generate", model, "-p", "a cat", "--frames", "2", "--height", "16", "--width", "16", "--steps", "1", "-q",
             "-o", out]
-    expect_error(T, "height not a multiple of 8", base + ["--height", "20"], ["multiple"])
-    expect_error(T, "width 0", base + ["--width", "0"], ["--width"])
-    expect_error(T, "frames 0", base + ["--frames", "0"], ["--frames"])
-    expect_error(T, "steps 0", base + ["--steps", "0"], ["--steps"])
-    expect_error(T, "guidance not finite", base + ["--guidance", "nan"], ["guidance"])
-    expect_error(T, "guidance not a number", base + ["--guidance", "lots"], ["guidance"])
-    expect_error(T, "unknown scheduler", base + ["--scheduler", "euler"], ["ddim or dpm"])
-    expect_error(T, "unknown option", base + ["--bogus", "1"], ["unknown option"])
-    expect_error(T, "option without its value", base + ["--steps"], ["needs a value"])
-    expect_error(T, "no prompt", [t2v, "generate", model, "-o", out], ["prompt"])
-    expect_error(T, "a video too large for this machine's memory (refused up front)",
+    expect_error("height not a multiple of 8", base + ["--height", "20"], ["multiple"])
+    expect_error("width 0", base + ["--width", "0"], ["--width"])
+    expect_error("frames 0", base + ["--frames", "0"], ["--frames"])
+    expect_error("steps 0", base + ["--steps", "0"], ["--steps"])
+    expect_error("guidance not finite", base + ["--guidance", "nan"], ["guidance"])
+    expect_error("guidance not a number", base + ["--guidance", "lots"], ["guidance"])
+    expect_error("unknown scheduler", base + ["--scheduler", "euler"], ["ddim or dpm"])
+    expect_error("unknown option", base + ["--bogus", "1"], ["unknown option"])
+    expect_error("option without its value", base + ["--steps"], ["needs a value"])
+    expect_error("no prompt", [t2v, "generate", model, "-o", out], ["prompt"])
+    expect_error("a video too large for this machine's memory (refused up front)",
                  base + ["--frames", "4000", "--height", "4096", "--width", "4096"], ["GiB", "memory"])
     lat = os.path.join(T.OUT, "lat_bad.npy")
     np.save(lat, np.zeros((1, 4, 3, 2, 2), np.float32))
-    expect_error(T, "--latents of the wrong shape", base + ["--latents", lat], ["shape", "(1, 4, 2, 2, 2)"])
+    expect_error("--latents of the wrong shape", base + ["--latents", lat], ["shape", "(1, 4, 2, 2, 2)"])
     open(lat, "wb").write(b"\x93NUMPY garbage")
-    expect_error(T, "--latents not a .npy file", base + ["--latents", lat], [lat])
-    expect_error(T, "--latents missing", base + ["--latents", lat + ".missing"], ["cannot open"])
-    expect_error(T, "unwritable output folder", base[:-1] + [os.path.join(T.OUT, "no", "such", "dir", "v.y4m")],
+    expect_error("--latents not a .npy file", base + ["--latents", lat], [lat])
+    expect_error("--latents missing", base + ["--latents", lat + ".missing"], ["cannot open"])
+    expect_error("unwritable output folder", base[:-1] + [os.path.join(T.OUT, "no", "such", "dir", "v.y4m")],
                  ["cannot write"])
-    expect_error(T, "output is a directory", base[:-1] + [T.OUT], ["cannot write"])
-    no_leftovers(T, "no output left behind by failed runs", out)
+    expect_error("output is a directory", base[:-1] + [T.OUT], ["cannot write"])
+    no_leftovers("no output left behind by failed runs", out)
     # interrupted: SIGINT during the denoising loop leaves no video and no temporary file
     p = subprocess.Popen([t2v, "generate", model, "-p", "a cat", "--frames", "4", "--height", "64", "--width", "64",
                           "--steps", "400", "-q", "-o", out], stderr=subprocess.PIPE)
@@ -170,20 +174,113 @@ def check_generate_errors(T, t2v, model):
     p.send_signal(signal.SIGINT)
     p.wait(timeout=60)
     T.record("SIGINT during generate stops it", p.returncode != 0, f"(exit {p.returncode})")
-    no_leftovers(T, "no output left behind by an interrupted run", out)
+    no_leftovers("no output left behind by an interrupted run", out)
 
 
-def check_help(T, t2v):
+def whole_token(name):
+    """a regex for name as a whole token: --frames does not match inside --frames-dir, nor unet inside t2v_unet"""
+    return re.compile(r"(?<![\w-])" + re.escape(name) + r"(?![\w-])")
+
+
+def check_help(t2v):
     p = T.run([t2v, "--help"])
     text = p.stdout
-    options = ["-p", "-n", "-o", "--frames", "--height", "--width", "--steps", "--guidance", "--scheduler", "--seed",
-               "--latents", "--threads", "--fps", "--dump", "-q", "--tokenizer", "--frames-dir", "--yuv444"]
+    # short options beside their long spelling, so "-p" cannot be found inside "--prompt"
+    paired = ["-p, --prompt", "-n, --negative-prompt", "-o, --output", "-q, --quiet"]
+    options = ["--frames", "--height", "--width", "--steps", "--guidance", "--scheduler", "--seed", "--latents",
+               "--threads", "--fps", "--dump", "--tokenizer", "--frames-dir", "--yuv444"]
     commands = ["generate", "tokenize", "encode-text", "unet", "vae-decode", "vae-encode"]
-    missing = [o for o in options + commands if o not in text]
+    missing = [o for o in paired if o not in text]
+    missing += [o for o in options + commands if not whole_token(o).search(text)]
     T.record("--help documents every command and option", p.returncode == 0 and not missing, f"missing {missing}" if missing else "")
     p = T.run([t2v], expect_ok=False)
     T.record("no arguments: usage on stderr, exit 1", p.returncode == 1 and "usage" in p.stderr)
-    expect_error(T, "unknown command", [t2v, "frobnicate", "x"], ["unknown command"])
+    expect_error("unknown command", [t2v, "frobnicate", "x"], ["unknown command"])
+
+
+# ---- README's map of t2v.c ----
+
+README = os.path.join(T.ROOT, "README.md")
+T2V_SOURCE = os.path.join(T.ROOT, "t2v.c")
+
+
+def t2v_sections(lines):
+    """[(section number, first line index)] in file order: a banner is a line of '/* ===...' followed by
+    ' * N. Title'. A section runs to the next banner in the file, whatever its number."""
+    banners = []
+    for i in range(len(lines) - 1):
+        heading = re.match(r" \* (\d+)\. ", lines[i + 1])
+        if re.match(r"/\* ={10,}\s*$", lines[i]) and heading:
+            banners.append((int(heading.group(1)), i))
+    return banners
+
+
+def definition_lines(lines, name):
+    """Indices of the top-level lines that begin a definition of function name: not indented, and the text from
+    the name on reaches a '{' before any ';' (so a prototype, even over several lines, does not count)."""
+    found = []
+    for i, line in enumerate(lines):
+        if not re.match(rf"[A-Za-z_].*\b{re.escape(name)}\(", line):
+            continue
+        rest = "\n".join(lines[i:i + 40])
+        brace, semicolon = rest.find("{"), rest.find(";")
+        if brace >= 0 and (semicolon < 0 or brace < semicolon):
+            found.append(i)
+    return found
+
+
+def readme_table_rows(readme_text, heading="## Reading t2v.c"):
+    """The table rows (lists of cells) of the README section with that heading, or None without the section."""
+    lines = readme_text.splitlines()
+    if heading not in (line.strip() for line in lines):
+        return None
+    start = [line.strip() for line in lines].index(heading) + 1
+    rows = []
+    for line in lines[start:]:
+        if re.match(r"#{1,2} ", line):  # the next section (a ### heading stays inside this one)
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.lstrip().startswith("|") else None
+        if cells and not all(re.fullmatch(r":?-+:?", c) for c in cells):
+            rows.append(cells)
+    return rows[1:]  # the first row is the header
+
+
+def check_readme_map(readme=README, source=T2V_SOURCE):
+    """README's '## Reading t2v.c' table maps classes to C functions and t2v.c sections: every function it names
+    must be defined in t2v.c inside the section the row gives."""
+    name = "README 'Reading t2v.c': each function is in its t2v.c section"
+    rows = readme_table_rows(open(readme, encoding="utf-8").read())
+    if not rows:
+        T.record(name, False, "no '## Reading t2v.c' section in README.md" if rows is None else "the table has no rows")
+        return
+    lines = open(source, encoding="utf-8").read().splitlines()
+    banners = t2v_sections(lines)
+    problems, verified = [], 0
+    for cells in rows:
+        functions = re.findall(r"`([A-Za-z_]\w*)\(\)`", cells[1]) if len(cells) >= 3 else []
+        if not functions or not cells[2].isdigit():
+            problems.append(f"row {' | '.join(cells)!r} is not: classes | `function()`... | section number")
+            continue
+        number = int(cells[2])
+        starts = [k for k, (n, _) in enumerate(banners) if n == number]
+        if len(starts) != 1:
+            problems.append(f"t2v.c has {len(starts)} banners of section {number}")
+            continue
+        first = banners[starts[0]][1]
+        end = banners[starts[0] + 1][1] if starts[0] + 1 < len(banners) else len(lines)
+        for function in functions:
+            where = definition_lines(lines, function)
+            outside = [i + 1 for i in where if not first < i < end]
+            if not where:
+                problems.append(f"{function}() is not defined in t2v.c")
+            elif outside:
+                problems.append(f"{function}() is defined at t2v.c:{outside[0]}, outside section {number} "
+                                f"(lines {first + 1}-{end})")
+            else:
+                verified += 1
+    for problem in problems:
+        print(f"    {problem}")
+    T.record(name, not problems, f"{verified} functions verified;")
 
 
 # ---- video files ----
@@ -247,7 +344,7 @@ def psnr(a, b):
     return 99.0 if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
-def check_video(T, t2v, model):
+def check_video(t2v, model):
     d = os.path.join(T.OUT, "video")
     shutil.rmtree(d, ignore_errors=True)
     base = [t2v, "generate", model, "-p", "a red balloon", "--frames", "3", "--height", "48", "--width", "64",
@@ -286,7 +383,8 @@ def check_video(T, t2v, model):
             T.record(f"ffmpeg decodes the {label} Y4M: 3 frames 64x48", ok and quality > own - 6.0,
                      f"PSNR {quality:.1f} dB (own reader {own:.1f} dB);")
     else:
-        print("  ffmpeg not installed: Y4M checked with the reader above only (apt-get install ffmpeg to add it)")
+        T.skip("ffmpeg decodes the Y4M files", "ffmpeg not installed: checked with the reader above only "
+               "(apt-get install ffmpeg to add it)")
 
 
 # ---- export.py ----
@@ -308,7 +406,7 @@ def write_safetensors(path, tensors, dtype="F32"):
         f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
-def copy_model(T, name):
+def copy_model(name):
     dst = os.path.join(T.OUT, name)
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(os.path.join(T.GOLDEN, "model"), dst)
@@ -319,14 +417,14 @@ def copy_model(T, name):
     return dst
 
 
-def check_export(T, t2v, model):
+def check_export(t2v, model):
     sys.path.insert(0, T.ROOT)
     import export
     export_py = [T.PY, os.path.join(T.ROOT, "export.py")]
     ref = export.read_safetensors(os.path.join(T.GOLDEN, "model", "unet", "diffusion_pytorch_model.safetensors"))
     out = os.path.join(T.OUT, "exported.t2v")
 
-    src = copy_model(T, "model_fp16")
+    src = copy_model("model_fp16")
     for comp, stem in (("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"), ("text_encoder", "model")):
         tensors = export.read_safetensors(os.path.join(src, comp, stem + ".safetensors"))
         write_safetensors(os.path.join(src, comp, stem + ".fp16.safetensors"), tensors, "F16")
@@ -341,7 +439,7 @@ def check_export(T, t2v, model):
     err = max(float(np.abs(unet[k] - want[k]).max()) for k in ref)
     T.record("export reads bfloat16 safetensors exactly", err == 0.0, f"max err {err};")
 
-    src = copy_model(T, "model_legacy")
+    src = copy_model("model_legacy")
     vae_path = os.path.join(src, "vae", "diffusion_pytorch_model.safetensors")
     vae = export.read_safetensors(vae_path)
     renamed = {}
@@ -362,7 +460,7 @@ def check_export(T, t2v, model):
     except ImportError:
         torch = None
     if torch is not None:
-        src = copy_model(T, "model_bin")
+        src = copy_model("model_bin")
         path = os.path.join(src, "unet", "diffusion_pytorch_model.safetensors")
         tensors = export.read_safetensors(path)
         torch.save({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()}, path[:-len(".safetensors")] + ".bin")
@@ -372,7 +470,7 @@ def check_export(T, t2v, model):
         T.record("export reads a PyTorch .bin checkpoint (torch importable)",
                  p.returncode == 0 and all(np.array_equal(unet[k], ref[k]) for k in ref))
     else:
-        print("  torch not importable: the .bin checkpoint path of export.py is not exercised")
+        T.skip("export reads a PyTorch .bin checkpoint", "torch not importable")
 
     # a hub id goes through huggingface_hub.snapshot_download (a stand-in module here: no network)
     fake = os.path.join(T.OUT, "fake_hub")
@@ -385,9 +483,9 @@ def check_export(T, t2v, model):
     T.record("export of a hub id calls huggingface_hub.snapshot_download", p.returncode == 0 and "downloading" in p.stderr)
 
     def broken(name, edit, words):
-        src = copy_model(T, "model_broken")
+        src = copy_model("model_broken")
         edit(src)
-        expect_error(T, f"export: {name}", export_py + [src, out], words)
+        expect_error(f"export: {name}", export_py + [src, out], words)
 
     broken("missing component", lambda s: shutil.rmtree(os.path.join(s, "vae")), ["vae"])
     broken("missing weights", lambda s: os.remove(os.path.join(s, "unet", "diffusion_pytorch_model.safetensors")),
@@ -411,25 +509,26 @@ def check_export(T, t2v, model):
     broken("not a TextToVideoSDPipeline text encoder",
            lambda s: set_config(s, "", "text_encoder", ["transformers", "T5EncoderModel"], "model_index.json"),
            ["T5EncoderModel"])
-    expect_error(T, "export: no such folder", export_py + [os.path.join(T.OUT, "nope"), out], ["no such folder"])
+    expect_error("export: no such folder", export_py + [os.path.join(T.OUT, "nope"), out], ["no such folder"])
 
 
-def run_all(T, exes):
-    T.section("command line, video files, export.py")
+def run_all(exes):
+    T.section("command line, video files, export.py, README")
     t2v = exes["omp"]
-    check_help(T, t2v)
+    check_help(t2v)
+    check_readme_map()
     have_golden = os.path.isdir(os.path.join(T.GOLDEN, "model"))
     if have_golden:
         model = os.path.join(T.OUT, "tiny.t2v")
     else:  # the command line needs a model, not the reference data: a random one of the same shape
         model = os.path.join(T.OUT, "random-tiny.t2v")
         T.run([T.PY, os.path.join(T.ROOT, "export.py"), "--random", "tiny", model])
-    check_model_files(T, t2v, model)
-    check_prompts(T, t2v, model)
-    check_generate_errors(T, t2v, model)
-    check_video(T, t2v, model)
+    check_model_files(t2v, model)
+    check_prompts(t2v, model)
+    check_generate_errors(t2v, model)
+    check_video(t2v, model)
     if have_golden:
-        check_export(T, t2v, model)
+        check_export(t2v, model)
     else:
-        print("  !! no golden snapshot folder: export.py's reading of snapshots (fp16, bf16, legacy names, .bin, "
-              "hub id, broken folders) NOT checked")
+        T.skip("export.py's reading of snapshots (fp16, bf16, legacy names, .bin, hub id, broken folders)",
+               "!! no golden snapshot folder")

@@ -302,35 +302,22 @@ def _tap(trace, name, x):
         trace(name, x)
 
 
-def cross_attn_down_block_3d(W, name, x, temb, context, num_frames, c, tag, trace):
-    """CrossAttnDownBlock3D: per layer resnet -> temp_conv -> attention -> temp_attention, each output kept as a
-    skip; then the downsampler (if any), whose output is a skip too."""
+def down_block_3d(W, name, x, temb, context, num_frames, c, tag, trace):
+    """CrossAttnDownBlock3D (context = the text states) or DownBlock3D (context None): per layer resnet ->
+    temp_conv [-> attention -> temp_attention], each layer's output kept as a skip; then the downsampler (if any),
+    whose output is a skip too."""
     skips = []
     for i in range(c["layers"]):
         x = resnet_block_2d(W, f"{name}.resnets.{i}", x, temb, c["groups"], c["eps"])
         _tap(trace, f"{tag}_resnets{i}", x)
         x = temporal_conv_layer(W, f"{name}.temp_convs.{i}", x, num_frames, c["groups"])
         _tap(trace, f"{tag}_temp_convs{i}", x)
-        heads = x.shape[1] // c["head_dim"]
-        x = transformer_2d_model(W, f"{name}.attentions.{i}", x, context, heads, c["groups"])
-        _tap(trace, f"{tag}_attentions{i}", x)
-        x = transformer_temporal_model(W, f"{name}.temp_attentions.{i}", x, num_frames, heads, c["groups"])
-        _tap(trace, f"{tag}_temp_attentions{i}", x)
-        skips.append(x)
-    if c["downsample"]:
-        x = downsample_2d(W, f"{name}.downsamplers.0", x, c["downsample_padding"])
-        skips.append(x)
-    return x, skips
-
-
-def down_block_3d(W, name, x, temb, num_frames, c, tag, trace):
-    """DownBlock3D: per layer resnet -> temp_conv (skip kept), then the downsampler (if any, also a skip)."""
-    skips = []
-    for i in range(c["layers"]):
-        x = resnet_block_2d(W, f"{name}.resnets.{i}", x, temb, c["groups"], c["eps"])
-        _tap(trace, f"{tag}_resnets{i}", x)
-        x = temporal_conv_layer(W, f"{name}.temp_convs.{i}", x, num_frames, c["groups"])
-        _tap(trace, f"{tag}_temp_convs{i}", x)
+        if context is not None:
+            heads = x.shape[1] // c["head_dim"]
+            x = transformer_2d_model(W, f"{name}.attentions.{i}", x, context, heads, c["groups"])
+            _tap(trace, f"{tag}_attentions{i}", x)
+            x = transformer_temporal_model(W, f"{name}.temp_attentions.{i}", x, num_frames, heads, c["groups"])
+            _tap(trace, f"{tag}_temp_attentions{i}", x)
         skips.append(x)
     if c["downsample"]:
         x = downsample_2d(W, f"{name}.downsamplers.0", x, c["downsample_padding"])
@@ -354,29 +341,19 @@ def unet_mid_block_3d_cross_attn(W, name, x, temb, context, num_frames, c, tag, 
     return x
 
 
-def cross_attn_up_block_3d(W, name, x, skips, temb, context, num_frames, upsample_size, c, tag, trace):
-    """CrossAttnUpBlock3D: per layer concat(x, last skip) on channels -> resnet -> temp_conv -> attention ->
-    temp_attention; then the upsampler (if any) with the forwarded output size."""
+def up_block_3d(W, name, x, skips, temb, context, num_frames, upsample_size, c):
+    """CrossAttnUpBlock3D (context = the text states) or UpBlock3D (context None): per layer concat(x, last skip)
+    on channels -> resnet -> temp_conv [-> attention -> temp_attention]; then the upsampler (if any) with the
+    forwarded output size."""
     skips = list(skips)
     for i in range(c["layers"]):
         x = np.concatenate([x, skips.pop()], axis=1)
         x = resnet_block_2d(W, f"{name}.resnets.{i}", x, temb, c["groups"], c["eps"])
         x = temporal_conv_layer(W, f"{name}.temp_convs.{i}", x, num_frames, c["groups"])
-        heads = x.shape[1] // c["head_dim"]
-        x = transformer_2d_model(W, f"{name}.attentions.{i}", x, context, heads, c["groups"])
-        x = transformer_temporal_model(W, f"{name}.temp_attentions.{i}", x, num_frames, heads, c["groups"])
-    if c["upsample"]:
-        x = upsample_2d(W, f"{name}.upsamplers.0", x, upsample_size)
-    return x
-
-
-def up_block_3d(W, name, x, skips, temb, num_frames, upsample_size, c, tag, trace):
-    """UpBlock3D: per layer concat(x, last skip) -> resnet -> temp_conv; then the upsampler (if any)."""
-    skips = list(skips)
-    for i in range(c["layers"]):
-        x = np.concatenate([x, skips.pop()], axis=1)
-        x = resnet_block_2d(W, f"{name}.resnets.{i}", x, temb, c["groups"], c["eps"])
-        x = temporal_conv_layer(W, f"{name}.temp_convs.{i}", x, num_frames, c["groups"])
+        if context is not None:
+            heads = x.shape[1] // c["head_dim"]
+            x = transformer_2d_model(W, f"{name}.attentions.{i}", x, context, heads, c["groups"])
+            x = transformer_temporal_model(W, f"{name}.temp_attentions.{i}", x, num_frames, heads, c["groups"])
     if c["upsample"]:
         x = upsample_2d(W, f"{name}.upsamplers.0", x, upsample_size)
     return x
@@ -432,12 +409,10 @@ def unet3d_forward(config, weights, sample, timestep, encoder_hidden_states, tra
         c = dict(layers=layers, groups=groups, eps=eps, head_dim=head_dims[i], downsample=i < n_blocks - 1,
                  downsample_padding=config.get("downsample_padding", 1))
         name, tag = f"down_blocks.{i}", f"down_block{i}"
-        if kind == "CrossAttnDownBlock3D":
-            x, res = cross_attn_down_block_3d(W, name, x, emb, context, num_frames, c, tag, trace)
-        elif kind == "DownBlock3D":
-            x, res = down_block_3d(W, name, x, emb, num_frames, c, tag, trace)
-        else:
+        if kind not in ("CrossAttnDownBlock3D", "DownBlock3D"):
             raise NotImplementedError(kind)
+        block_context = context if kind == "CrossAttnDownBlock3D" else None
+        x, res = down_block_3d(W, name, x, emb, block_context, num_frames, c, tag, trace)
         skips += res
         _tap(trace, tag, x)
 
@@ -455,12 +430,10 @@ def unet3d_forward(config, weights, sample, timestep, encoder_hidden_states, tra
         upsample_size = tuple(skips[-1].shape[2:]) if (not is_final and forward_upsample_size) else None
         c = dict(layers=n, groups=groups, eps=eps, head_dim=up_head_dims[i], upsample=not is_final)
         name, tag = f"up_blocks.{i}", f"up_block{i}"
-        if kind == "CrossAttnUpBlock3D":
-            x = cross_attn_up_block_3d(W, name, x, res, emb, context, num_frames, upsample_size, c, tag, trace)
-        elif kind == "UpBlock3D":
-            x = up_block_3d(W, name, x, res, emb, num_frames, upsample_size, c, tag, trace)
-        else:
+        if kind not in ("CrossAttnUpBlock3D", "UpBlock3D"):
             raise NotImplementedError(kind)
+        block_context = context if kind == "CrossAttnUpBlock3D" else None
+        x = up_block_3d(W, name, x, res, emb, block_context, num_frames, upsample_size, c)
         _tap(trace, tag, x)
 
     # 6. out

@@ -347,26 +347,23 @@ def upsample_2d(W, name, hidden_states, output_size=None):
 
 # ----------------------------------------------------------------------------------------------- blocks
 
-def cross_attn_down_block(W, name, h, temb, ehs, nf, c):
-    out = ()
-    for i in range(c["layers"]):
-        h = resnet_block_2d(W, f"{name}.resnets.{i}", h, temb, c["groups"], c["eps"])
-        h = temporal_conv_layer(W, f"{name}.temp_convs.{i}", h, nf, c["groups"])
+def block_layer(W, name, i, h, temb, ehs, nf, c):
+    """Layer i of a down or up block: resnet -> temp_conv, then, in the CrossAttn kinds (ehs = the text states,
+    else None), attention -> temp_attention."""
+    h = resnet_block_2d(W, f"{name}.resnets.{i}", h, temb, c["groups"], c["eps"])
+    h = temporal_conv_layer(W, f"{name}.temp_convs.{i}", h, nf, c["groups"])
+    if ehs is not None:
         heads = h.shape[1] // c["head_dim"]
         h = transformer_2d(W, f"{name}.attentions.{i}", h, ehs, heads, c["head_dim"], c["groups"])
         h = transformer_temporal(W, f"{name}.temp_attentions.{i}", h, nf, heads, c["head_dim"], c["groups"])
-        out += (h,)
-    if c["downsample"]:
-        h = downsample_2d(W, f"{name}.downsamplers.0", h, c["downsample_padding"])
-        out += (h,)
-    return h, out
+    return h
 
 
-def down_block(W, name, h, temb, nf, c):
+def down_block(W, name, h, temb, ehs, nf, c):
+    """CrossAttnDownBlock3D (ehs = the text states) or DownBlock3D (ehs None)."""
     out = ()
     for i in range(c["layers"]):
-        h = resnet_block_2d(W, f"{name}.resnets.{i}", h, temb, c["groups"], c["eps"])
-        h = temporal_conv_layer(W, f"{name}.temp_convs.{i}", h, nf, c["groups"])
+        h = block_layer(W, name, i, h, temb, ehs, nf, c)
         out += (h,)
     if c["downsample"]:
         h = downsample_2d(W, f"{name}.downsamplers.0", h, c["downsample_padding"])
@@ -388,28 +385,13 @@ def mid_block(W, name, h, temb, ehs, nf, c):
     return h
 
 
-def cross_attn_up_block(W, name, h, res, temb, ehs, nf, upsample_size, c):
+def up_block(W, name, h, res, temb, ehs, nf, upsample_size, c):
+    """CrossAttnUpBlock3D (ehs = the text states) or UpBlock3D (ehs None)."""
     for i in range(c["layers"]):
         r = res[-1]
         res = res[:-1]
         h = torch.cat([h, r], dim=1)
-        h = resnet_block_2d(W, f"{name}.resnets.{i}", h, temb, c["groups"], c["eps"])
-        h = temporal_conv_layer(W, f"{name}.temp_convs.{i}", h, nf, c["groups"])
-        heads = h.shape[1] // c["head_dim"]
-        h = transformer_2d(W, f"{name}.attentions.{i}", h, ehs, heads, c["head_dim"], c["groups"])
-        h = transformer_temporal(W, f"{name}.temp_attentions.{i}", h, nf, heads, c["head_dim"], c["groups"])
-    if c["upsample"]:
-        h = upsample_2d(W, f"{name}.upsamplers.0", h, upsample_size)
-    return h
-
-
-def up_block(W, name, h, res, temb, nf, upsample_size, c):
-    for i in range(c["layers"]):
-        r = res[-1]
-        res = res[:-1]
-        h = torch.cat([h, r], dim=1)
-        h = resnet_block_2d(W, f"{name}.resnets.{i}", h, temb, c["groups"], c["eps"])
-        h = temporal_conv_layer(W, f"{name}.temp_convs.{i}", h, nf, c["groups"])
+        h = block_layer(W, name, i, h, temb, ehs, nf, c)
     if c["upsample"]:
         h = upsample_2d(W, f"{name}.upsamplers.0", h, upsample_size)
     return h
@@ -464,12 +446,10 @@ def unet3d_forward(config, W, sample, timestep, encoder_hidden_states):
         c = dict(layers=layers, groups=groups, eps=eps, head_dim=head_dims[i], downsample=i < n_blocks - 1,
                  downsample_padding=config.get("downsample_padding", 1))
         name = f"down_blocks.{i}"
-        if kind == "CrossAttnDownBlock3D":
-            sample, res = cross_attn_down_block(W, name, sample, emb, encoder_hidden_states, num_frames, c)
-        elif kind == "DownBlock3D":
-            sample, res = down_block(W, name, sample, emb, num_frames, c)
-        else:
+        if kind not in ("CrossAttnDownBlock3D", "DownBlock3D"):
             raise SystemExit(f"unsupported down block {kind}")
+        block_ehs = encoder_hidden_states if kind == "CrossAttnDownBlock3D" else None
+        sample, res = down_block(W, name, sample, emb, block_ehs, num_frames, c)
         down_block_res_samples += res
 
     # 4. mid
@@ -487,13 +467,10 @@ def unet3d_forward(config, W, sample, timestep, encoder_hidden_states):
             upsample_size = down_block_res_samples[-1].shape[2:]
         c = dict(layers=n, groups=groups, eps=eps, head_dim=up_head_dims[i], upsample=not is_final_block)
         name = f"up_blocks.{i}"
-        if kind == "CrossAttnUpBlock3D":
-            sample = cross_attn_up_block(W, name, sample, res_samples, emb, encoder_hidden_states, num_frames,
-                                         upsample_size, c)
-        elif kind == "UpBlock3D":
-            sample = up_block(W, name, sample, res_samples, emb, num_frames, upsample_size, c)
-        else:
+        if kind not in ("CrossAttnUpBlock3D", "UpBlock3D"):
             raise SystemExit(f"unsupported up block {kind}")
+        block_ehs = encoder_hidden_states if kind == "CrossAttnUpBlock3D" else None
+        sample = up_block(W, name, sample, res_samples, emb, block_ehs, num_frames, upsample_size, c)
 
     # 6. post-process
     sample = group_norm(W, "conv_norm_out", sample, groups, eps)
