@@ -3105,6 +3105,34 @@ static void scheduler_step(Scheduler *s, const float *model_output, float *sampl
     s->step_index++;
 }
 
+/* The img2img pipelines' get_timesteps: of the N timesteps, the last min(int(N * strength), N) are run, so the
+ * scheduler begins at index N - that (set_begin_index). Returns how many steps remain. */
+static int scheduler_begin_at_strength(Scheduler *s, double strength) {
+    const int n = s->num_timesteps, init = (int)(n * strength) < n ? (int)(n * strength) : n;
+    if (init < 1) t2v_die("strength %g leaves no denoising step of %d (it needs strength >= %g)", strength, n, 1.0 / n);
+    s->step_index = n - init;
+    return init;
+}
+
+/* scheduler.add_noise(original, noise, timesteps[step_index]), in place on x, before the first step. DDIM:
+ * sqrt(alphas_cumprod[t]) x + sqrt(1 - alphas_cumprod[t]) noise; DPM: alpha_t x + sigma_t noise at
+ * sigmas[begin_index]. One rounding per tensor operation, as torch. */
+static void scheduler_add_noise(const Scheduler *s, float *x, const float *noise) {
+    float a, b;
+    size_t i;
+    if (s->kind == T2V_SCHEDULER_DDIM) {
+        const float alpha_prod = s->alphas_cumprod[s->timesteps[s->step_index]], one_minus = 1.0f - alpha_prod;
+        a = sqrtf(alpha_prod);
+        b = sqrtf(one_minus);
+    } else {
+        dpm_alpha_sigma(s->sigmas[s->step_index], &a, &b, NULL);
+    }
+    for (i = 0; i < s->numel; i++) {
+        const float p = a * x[i], q = b * noise[i];
+        x[i] = p + q;
+    }
+}
+
 /* ============================================================================================
  * 8. AutoencoderKL (Diffusers autoencoder_kl.py, vae.py, unet_2d_blocks.py): the decoder turns latents
  *    into frames, the encoder gives the latent distribution of images. Both run one frame at a time, so
@@ -3459,13 +3487,62 @@ static float *prepare_latents(const T2VGenerateOptions *o, const Scheduler *s, i
     return latents;
 }
 
-/* The denoising loop of __call__: at each timestep the UNet runs on the latents once per batch item
- * (scale_model_input is the identity for both schedulers); with guidance, noise_pred = uncond + g (text -
- * uncond) in float32 as torch computes it; then scheduler.step. latents: (1, C, F, h, w), updated in place. */
+/* VideoToVideoSDPipeline.prepare_latents: the input frames go to [-1, 1] and through the VAE encoder one at
+ * a time (Diffusers encodes them as one batch; the numbers are the same); each latent_dist is sampled, mean +
+ * exp(logvar / 2) eps, with the generator's first draw, eps ~ randn(F, C, h, w); times scaling_factor; then
+ * scheduler.add_noise at the first of the strength-truncated timesteps with the generator's second draw.
+ * Returns the latents (1, C, F, h, w) the denoising loop starts from. */
+static float *prepare_video_latents(T2VModel *m, const T2VGenerateOptions *o, const Scheduler *s, int C, int F, int h, int w) {
+    const int H = o->height, W = o->width;
+    const size_t n = (size_t)C * F * h * w, per_frame = (size_t)C * h * w, frame_px = (size_t)H * W;
+    float *video_latents = alloc_floats(n, "latents"), *eps = alloc_floats(n, "noise"), *noise = alloc_floats(n, "noise");
+    float *image = alloc_floats(frame_px * 3, "frame"), *mean = alloc_floats(per_frame, "latents");
+    float *logvar = alloc_floats(per_frame, "latents"), *latents = alloc_floats(n, "latents");
+    const float scaling = m->vae->scaling_factor;
+    TorchGenerator g;
+    size_t i, p;
+    int f, c;
+    dump_tensor(o->dump_dir, "init_frames.npy", o->init_frames, 4, (int64_t[]){F, H, W, 3});
+    torch_generator_seed(&g, o->seed);
+    torch_randn(&g, eps, n);                         /* latent_dist.sample's noise, (F, C, h, w) */
+    for (f = 0; f < F; f++) {
+        const float *frame = o->init_frames + (size_t)f * frame_px * 3;
+        for (p = 0; p < frame_px; p++)             /* preprocess_video: (H, W, 3) in [0, 1] -> (3, H, W) in [-1, 1] */
+            for (c = 0; c < 3; c++) image[(size_t)c * frame_px + p] = 2.0f * frame[p * 3 + c] - 1.0f;
+        t2v_vae_encode(m, image, 1, H, W, mean, logvar);
+        for (i = 0; i < per_frame; i++) {
+            const float std = expf(0.5f * logvar[i]), spread = std * eps[(size_t)f * per_frame + i];
+            const float sample = mean[i] + spread;
+            video_latents[(size_t)f * per_frame + i] = scaling * sample;
+        }
+    }
+    torch_randn(&g, noise, n);                       /* add_noise's noise, (F, C, h, w) */
+    memcpy(latents, video_latents, n * sizeof(float));
+    scheduler_add_noise(s, latents, noise);
+    dump_tensor(o->dump_dir, "video_latents.npy", video_latents, 4, (int64_t[]){F, C, h, w});
+    dump_tensor(o->dump_dir, "sample_noise.npy", eps, 4, (int64_t[]){F, C, h, w});
+    dump_tensor(o->dump_dir, "noise.npy", noise, 4, (int64_t[]){F, C, h, w});
+    for (f = 0; f < F; f++)                          /* (F, C, h, w) -> (1, C, F, h, w) */
+        for (c = 0; c < C; c++)
+            memcpy(video_latents + ((size_t)c * F + f) * h * w, latents + ((size_t)f * C + c) * h * w, (size_t)h * w * sizeof(float));
+    dump_tensor(o->dump_dir, "latents_init.npy", video_latents, 5, (int64_t[]){1, C, F, h, w});
+    free(eps);
+    free(noise);
+    free(image);
+    free(mean);
+    free(logvar);
+    free(latents);
+    return video_latents;
+}
+
+/* The denoising loop of __call__: at each timestep from the scheduler's begin index on, the UNet runs on the
+ * latents once per batch item (scale_model_input is the identity for both schedulers); with guidance,
+ * noise_pred = uncond + g (text - uncond) in float32 as torch computes it; then scheduler.step.
+ * latents: (1, C, F, h, w), updated in place. */
 static void denoising_loop(T2VModel *m, const T2VGenerateOptions *o, Scheduler *s, const float *context, int B,
                            float *latents, int C, int F, int h, int w) {
     const size_t n = (size_t)C * F * h * w;
-    const int steps = s->num_timesteps;
+    const int first = s->step_index, steps = s->num_timesteps - first;
     float *unet_in = alloc_floats((size_t)B * n, "unet input"), *unet_out = alloc_floats((size_t)B * n, "unet output");
     float *noise_pred = alloc_floats(n, "noise prediction");
     StepDump dump_in = step_dump_new(o->dump_dir, steps, (size_t)B * n), dump_out = step_dump_new(o->dump_dir, steps, (size_t)B * n);
@@ -3475,7 +3552,7 @@ static void denoising_loop(T2VModel *m, const T2VGenerateOptions *o, Scheduler *
     int i, b;
     for (i = 0; i < steps; i++) {
         for (b = 0; b < B; b++) memcpy(unet_in + b * n, latents, n * sizeof(float));
-        t2v_unet(m, unet_in, B, F, h, w, (double)s->timesteps[i], context, unet_out, NULL);
+        t2v_unet(m, unet_in, B, F, h, w, (double)s->timesteps[first + i], context, unet_out, NULL);
         if (B == 2)
             for (j = 0; j < n; j++) noise_pred[j] = unet_out[j] + (float)o->guidance * (unet_out[n + j] - unet_out[j]);
         else
@@ -3491,7 +3568,7 @@ static void denoising_loop(T2VModel *m, const T2VGenerateOptions *o, Scheduler *
         int64_t *timesteps = (int64_t *)xmalloc(sizeof(int64_t) * (size_t)steps, "dump");
         char path[4096];
         Shape shape;
-        memcpy(timesteps, s->timesteps, sizeof(int64_t) * (size_t)steps);
+        memcpy(timesteps, s->timesteps + first, sizeof(int64_t) * (size_t)steps);
         shape.ndim = 1;
         shape.shape[0] = steps;
         snprintf(path, sizeof path, "%s/timesteps.npy", o->dump_dir);
@@ -3536,7 +3613,9 @@ static float *decode_latents(T2VModel *m, const T2VGenerateOptions *o, const flo
 }
 
 /* TextToVideoSDPipeline.__call__: encode_prompt, set_timesteps, prepare_latents, the denoising loop,
- * decode_latents. Returns frames (F, H, W, 3) in [0, 1]. */
+ * decode_latents. With init_frames it is VideoToVideoSDPipeline.__call__, which differs in two places: the
+ * timesteps are cut by strength (get_timesteps) and the latents come from the encoded video.
+ * Returns frames (F, H, W, 3) in [0, 1]. */
 float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
     const int scale = t2v_vae_scale_factor(m), C = m->unet->in_channels, F = o->frames;
     const int h = o->height / scale, w = o->width / scale;
@@ -3548,6 +3627,8 @@ float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
     if (o->height < scale || o->width < scale || o->height % scale || o->width % scale)
         t2v_die("height and width must be positive multiples of %d (got %dx%d)", scale, o->width, o->height);
     if (!isfinite(o->guidance)) t2v_die("guidance must be a finite number");
+    if (o->init_frames && !(o->strength > 0.0 && o->strength <= 1.0)) t2v_die("strength must be in (0, 1], not %g", o->strength);
+    if (o->init_frames && o->latents) t2v_die("video-to-video starts from the encoded video: it takes no latents");
     if (t2v_text_hidden_size(m) != m->unet->cross_dim)
         t2v_die("text encoder width %d differs from the UNet's cross_attention_dim %d", t2v_text_hidden_size(m), m->unet->cross_dim);
     check_unet_memory(m->unet, B * F, h, w);
@@ -3555,7 +3636,12 @@ float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
     context = encode_prompt(m, o, B);
     scheduler_config_read(m, o->scheduler, &scheduler_config);
     scheduler_init(&scheduler, o->scheduler, &scheduler_config, o->steps, (size_t)C * F * h * w);
-    latents = prepare_latents(o, &scheduler, C, F, h, w);
+    if (o->init_frames) {
+        scheduler_begin_at_strength(&scheduler, o->strength);
+        latents = prepare_video_latents(m, o, &scheduler, C, F, h, w);
+    } else {
+        latents = prepare_latents(o, &scheduler, C, F, h, w);
+    }
     denoising_loop(m, o, &scheduler, context, B, latents, C, F, h, w);
     frames = decode_latents(m, o, latents, C, F, h, w);
     free(context);
@@ -3565,7 +3651,7 @@ float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
 }
 
 /* ============================================================================================
- * 10. Video output
+ * 10. Video files: Y4M out (and PPM frames), Y4M in for video-to-video
  * ============================================================================================ */
 
 /* rounded to the nearest of 0..255 */
@@ -3587,13 +3673,14 @@ static void rgb_to_ycbcr(const float *rgb, float *y, float *cb, float *cr) {
 
 /* YUV4MPEG2: a text header, then per frame "FRAME\n" and the Y, Cb, Cr planes. 4:2:0 averages each 2x2
  * block's chroma (centred, "420jpeg" siting); 4:4:4 keeps it per pixel. Written to path.tmp, then renamed. */
-static void write_y4m(const char *path, const float *frames, int n_frames, int H, int W, int fps, int yuv444) {
+static void write_y4m(const char *path, const float *frames, int n_frames, int H, int W, int fps_num, int fps_den,
+                      int yuv444) {
     char tmp[4096];
     FILE *f = open_output(path, tmp, sizeof tmp);
     const int cw = yuv444 ? W : (W + 1) / 2, ch = yuv444 ? H : (H + 1) / 2;
     unsigned char *plane = (unsigned char *)xmalloc((size_t)H * W, "video frame");
     int n, x, y, c;
-    fprintf(f, "YUV4MPEG2 W%d H%d F%d:1 Ip A1:1 %s XCOLORRANGE=LIMITED\n", W, H, fps, yuv444 ? "C444" : "C420jpeg");
+    fprintf(f, "YUV4MPEG2 W%d H%d F%d:%d Ip A1:1 %s XCOLORRANGE=LIMITED\n", W, H, fps_num, fps_den, yuv444 ? "C444" : "C420jpeg");
     for (n = 0; n < n_frames; n++) {
         const float *rgb = frames + (size_t)n * H * W * 3;
         fputs("FRAME\n", f);
@@ -3628,6 +3715,126 @@ static void write_y4m(const char *path, const float *frames, int n_frames, int H
     close_output(f, tmp, path);
 }
 
+/* ---- reading Y4M (video-to-video input) ---- */
+
+/* A decoded video: frames (F, H, W, 3) in [0, 1], Diffusers' numpy video layout, and its frame rate. */
+typedef struct { float *frames; int n_frames, H, W, fps_num, fps_den; } Video;
+
+/* BT.601 YCbCr -> RGB in [0, 1], the inverse of rgb_to_ycbcr: limited range (Y 16..235, Cb/Cr 16..240) or
+ * full range (0..255, as JPEG). */
+static void ycbcr_to_rgb(float Y, float Cb, float Cr, int full_range, float *rgb) {
+    const float y = full_range ? Y / 255.0f : (Y - 16.0f) / 219.0f;
+    const float pb = (Cb - 128.0f) / (full_range ? 255.0f : 224.0f), pr = (Cr - 128.0f) / (full_range ? 255.0f : 224.0f);
+    const float v[3] = {y + 1.402f * pr, y - 0.344136f * pb - 0.714136f * pr, y + 1.772f * pb};
+    int c;
+    for (c = 0; c < 3; c++) rgb[c] = v[c] < 0.0f ? 0.0f : v[c] > 1.0f ? 1.0f : v[c];
+}
+
+/* The chroma subsampling of a Y4M colour space: 4:2:0 (any siting), 4:2:2, 4:4:4, or mono (no chroma). */
+typedef struct { const char *name; int sub_x, sub_y, mono; } Y4MChroma;
+
+static const Y4MChroma *y4m_chroma(const char *name) {
+    static const Y4MChroma known[] = {
+        {"420jpeg", 2, 2, 0}, {"420mpeg2", 2, 2, 0}, {"420paldv", 2, 2, 0}, {"420", 2, 2, 0},
+        {"422", 2, 1, 0}, {"444", 1, 1, 0}, {"mono", 1, 1, 1}};
+    size_t i;
+    for (i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (!strcmp(name, known[i].name)) return &known[i];
+    return NULL;
+}
+
+/* Reads a YUV4MPEG2 file as ffmpeg and t2v write it: 8-bit 4:2:0 (C420jpeg, C420mpeg2, C420paldv, C420),
+ * 4:2:2, 4:4:4 or mono, progressive (Ip, or no I tag), XCOLORRANGE=LIMITED (the default) or FULL, frame headers
+ * with or without parameters. Chroma is upsampled by repeating each sample over the pixels it covers.
+ * Anything else (interlaced, more than 8 bits, alpha) is refused with a message. */
+static Video read_y4m(const char *path) {
+    FILE *f = fopen(path, "rb");
+    char header[1024], colour[32] = "420jpeg";
+    const Y4MChroma *chroma;
+    Video v;
+    int full_range = 0, len = 0, ch, cw, c;
+    size_t luma, chroma_size, capacity = 0;
+    unsigned char *planes;
+    char *token;
+    memset(&v, 0, sizeof v);
+    v.fps_num = 25;
+    v.fps_den = 1;
+    if (!f) t2v_die("cannot open %s: %s", path, strerror(errno));
+    while (len < (int)sizeof header - 1 && (c = fgetc(f)) != EOF && c != '\n') header[len++] = (char)c;
+    header[len] = 0;
+    if (strncmp(header, "YUV4MPEG2 ", 10) || c != '\n') t2v_die("%s is not a Y4M video (no YUV4MPEG2 header line)", path);
+    for (token = strtok(header + 10, " "); token; token = strtok(NULL, " ")) {
+        char *end;
+        long x;
+        switch (token[0]) {
+        case 'W': case 'H':
+            x = strtol(token + 1, &end, 10);
+            if (*end || x < 1 || x > 16384) t2v_die("%s: bad Y4M size %s", path, token);
+            if (token[0] == 'W') v.W = (int)x; else v.H = (int)x;
+            break;
+        case 'F':
+            if (sscanf(token + 1, "%d:%d", &v.fps_num, &v.fps_den) != 2 || v.fps_num < 1 || v.fps_den < 1)
+                t2v_die("%s: bad Y4M frame rate %s", path, token);
+            break;
+        case 'I':
+            if (strcmp(token, "Ip"))
+                t2v_die("%s: interlaced video (%s) is not supported; make it progressive, e.g. ffmpeg -i IN -vf yadif OUT.y4m",
+                        path, token);
+            break;
+        case 'C':
+            if (strlen(token + 1) >= sizeof colour) t2v_die("%s: Y4M colour space %s is not supported", path, token);
+            strcpy(colour, token + 1);
+            break;
+        case 'X':
+            if (!strcmp(token, "XCOLORRANGE=FULL")) full_range = 1;
+            else if (!strcmp(token, "XCOLORRANGE=LIMITED")) full_range = 0;
+            break;
+        default:   /* A (pixel aspect) and anything new: nothing t2v needs */
+            break;
+        }
+    }
+    if (!v.W || !v.H) t2v_die("%s: the Y4M header has no W or H", path);
+    if (!(chroma = y4m_chroma(colour)))
+        t2v_die("%s: Y4M colour space C%s is not supported (8-bit 420, 422, 444 or mono); convert it with "
+                "ffmpeg -i %s -pix_fmt yuv420p OUT.y4m", path, colour, path);
+    cw = (v.W + chroma->sub_x - 1) / chroma->sub_x;
+    ch = (v.H + chroma->sub_y - 1) / chroma->sub_y;
+    luma = (size_t)v.W * v.H;
+    chroma_size = chroma->mono ? 0 : (size_t)cw * ch;
+    planes = (unsigned char *)xmalloc(luma + 2 * chroma_size, "video frame");
+    for (;;) {
+        char frame_header[256];
+        size_t p;
+        int x, y;
+        if (!fgets(frame_header, sizeof frame_header, f)) break;
+        if (strncmp(frame_header, "FRAME", 5) || !strchr(frame_header, '\n'))
+            t2v_die("%s: frame %d has no FRAME header", path, v.n_frames + 1);
+        if (fread(planes, 1, luma + 2 * chroma_size, f) != luma + 2 * chroma_size)
+            t2v_die("%s: frame %d is truncated", path, v.n_frames + 1);
+        if (v.n_frames == 4096) t2v_die("%s: more than 4096 frames", path);
+        if ((size_t)v.n_frames == capacity) {
+            float *grown;
+            capacity = capacity ? 2 * capacity : 16;
+            grown = (float *)realloc(v.frames, mul_size(mul_size(capacity, luma), 3 * sizeof(float)));
+            if (!grown) t2v_die("out of memory: %d frames of %dx%d", (int)capacity, v.W, v.H);
+            v.frames = grown;
+        }
+        for (y = 0, p = 0; y < v.H; y++)
+            for (x = 0; x < v.W; x++, p++) {
+                const size_t k = (size_t)(y / chroma->sub_y) * cw + x / chroma->sub_x;
+                const float Y = planes[p], Cb = chroma->mono ? 128.0f : planes[luma + k];
+                const float Cr = chroma->mono ? 128.0f : planes[luma + chroma_size + k];
+                ycbcr_to_rgb(Y, Cb, Cr, full_range, v.frames + ((size_t)v.n_frames * luma + p) * 3);
+            }
+        v.n_frames++;
+    }
+    if (ferror(f)) t2v_die("cannot read %s: %s", path, strerror(errno));
+    if (!v.n_frames) t2v_die("%s has no frames", path);
+    free(planes);
+    fclose(f);
+    return v;
+}
+
 /* Binary PPM (P6): one RGB image per frame, DIR/frame_0000.ppm ... */
 static void write_ppm_frames(const char *dir, const float *frames, int n_frames, int H, int W) {
     unsigned char *row = (unsigned char *)xmalloc((size_t)W * 3, "image row");
@@ -3659,6 +3866,8 @@ static void usage(FILE *f) {
         "\n"
         "usage:\n"
         "  t2v generate    MODEL.t2v -p PROMPT [options]           write a video (also: t2v MODEL.t2v -p PROMPT)\n"
+        "  t2v generate    MODEL.t2v -p PROMPT --init-video IN.y4m [--strength S] [options]\n"
+        "                  video-to-video: re-render IN.y4m (size and frame count from it) as the prompt says\n"
         "  t2v tokenize    MODEL.t2v PROMPT                        print the 77 token ids\n"
         "  t2v encode-text MODEL.t2v PROMPT OUT.npy                text states (1, 77, hidden)\n"
         "  t2v unet        MODEL.t2v SAMPLE.npy TIMESTEP CONTEXT.npy OUT.npy\n"
@@ -3677,7 +3886,14 @@ static void usage(FILE *f) {
         "  --scheduler ddim|dpm       DDIMScheduler (default) or DPMSolverMultistepScheduler.from_config\n"
         "  --seed N                   noise of torch.Generator('cpu').manual_seed(N) (default 42; -1: random)\n"
         "  --latents FILE.npy         start from these (1,4,F,H/8,W/8) latents instead of seeded noise\n"
-        "  --fps N                    frame rate written in the video (default 8)\n"
+        "\n"
+        "video-to-video (Diffusers' VideoToVideoSDPipeline; its defaults: --strength 0.6, --guidance 15):\n"
+        "  --init-video FILE.y4m      the video to re-render: 8-bit Y4M, 4:2:0/4:2:2/4:4:4/mono, progressive,\n"
+        "                             width and height multiples of 8 (make one: ffmpeg -i IN.mp4 -pix_fmt yuv420p IN.y4m)\n"
+        "  --init-frames FILE.npy     the same from (F,H,W,3) floats in [0,1], Diffusers' numpy video layout\n"
+        "  --strength S               how far to re-noise the video, (0, 1]: the last int(steps * S) of the\n"
+        "                             steps run; 1 keeps only the video's size (default 0.6)\n"
+        "  --fps N                    frame rate written in the video (default 8, or the input video's)\n"
         "  --yuv444                   full-resolution chroma instead of 4:2:0\n"
         "  --frames-dir DIR           also write every frame as DIR/frame_0000.ppm (binary PPM)\n"
         "  --dump DIR                 write every stage's tensors as .npy (the golden pipeline/ files)\n"
@@ -3695,8 +3911,9 @@ typedef struct {
     const char *positional[8];
     int n_positional;
     T2VGenerateOptions gen;
-    const char *output, *frames_dir, *latents_path;
-    int threads, fps, yuv444, random_seed;
+    const char *output, *frames_dir, *latents_path, *init_video_path, *init_frames_path;
+    int threads, fps_num, fps_den, yuv444, random_seed;
+    int frames_given, guidance_given, strength_given;   /* video-to-video takes its own defaults */
 } Args;
 
 static long long parse_number(const char *opt, const char *v, long long lo, long long hi) {
@@ -3722,7 +3939,7 @@ static void parse_args(int argc, char **argv, Args *a) {
     a->gen.guidance = 9.0;
     a->gen.seed = 42;
     a->output = "output.y4m";
-    a->fps = 8;
+    a->fps_den = 1;
     for (i = 0; i < argc; i++) {
         const char *s = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes_value = 1;
@@ -3733,11 +3950,23 @@ static void parse_args(int argc, char **argv, Args *a) {
         if (is_option(s, "-p", "--prompt")) a->gen.prompt = v;
         else if (is_option(s, "-n", "--negative-prompt")) a->gen.negative_prompt = v;
         else if (is_option(s, "-o", "--output")) a->output = v;
-        else if (is_option(s, "--frames", NULL)) a->gen.frames = (int)parse_number(s, v, 1, 4096);
+        else if (is_option(s, "--frames", NULL)) {
+            a->gen.frames = (int)parse_number(s, v, 1, 4096);
+            a->frames_given = 1;
+        }
         else if (is_option(s, "--height", "-H")) a->gen.height = (int)parse_number(s, v, 1, 16384);
         else if (is_option(s, "--width", "-W")) a->gen.width = (int)parse_number(s, v, 1, 16384);
         else if (is_option(s, "--steps", NULL)) a->gen.steps = (int)parse_number(s, v, 1, 1000000);
-        else if (is_option(s, "--fps", NULL)) a->fps = (int)parse_number(s, v, 1, 1000);
+        else if (is_option(s, "--fps", NULL)) a->fps_num = (int)parse_number(s, v, 1, 1000);
+        else if (is_option(s, "--init-video", NULL)) a->init_video_path = v;
+        else if (is_option(s, "--init-frames", NULL)) a->init_frames_path = v;
+        else if (is_option(s, "--strength", NULL)) {
+            char *end;
+            a->gen.strength = strtod(v, &end);
+            a->strength_given = 1;
+            if (end == v || *end || !(a->gen.strength > 0.0 && a->gen.strength <= 1.0))
+                t2v_die("--strength expects a number in (0, 1], got '%s'", v);
+        }
         else if (is_option(s, "--threads", NULL)) a->threads = (int)parse_number(s, v, 1, 4096);
         else if (is_option(s, "--latents", NULL)) a->latents_path = v;
         else if (is_option(s, "--frames-dir", NULL)) a->frames_dir = v;
@@ -3748,6 +3977,7 @@ static void parse_args(int argc, char **argv, Args *a) {
         } else if (is_option(s, "--guidance", "--cfg-scale")) {
             char *end;
             a->gen.guidance = strtod(v, &end);
+            a->guidance_given = 1;
             if (end == v || *end || !isfinite(a->gen.guidance)) t2v_die("--guidance expects a finite number, got '%s'", v);
         } else if (is_option(s, "--scheduler", NULL)) {
             if (!strcmp(v, "ddim")) a->gen.scheduler = T2V_SCHEDULER_DDIM;
@@ -3982,10 +4212,50 @@ static const char *build_features(void) {
         ;
 }
 
+/* Video-to-video: the input frames from --init-video (Y4M) or --init-frames (.npy). They fix the output's size,
+ * frame count and (for Y4M, unless --fps) frame rate; VideoToVideoSDPipeline's defaults apply. */
+static float *load_init_video(Args *a, int scale) {
+    T2VGenerateOptions *g = &a->gen;
+    Video v;
+    if (a->init_video_path && a->init_frames_path) t2v_die("give --init-video or --init-frames, not both");
+    if (a->latents_path) t2v_die("video-to-video starts from the encoded video: --latents does not apply");
+    if (a->init_video_path) {
+        v = read_y4m(a->init_video_path);
+    } else {
+        const int64_t want[4] = {-1, -1, -1, 3};
+        Shape s;
+        v.frames = npy_load_expect(a->init_frames_path, &s, 4, want, "(F, H, W, 3), floats in [0, 1]");
+        if (s.shape[0] > 4096 || s.shape[1] > 16384 || s.shape[2] > 16384) t2v_die("%s: video too large", a->init_frames_path);
+        v.n_frames = (int)s.shape[0];
+        v.H = (int)s.shape[1];
+        v.W = (int)s.shape[2];
+        v.fps_num = 8;
+        v.fps_den = 1;
+    }
+    if ((a->frames_given && g->frames != v.n_frames) || (g->height && g->height != v.H) || (g->width && g->width != v.W))
+        t2v_die("video-to-video keeps the input's size (%d frames of %dx%d): resize the input instead of giving "
+                "--frames, --height or --width", v.n_frames, v.W, v.H);
+    if (v.H % scale || v.W % scale)
+        t2v_die("the input video is %dx%d; video-to-video needs a width and height that are multiples of %d: resize "
+                "it, e.g. ffmpeg -i IN -vf scale=%d:%d -pix_fmt yuv420p OUT.y4m", v.W, v.H, scale,
+                v.W / scale ? v.W / scale * scale : scale, v.H / scale ? v.H / scale * scale : scale);
+    g->frames = v.n_frames;
+    g->height = v.H;
+    g->width = v.W;
+    if (!a->guidance_given) g->guidance = 15.0;
+    if (!a->strength_given) g->strength = 0.6;
+    if (!a->fps_num) {
+        a->fps_num = v.fps_num;
+        a->fps_den = v.fps_den;
+    }
+    g->init_frames = v.frames;
+    return v.frames;
+}
+
 static int cmd_generate(Args *a) {
     T2VModel *m;
     T2VGenerateOptions *g = &a->gen;
-    float *frames, *latents = NULL;
+    float *frames, *latents = NULL, *init_frames = NULL;
     int scale;
     double t0 = now_seconds();
     need_positional(a, 1, 1, "generate");
@@ -3995,6 +4265,9 @@ static int cmd_generate(Args *a) {
     if (g->dump_dir) make_dump_dir(g->dump_dir);
     m = t2v_load(a->positional[0]);
     scale = t2v_vae_scale_factor(m);
+    if (a->init_video_path || a->init_frames_path) init_frames = load_init_video(a, scale);
+    else if (a->strength_given) t2v_die("--strength is for video-to-video (--init-video)");
+    if (!a->fps_num) a->fps_num = 8;
     if (!g->height) g->height = t2v_config_int(m, "unet.sample_size", 1, 4096) * scale;
     if (!g->width) g->width = t2v_config_int(m, "unet.sample_size", 1, 4096) * scale;
     if (g->height % scale || g->width % scale) t2v_die("--height and --width must be multiples of %d (got %dx%d)", scale, g->width, g->height);
@@ -4021,13 +4294,17 @@ static int cmd_generate(Args *a) {
                 latents ? "latents from" : "seed", latents ? 0ULL : (unsigned long long)g->seed, num_threads(),
                 num_threads() > 1 ? "s" : "", build_features());
     if (latents && !g->quiet) fprintf(stderr, "t2v: starting from %s\n", a->latents_path);
+    if (init_frames && !g->quiet)
+        fprintf(stderr, "t2v: video-to-video from %s, strength %g\n", a->init_video_path ? a->init_video_path : a->init_frames_path,
+                g->strength);
     frames = t2v_generate(m, g);
-    write_y4m(a->output, frames, g->frames, g->height, g->width, a->fps, a->yuv444);
+    write_y4m(a->output, frames, g->frames, g->height, g->width, a->fps_num, a->fps_den, a->yuv444);
     if (a->frames_dir) write_ppm_frames(a->frames_dir, frames, g->frames, g->height, g->width);
-    if (!g->quiet) fprintf(stderr, "t2v: wrote %s (%d frames, %dx%d, %d fps) in %.1f s\n", a->output, g->frames, g->width,
-                           g->height, a->fps, now_seconds() - t0);
+    if (!g->quiet) fprintf(stderr, "t2v: wrote %s (%d frames, %dx%d, %g fps) in %.1f s\n", a->output, g->frames, g->width,
+                           g->height, (double)a->fps_num / a->fps_den, now_seconds() - t0);
     free(frames);
     free(latents);
+    free(init_frames);
     t2v_free(m);
     return 0;
 }

@@ -89,11 +89,14 @@ typedef struct {
     T2VSchedulerKind scheduler;
     uint64_t seed;
     const float *latents;                  /* (1,4,F,H/8,W/8) to start from instead of seeded noise, or NULL */
+    const float *init_frames;              /* video-to-video: the input video, (F,H,W,3) in [0,1], or NULL */
+    double strength;                       /* video-to-video: how much of the schedule to run, (0, 1] */
     const char *dump_dir;                  /* write the golden pipeline/ files there, or NULL */
     int quiet;
 } T2VGenerateOptions;
 
-/* Runs TextToVideoSDPipeline; returns frames (F, H, W, 3) as float32 in [0,1] (caller frees). */
+/* Runs TextToVideoSDPipeline, or VideoToVideoSDPipeline when init_frames is set; returns frames (F, H, W, 3)
+ * as float32 in [0,1] (caller frees). */
 float *t2v_generate(T2VModel *m, const T2VGenerateOptions *opt);
 
 #endif

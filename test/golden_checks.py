@@ -5,6 +5,7 @@ import os
 import numpy as np
 
 import harness as T
+import video_to_video_checks
 
 
 def export_tiny():
@@ -181,3 +182,4 @@ def run_all(exes):
     check_unet_sizes(t2v, model)
     check_vae(t2v, model)
     check_pipeline(t2v, model)
+    video_to_video_checks.run_all(exes, model)
