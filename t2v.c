@@ -424,7 +424,6 @@ static void read_model_file(T2VModel *m, int allow_mmap) {
     fclose(f);
 }
 
-
 const char *t2v_config(const T2VModel *m, const char *key) {
     int i;
     for (i = 0; i < m->n_config; i++)
@@ -674,6 +673,17 @@ static void dump_tensor(const char *dir, const char *name, const float *data, in
     if (!dir) return;
     snprintf(path, sizeof path, "%s/%s", dir, name);
     npy_save_f32(path, data, ndim, dims);
+}
+
+/* --dump: DIR/name as a 1-D int64 .npy (nothing when dir is NULL) */
+static void dump_int64(const char *dir, const char *name, const int64_t *data, int n) {
+    char path[4096];
+    Shape s;
+    if (!dir) return;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    s.ndim = 1;
+    s.shape[0] = n;
+    npy_save(path, data, 1, &s);
 }
 
 /* Reads a little-endian .npy (C order) of float32, float64, int64 or int32 as float32. */
@@ -1626,6 +1636,13 @@ static void load_text_encoder(T2VModel *m) {
     m->text_encoder = te;
 }
 
+static void free_text_encoder(TextEncoder *te) {
+    if (!te) return;
+    free(te->layers);
+    arena_free(&te->arena);
+    free(te);
+}
+
 int t2v_text_hidden_size(const T2VModel *m) { return m->text_encoder->dim; }
 
 /* CLIPAttention with the causal mask CLIPTextTransformer always applies: token i sees tokens 0..i.
@@ -1699,13 +1716,6 @@ void t2v_encode_text(T2VModel *m, const int32_t *ids, float *out) {
     for (l = 0; l < te->n_layers; l++) clip_encoder_layer(te, &te->layers[l], h, T);
     layer_norm(&te->final_layer_norm, h, out, T);
     arena_reset(a, mark);
-}
-
-static void free_text_encoder(TextEncoder *te) {
-    if (!te) return;
-    free(te->layers);
-    arena_free(&te->arena);
-    free(te);
 }
 
 /* ============================================================================================
@@ -1932,6 +1942,25 @@ static void load_unet(T2VModel *m) {
     load_group_norm(&u->conv_norm_out, &W, ch[0], u->groups, u->norm_eps, "conv_norm_out");
     load_conv(&u->conv_out, &W, ch[0], u->out_channels, 3, 0, "conv_out");
     m->unet = u;
+}
+
+static void free_block(UNetBlock *b) {
+    free(b->resnets);
+    free(b->temp_convs);
+    free(b->attentions);
+    free(b->temp_attentions);
+}
+
+static void free_unet(UNet3D *u) {
+    int i;
+    if (!u) return;
+    for (i = 0; i < u->n_blocks; i++) {
+        free_block(&u->down[i]);
+        free_block(&u->up[i]);
+    }
+    free_block(&u->mid);
+    arena_free(&u->arena);
+    free(u);
 }
 
 /* ---- forward: the layers the 3D UNet shares with the VAE (ResnetBlock2D, Attention, Downsample2D,
@@ -2394,25 +2423,6 @@ void t2v_unet(T2VModel *m, const float *sample, int B, int F, int H, int W, doub
     dump_hidden(dump_dir, &h, "conv_out");
     convert_video_layout(h.data, out, B, u->out_channels, F, (size_t)H * W, 0);
     arena_reset(&u->arena, mark);
-}
-
-static void free_block(UNetBlock *b) {
-    free(b->resnets);
-    free(b->temp_convs);
-    free(b->attentions);
-    free(b->temp_attentions);
-}
-
-static void free_unet(UNet3D *u) {
-    int i;
-    if (!u) return;
-    for (i = 0; i < u->n_blocks; i++) {
-        free_block(&u->down[i]);
-        free_block(&u->up[i]);
-    }
-    free_block(&u->mid);
-    arena_free(&u->arena);
-    free(u);
 }
 
 /* ============================================================================================
@@ -3499,6 +3509,7 @@ static float *prepare_video_latents(T2VModel *m, const T2VGenerateOptions *o, co
     float *image = alloc_floats(frame_px * 3, "frame"), *mean = alloc_floats(per_frame, "latents");
     float *logvar = alloc_floats(per_frame, "latents"), *latents = alloc_floats(n, "latents");
     const float scaling = m->vae->scaling_factor;
+    const double start = now_seconds();
     TorchGenerator g;
     size_t i, p;
     int f, c;
@@ -3510,6 +3521,7 @@ static float *prepare_video_latents(T2VModel *m, const T2VGenerateOptions *o, co
         for (p = 0; p < frame_px; p++)             /* preprocess_video: (H, W, 3) in [0, 1] -> (3, H, W) in [-1, 1] */
             for (c = 0; c < 3; c++) image[(size_t)c * frame_px + p] = 2.0f * frame[p * 3 + c] - 1.0f;
         t2v_vae_encode(m, image, 1, H, W, mean, logvar);
+        if (!o->quiet) report_progress("vae encode", "frame", f + 1, F, start);
         for (i = 0; i < per_frame; i++) {
             const float std = expf(0.5f * logvar[i]), spread = std * eps[(size_t)f * per_frame + i];
             const float sample = mean[i] + spread;
@@ -3564,17 +3576,7 @@ static void denoising_loop(T2VModel *m, const T2VGenerateOptions *o, Scheduler *
         step_dump_record(&dump_latents, i, latents);
         if (!o->quiet) report_progress("step", "step", i + 1, steps, start);
     }
-    if (o->dump_dir) {
-        int64_t *timesteps = (int64_t *)xmalloc(sizeof(int64_t) * (size_t)steps, "dump");
-        char path[4096];
-        Shape shape;
-        memcpy(timesteps, s->timesteps + first, sizeof(int64_t) * (size_t)steps);
-        shape.ndim = 1;
-        shape.shape[0] = steps;
-        snprintf(path, sizeof path, "%s/timesteps.npy", o->dump_dir);
-        npy_save(path, timesteps, 1, &shape);
-        free(timesteps);
-    }
+    dump_int64(o->dump_dir, "timesteps.npy", s->timesteps + first, steps);
     step_dump_save(&dump_in, "unet_in.npy", 6, (int64_t[]){steps, B, C, F, h, w});
     step_dump_save(&dump_out, "unet_out.npy", 6, (int64_t[]){steps, B, C, F, h, w});
     step_dump_save(&dump_noise, "noise_pred.npy", 6, (int64_t[]){steps, 1, C, F, h, w});
@@ -3853,7 +3855,6 @@ static void write_ppm_frames(const char *dir, const float *frames, int n_frames,
     }
     free(row);
 }
-
 
 /* ============================================================================================
  * 11. The command line
