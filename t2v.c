@@ -796,15 +796,25 @@ static int thread_index(void) {
 #endif
 }
 
+/* Convolution weights are PyTorch's (out, in, kh, kw): each row is [in][taps] with taps = kh * kw. A
+ * convolution reduces tap by tap instead, over k = tap * in + channel, so that its patches are gathered as
+ * whole channel vectors (contiguous in the channels-last input). The matmul reads the weights in that order
+ * while it packs them: column k of the reduction is column weight_column(k) of the stored row. taps = 1 is
+ * the identity (linear layers, 1x1 convolutions, attention). */
+static ptrdiff_t weight_column(int k, int K, int taps) {
+    const int channels = K / taps;
+    return taps == 1 ? k : (ptrdiff_t)(k % channels) * taps + k / channels;
+}
+
 /* The reference: one dot product per output element. out[m*ldo + n] = (accumulate ? out : 0) +
- * sum_k a[m*lda + k] * w[n*ldw + k] + bias[n]. */
+ * sum_k a[m*lda + k] * w[n*ldw + weight_column(k)] + bias[n]. */
 static void matmul_naive(float *out, int ldo, const float *a, int lda, const float *w, int ldw, const float *bias,
-                         int M, int K, int N, int accumulate) {
+                         int M, int K, int N, int accumulate, int taps) {
     int m, n, k;
     for (m = 0; m < M; m++)
         for (n = 0; n < N; n++) {
             float sum = 0.0f;
-            for (k = 0; k < K; k++) sum += a[(size_t)m * lda + k] * w[(size_t)n * ldw + k];
+            for (k = 0; k < K; k++) sum += a[(size_t)m * lda + k] * w[(size_t)n * ldw + weight_column(k, K, taps)];
             if (accumulate) sum += out[(size_t)m * ldo + n];
             out[(size_t)m * ldo + n] = sum + (bias ? bias[n] : 0.0f);
         }
@@ -972,6 +982,17 @@ static void mm_pack(float *restrict dst, const float *restrict w, ptrdiff_t ldw,
     }
 }
 
+/* the same for a convolution's tap-major reduction: k = pc .. pc+kc of K, read at weight_column(k) */
+static void mm_pack_taps(float *restrict dst, const float *restrict w, ptrdiff_t ldw, int nr, int kc, int pc, int K,
+                         int taps) {
+    int j, k;
+    for (k = 0; k < kc; k++) {
+        const float *col = w + weight_column(pc + k, K, taps);
+        for (j = 0; j < nr; j++) dst[k * MM_NR + j] = col[j * ldw];
+        for (; j < MM_NR; j++) dst[k * MM_NR + j] = 0.0f;
+    }
+}
+
 /* ---- driver ---- */
 
 #ifndef MM_STACK_FLOATS
@@ -1004,6 +1025,7 @@ struct mm_args {
     const float *a, *w, *bias;
     ptrdiff_t ldo, lda, ldw;
     int M, K, N, kcb, ncb, accum;
+    int taps;       /* w's rows are [K / taps][taps], reduced tap-major (weight_column); 1: plain */
     float *bp, *bb; /* packed W block [ncb/NR][kc][NR]; zero-padded bias [ncb] */
 };
 
@@ -1034,7 +1056,7 @@ static void mm_simple(const struct mm_args *g) {
             const float *wr = g->w + (size_t)n * g->ldw;
             float *o = g->out + (size_t)m * g->ldo + n;
             float s = g->accum ? *o : 0.0f;
-            for (k = 0; k < g->K; k++) s = MM_FMA(ar[k], wr[k], s);
+            for (k = 0; k < g->K; k++) s = MM_FMA(ar[k], wr[weight_column(k, g->K, g->taps)], s);
             *o = g->bias ? s + g->bias[n] : s;
         }
     }
@@ -1060,8 +1082,11 @@ static void mm_run(const struct mm_args *g) {
             for (p = 0; p < npan; p++) {
                 const int n0 = p * MM_NR;
                 const int nr = nc - n0 < MM_NR ? nc - n0 : MM_NR;
-                mm_pack(bp + (size_t)p * kc * MM_NR, g->w + (size_t)(jc + n0) * g->ldw + pc,
-                        g->ldw, nr, kc);
+                if (g->taps == 1)
+                    mm_pack(bp + (size_t)p * kc * MM_NR, g->w + (size_t)(jc + n0) * g->ldw + pc, g->ldw, nr, kc);
+                else
+                    mm_pack_taps(bp + (size_t)p * kc * MM_NR, g->w + (size_t)(jc + n0) * g->ldw, g->ldw, nr, kc, pc, K,
+                                 g->taps);
                 if (last && g->bias) {
                     int j;
                     for (j = 0; j < MM_NR; j++) bb[n0 + j] = j < nr ? g->bias[jc + n0 + j] : 0.0f;
@@ -1089,11 +1114,11 @@ static void mm_run(const struct mm_args *g) {
 }
 
 /* General entry.  out[m*ldo + n] = (accumulate ? out[m*ldo + n] : 0)
- *                                  + sum_k a[m*lda + k] * w[n*ldw + k] (+ bias[n])
+ *                                  + sum_k a[m*lda + k] * w[n*ldw + weight_column(k)] (+ bias[n])
  * Each element is one multiply-add chain over k = 0 .. K-1 (bias added last),
  * so the result does not depend on blocking or thread count. */
-static void matmul_ex(float *out, int ldo, const float *a, int lda, const float *w, int ldw,
-               const float *bias, int M, int K, int N, int accumulate) {
+static void matmul_general(float *out, int ldo, const float *a, int lda, const float *w, int ldw,
+                           const float *bias, int M, int K, int N, int accumulate, int taps) {
     struct mm_args g;
     float stackbuf[MM_STACK_FLOATS];
     float *buf;
@@ -1101,7 +1126,7 @@ static void matmul_ex(float *out, int ldo, const float *a, int lda, const float 
     int nb;
     if (M <= 0 || N <= 0) return;
     if (use_naive_matmul()) {
-        matmul_naive(out, ldo, a, lda, w, ldw, bias, M, K, N, accumulate);
+        matmul_naive(out, ldo, a, lda, w, ldw, bias, M, K, N, accumulate, taps);
         return;
     }
     if (K <= 0) { /* degenerate: out = bias (or unchanged + bias) */
@@ -1115,7 +1140,7 @@ static void matmul_ex(float *out, int ldo, const float *a, int lda, const float 
     }
     g.out = out; g.a = a; g.w = w; g.bias = bias;
     g.ldo = ldo; g.lda = lda; g.ldw = ldw;
-    g.M = M; g.K = K; g.N = N; g.accum = accumulate != 0;
+    g.M = M; g.K = K; g.N = N; g.accum = accumulate != 0; g.taps = taps;
     if ((double)M * N * K <= MM_TINY) { /* packing would cost more than it saves */
         mm_simple(&g);
         return;
@@ -1150,8 +1175,19 @@ static void matmul_ex(float *out, int ldo, const float *a, int lda, const float 
     mm_run(&g);
 }
 
+/* strided rows, optional accumulation (attention's per-head products) */
+static void matmul_ex(float *out, int ldo, const float *a, int lda, const float *w, int ldw,
+                      const float *bias, int M, int K, int N, int accumulate) {
+    matmul_general(out, ldo, a, lda, w, ldw, bias, M, K, N, accumulate, 1);
+}
+
 static void matmul(float *out, const float *a, const float *w, const float *bias, int M, int K, int N) {
-    matmul_ex(out, N, a, K, w, K, bias, M, K, N, 0);
+    matmul_general(out, N, a, K, w, K, bias, M, K, N, 0, 1);
+}
+
+/* a convolution over gathered patches [M][taps][K / taps] with PyTorch's [N][K / taps][taps] weights */
+static void matmul_conv(float *out, const float *patches, const float *w, const float *bias, int M, int K, int N, int taps) {
+    matmul_general(out, N, patches, K, w, K, bias, M, K, N, 0, taps);
 }
 /* ---- layer weights, looked up by their Diffusers / transformers names ---- */
 
@@ -1356,8 +1392,9 @@ static void softmax_row(float *x, int n) {
 
 /* nn.Conv2d on channels-last frames [frames][H][W][in] -> [frames][Ho][Wo][out], with zero padding pad_t
  * rows above and pad_l columns left (rows/columns needed beyond the input are zero too). Each output
- * pixel's patch is gathered in the weight's own (in, kh, kw) order, then one matmul; done in chunks of
- * pixels so the gathered patches stay small. */
+ * pixel's patch is gathered tap by tap, (kh, kw, in), as whole input pixels, and one matmul reduces it in
+ * that order against the weight's (in, kh, kw) rows (matmul_conv); done in chunks of pixels so the
+ * gathered patches stay small. */
 static void conv2d(Arena *a, const Conv *c, const float *in, float *out, int frames, int H, int W, int stride,
                    int pad_t, int pad_l, int Ho, int Wo) {
     const int K = c->in * c->kh * c->kw, kk = c->kh * c->kw;
@@ -1384,26 +1421,25 @@ static void conv2d(Arena *a, const Conv *c, const float *in, float *out, int fra
             const size_t idx = r0 + i, f = idx / ((size_t)Ho * Wo);
             const int y = (int)(idx / Wo % Ho), x = (int)(idx % Wo);
             float *row = patches + i * K;
-            int ky, kx, ci;
+            int ky, kx;
             for (ky = 0; ky < c->kh; ky++)
-                for (kx = 0; kx < c->kw; kx++) {
+                for (kx = 0; kx < c->kw; kx++) {   /* the patch is [tap][channel]: whole pixels */
                     const int iy = y * stride - pad_t + ky, ix = x * stride - pad_l + kx;
-                    float *dst = row + ky * c->kw + kx;
-                    if (iy < 0 || iy >= H || ix < 0 || ix >= W) {
-                        for (ci = 0; ci < c->in; ci++) dst[ci * kk] = 0.0f;
-                    } else {
-                        const float *src = in + ((f * H + iy) * W + ix) * c->in;
-                        for (ci = 0; ci < c->in; ci++) dst[ci * kk] = src[ci];
-                    }
+                    float *dst = row + (size_t)(ky * c->kw + kx) * c->in;
+                    if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+                        memset(dst, 0, (size_t)c->in * sizeof(float));
+                    else
+                        memcpy(dst, in + ((f * H + iy) * W + ix) * c->in, (size_t)c->in * sizeof(float));
                 }
         }
-        matmul(out + r0 * c->out, patches, c->w, c->b, (int)n, K, c->out);
+        matmul_conv(out + r0 * c->out, patches, c->w, c->b, (int)n, K, c->out, kk);
     }
     arena_reset(a, mark);
 }
 
 /* TemporalConvLayer's nn.Conv3d with kernel (3, 1, 1) and padding (1, 0, 0): a convolution over frames at
- * every pixel. in/out [B][F][P][channels]; the patch of a token is (in, 3 frames), the weight's order. */
+ * every pixel. in/out [B][F][P][channels]; the patch of a token is (3 frames, in), reduced against the weight's
+ * (in, 3) rows by matmul_conv. */
 static void conv_temporal(Arena *a, const Conv *c, const float *in, float *out, int B, int F, size_t P) {
     const int K = c->in * 3;
     const size_t total = (size_t)B * F * P;
@@ -1420,18 +1456,16 @@ static void conv_temporal(Arena *a, const Conv *c, const float *in, float *out, 
             const size_t idx = r0 + i, p = idx % P, bf = idx / P;
             const int f = (int)(bf % F);
             float *row = patches + i * K;
-            int dt, ci;
-            for (dt = 0; dt < 3; dt++) {
+            int dt;
+            for (dt = 0; dt < 3; dt++) {             /* the patch is [frame][channel] */
                 const int src_f = f + dt - 1;
-                if (src_f < 0 || src_f >= F) {
-                    for (ci = 0; ci < c->in; ci++) row[ci * 3 + dt] = 0.0f;
-                } else {
-                    const float *src = in + ((bf - f + src_f) * P + p) * c->in;
-                    for (ci = 0; ci < c->in; ci++) row[ci * 3 + dt] = src[ci];
-                }
+                if (src_f < 0 || src_f >= F)
+                    memset(row + (size_t)dt * c->in, 0, (size_t)c->in * sizeof(float));
+                else
+                    memcpy(row + (size_t)dt * c->in, in + ((bf - f + src_f) * P + p) * c->in, (size_t)c->in * sizeof(float));
             }
         }
-        matmul(out + r0 * c->out, patches, c->w, c->b, (int)n, K, c->out);
+        matmul_conv(out + r0 * c->out, patches, c->w, c->b, (int)n, K, c->out, 3);
     }
     arena_reset(a, mark);
 }

@@ -52,11 +52,11 @@ static void test_matmul(void) {
         float *fast = alloc_floats((size_t)M * N, "t"), *ref = alloc_floats((size_t)M * N, "t");
         double e;
         matmul(fast, a, w, b, M, K, N);
-        matmul_naive(ref, N, a, K, w, K, b, M, K, N, 0);
+        matmul_naive(ref, N, a, K, w, K, b, M, K, N, 0, 1);
         e = max_rel_diff(fast, ref, (size_t)M * N);
         if (e > worst) worst = e;
         matmul(fast, a, w, NULL, M, K, N);
-        matmul_naive(ref, N, a, K, w, K, NULL, M, K, N, 0);
+        matmul_naive(ref, N, a, K, w, K, NULL, M, K, N, 0, 1);
         e = max_rel_diff(fast, ref, (size_t)M * N);
         if (e > worst) worst = e;
         free(a); free(w); free(b); free(fast); free(ref);
@@ -68,10 +68,36 @@ static void test_matmul(void) {
         float *fast = random_floats((size_t)M * ldo), *ref = alloc_floats((size_t)M * ldo, "t");
         memcpy(ref, fast, sizeof(float) * M * ldo);
         matmul_ex(fast, ldo, a + K, lda, w + 5, ldw, b, M, K, N, 1);
-        matmul_naive(ref, ldo, a + K, lda, w + 5, ldw, b, M, K, N, 1);
+        matmul_naive(ref, ldo, a + K, lda, w + 5, ldw, b, M, K, N, 1, 1);
         report("matmul with row strides, accumulating, vs naive", max_rel_diff(fast, ref, (size_t)M * ldo), 1e-5);
         free(a); free(w); free(b); free(fast); free(ref);
     }
+}
+
+static void test_matmul_conv(void) {
+    /* (M, in channels, taps, N): the tap-major reduction against (N, in, taps) weights, across the blocking */
+    static const int shapes[][4] = {{1, 1, 9, 1}, {7, 3, 9, 5}, {33, 320, 9, 40}, {9, 100, 9, MM_NC + 1}, {40, 96, 3, 33}};
+    size_t s;
+    double worst = 0.0;
+    for (s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int M = shapes[s][0], C = shapes[s][1], taps = shapes[s][2], N = shapes[s][3], K = C * taps;
+        float *a = random_floats((size_t)M * K), *w = random_floats((size_t)N * K), *b = random_floats((size_t)N);
+        float *fast = alloc_floats((size_t)M * N, "t"), *ref = alloc_floats((size_t)M * N, "t");
+        int m, n, t, c;
+        double e;
+        matmul_conv(fast, a, w, b, M, K, N, taps);
+        for (m = 0; m < M; m++)   /* in double, straight from the definition: a[m][t][c] * w[n][c][t] */
+            for (n = 0; n < N; n++) {
+                double sum = b[n];
+                for (t = 0; t < taps; t++)
+                    for (c = 0; c < C; c++) sum += (double)a[((size_t)m * taps + t) * C + c] * w[((size_t)n * C + c) * taps + t];
+                ref[(size_t)m * N + n] = (float)sum;
+            }
+        e = max_rel_diff(fast, ref, (size_t)M * N);
+        if (e > worst) worst = e;
+        free(a); free(w); free(b); free(fast); free(ref);
+    }
+    report("matmul_conv (tap-major reduction) vs its definition", worst, 1e-5);
 }
 
 /* direct convolution on channels-last frames, weight (out, in, kh, kw) */
@@ -511,6 +537,7 @@ static void test_scheduler_refusals(void) {
 int main(int argc, char **argv) {
     printf("C unit tests (t2v.c building blocks, %d thread%s)\n", num_threads(), num_threads() > 1 ? "s" : "");
     test_matmul();
+    test_matmul_conv();
     test_conv2d();
     test_conv_temporal();
     test_group_norm();
