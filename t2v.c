@@ -1291,9 +1291,38 @@ static void load_layer_norm(LayerNorm *l, Weights *W, int dim, float eps, const 
 
 /* ---- elementwise ---- */
 
-static float silu(float x) { return x / (1.0f + expf(-x)); }
+/* e^x in plain arithmetic the compiler can vectorise (libm's expf is a call per element): x = n ln2 + r with
+ * n = round(x / ln2) and |r| <= ln2 / 2 (ln2 in two parts, Cody and Waite), e^r by a degree-7 polynomial
+ * (Cephes' expf coefficients), 2^n made in the exponent bits. Rounding by adding 1.5 * 2^23 leaves n in the low
+ * bits of the sum, so no float -> int conversion or floorf stands in the way of vectorisation. Within 1 ulp of
+ * expf on [-87.3, 88.3] (test_kernels.c checks it); inputs are clamped to that range, so e^x is never 0, inf
+ * or subnormal: far below 1e-37 it returns about 1.2e-38, which no caller can tell from 0, and above 88.3
+ * it returns e^88.3 = 2.2e38 (the callers only take e^x of x <= 0, or e^-x where x / (1 + e^-x) is then 0). */
+static float exp_approx(float x) {
+    const float shifter = 12582912.0f;
+    float rounded, n, r, p, two_n;
+    uint32_t bits;
+    x = x < -87.3f ? -87.3f : x > 88.3f ? 88.3f : x;   /* n stays in [-126, 127] */
+    rounded = x * 1.44269504088896341f + shifter;
+    n = rounded - shifter;
+    r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    memcpy(&bits, &rounded, sizeof bits);
+    bits = (bits - 0x4B400000u + 127u) << 23;      /* n + 127 in the exponent field */
+    memcpy(&two_n, &bits, sizeof two_n);
+    return p * two_n;
+}
+
+static float silu(float x) { return x / (1.0f + exp_approx(-x)); }
 static float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
-static float quick_gelu(float x) { return x / (1.0f + expf(-1.702f * x)); }
+static float quick_gelu(float x) { return x / (1.0f + exp_approx(-1.702f * x)); }
 
 static void silu_inplace(float *x, size_t n) {
     size_t i;
@@ -1384,7 +1413,7 @@ static void softmax_row(float *x, int n) {
     int i;
     for (i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
     for (i = 0; i < n; i++) {
-        x[i] = expf(x[i] - mx);
+        x[i] = exp_approx(x[i] - mx);
         sum += x[i];
     }
     for (i = 0; i < n; i++) x[i] /= sum;

@@ -303,6 +303,21 @@ static void test_activations(void) {
     report("gelu (erf), quick_gelu, silu closed forms", e, 1e-6);
 }
 
+/* exp_approx against libm's expf, in ulps of expf's result, over the normal range (and sane beyond it) */
+static void test_exp_approx(void) {
+    double worst = 0.0;
+    int i, sane;
+    for (i = 0; i <= 2000000; i++) {
+        const float x = -87.0f + 175.3f * (float)i / 2000000.0f, want = expf(x), got = exp_approx(x);
+        const double ulps = fabs((double)got - want) / (nextafterf(want, INFINITY) - want);
+        if (ulps > worst) worst = ulps;
+    }
+    report("exp_approx vs expf on [-87, 88.3], in ulp", worst, 2.0);
+    sane = exp_approx(-1000.0f) > 0.0f && exp_approx(-1000.0f) < 1e-37f && isfinite(exp_approx(1000.0f)) &&
+           exp_approx(0.0f) == 1.0f;
+    report("exp_approx beyond the float range: tiny or huge, never 0 or inf", sane ? 0.0 : 1.0, 0.0);
+}
+
 static void test_timestep_embedding(void) {
     float emb[320];
     double e = 0.0;
@@ -545,6 +560,7 @@ int main(int argc, char **argv) {
     test_attention();
     test_upsample();
     test_activations();
+    test_exp_approx();
     test_timestep_embedding();
     test_npy_roundtrip();
     test_arena_reuse();
