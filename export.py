@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""export.py: turn a Diffusers TextToVideoSDPipeline folder into one t2v model file.
+"""export.py: turn a Diffusers TextToVideoSDPipeline or StableDiffusionPipeline (SD 1.x) folder into one t2v
+model file.
 
     python3 export.py SRC OUT.t2v [--variant fp16]
-    python3 export.py --random ms-1.7b OUT.t2v [--seed 0]
+    python3 export.py --random ms-1.7b|sd-1.5|tiny OUT.t2v [--seed 0]
 
-SRC is a folder laid out like a Hugging Face snapshot of damo-vilab/text-to-video-ms-1.7b
-(model_index.json; text_encoder/, tokenizer/, unet/, vae/, scheduler/) or, where huggingface_hub
+SRC is a folder laid out like a Hugging Face snapshot of damo-vilab/text-to-video-ms-1.7b or of an SD 1.x
+checkpoint such as runwayml/stable-diffusion-v1-5 (model_index.json; text_encoder/, tokenizer/, unet/, vae/,
+scheduler/; an SD snapshot's safety_checker/ and feature_extractor/ are not exported) or, where huggingface_hub
 is importable, a hub id that is downloaded first. The file layout is documented in weights/README.md.
 Only numpy is required; torch is used only to read legacy .bin checkpoints.
 """
@@ -75,7 +77,30 @@ TINY = {
                  sample_size=8, up_block_types=["UpBlock3D", "CrossAttnUpBlock3D", "CrossAttnUpBlock3D"]),
     "vae": dict(MS_1_7B["vae"], block_out_channels=[16, 32, 32, 32], norm_num_groups=8, sample_size=64),
 }
-RANDOM_CONFIGS = {"ms-1.7b": MS_1_7B, "tiny": TINY}
+# The full-size configs of runwayml/stable-diffusion-v1-5 (Text2Video-Zero's model in the Diffusers docs)
+SD_1_5 = {
+    "model_index": {"_class_name": "StableDiffusionPipeline",
+                    "scheduler": ["diffusers", "PNDMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+                    "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
+                    "vae": ["diffusers", "AutoencoderKL"]},
+    "scheduler": {"_class_name": "PNDMScheduler", "beta_end": 0.012, "beta_schedule": "scaled_linear",
+                  "beta_start": 0.00085, "clip_sample": False, "num_train_timesteps": 1000,
+                  "set_alpha_to_one": False, "skip_prk_steps": True, "steps_offset": 1, "trained_betas": None},
+    "text_encoder": dict(MS_1_7B["text_encoder"], hidden_act="quick_gelu", hidden_size=768, intermediate_size=3072,
+                         num_attention_heads=12, num_hidden_layers=12, projection_dim=768),
+    "tokenizer": dict(MS_1_7B["tokenizer"], pad_token="<|endoftext|>"),
+    "unet": {"_class_name": "UNet2DConditionModel", "act_fn": "silu", "attention_head_dim": 8,
+             "block_out_channels": [320, 640, 1280, 1280], "center_input_sample": False,
+             "cross_attention_dim": 768,
+             "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                                  "DownBlock2D"],
+             "downsample_padding": 1, "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 4,
+             "layers_per_block": 2, "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 32,
+             "out_channels": 4, "sample_size": 64,
+             "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"]},
+    "vae": MS_1_7B["vae"],
+}
+RANDOM_CONFIGS = {"ms-1.7b": MS_1_7B, "tiny": TINY, "sd-1.5": SD_1_5}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,6 +113,20 @@ UNET_DEFAULTS = {"in_channels": 4, "out_channels": 4, "layers_per_block": 2, "do
                  "block_out_channels": [320, 640, 1280, 1280],
                  "down_block_types": ["CrossAttnDownBlock3D"] * 3 + ["DownBlock3D"],
                  "up_block_types": ["UpBlock3D"] + ["CrossAttnUpBlock3D"] * 3}
+# UNet2DConditionModel.__init__'s defaults, for the keys t2v reads
+UNET2D_DEFAULTS = {"in_channels": 4, "out_channels": 4, "layers_per_block": 2, "downsample_padding": 1,
+                   "mid_block_scale_factor": 1.0, "act_fn": "silu", "norm_num_groups": 32, "norm_eps": 1e-5,
+                   "cross_attention_dim": 1280, "attention_head_dim": 8, "num_attention_heads": None,
+                   "time_cond_proj_dim": None, "sample_size": None, "flip_sin_to_cos": True, "freq_shift": 0,
+                   "use_linear_projection": False, "mid_block_type": "UNetMidBlock2DCrossAttn",
+                   "center_input_sample": False, "class_embed_type": None, "addition_embed_type": None,
+                   "only_cross_attention": False, "upcast_attention": False, "dual_cross_attention": False,
+                   "resnet_time_scale_shift": "default", "transformer_layers_per_block": 1,
+                   "time_embedding_type": "positional", "encoder_hid_dim": None, "conv_in_kernel": 3,
+                   "conv_out_kernel": 3, "attention_type": "default",
+                   "block_out_channels": [320, 640, 1280, 1280],
+                   "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+                   "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3}
 VAE_DEFAULTS = {"in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 1,
                 "act_fn": "silu", "norm_num_groups": 32, "block_out_channels": [64], "sample_size": 32,
                 "down_block_types": ["DownEncoderBlock2D"], "up_block_types": ["UpDecoderBlock2D"],
@@ -106,6 +145,35 @@ def with_defaults(config, defaults):
 
 def refuse(component, key, value, supported):
     raise ExportError(f"{component} config: {key} = {value!r} is not implemented by t2v (supported: {supported})")
+
+
+def check_unet2d_config(c):
+    """UNet2DConditionModel as the SD 1.x configs use it; anything else is refused by name."""
+    fixed = {"num_attention_heads": None, "act_fn": "silu", "time_cond_proj_dim": None,
+             "use_linear_projection": False, "mid_block_type": "UNetMidBlock2DCrossAttn",
+             "center_input_sample": False, "class_embed_type": None, "addition_embed_type": None,
+             "only_cross_attention": False, "upcast_attention": False, "dual_cross_attention": False,
+             "resnet_time_scale_shift": "default", "transformer_layers_per_block": 1,
+             "time_embedding_type": "positional", "encoder_hid_dim": None, "conv_in_kernel": 3,
+             "conv_out_kernel": 3, "attention_type": "default"}
+    for key, value in fixed.items():
+        if c[key] != value:
+            refuse("unet", key, c[key], repr(value))
+    if not isinstance(c["attention_head_dim"], int):
+        refuse("unet", "attention_head_dim", c["attention_head_dim"], "one integer for all blocks")
+    n = len(c["block_out_channels"])
+    if len(c["down_block_types"]) != n or len(c["up_block_types"]) != n:
+        raise ExportError("unet config: block_out_channels, down_block_types and up_block_types differ in length")
+    for t in c["down_block_types"]:
+        if t not in ("CrossAttnDownBlock2D", "DownBlock2D"):
+            refuse("unet", "down_block_types", t, "'CrossAttnDownBlock2D', 'DownBlock2D'")
+    for t in c["up_block_types"]:
+        if t not in ("CrossAttnUpBlock2D", "UpBlock2D"):
+            refuse("unet", "up_block_types", t, "'CrossAttnUpBlock2D', 'UpBlock2D'")
+    for ch in c["block_out_channels"]:
+        if ch % c["norm_num_groups"] or ch % c["attention_head_dim"]:
+            raise ExportError(f"unet config: channels {ch} are not divisible by norm_num_groups "
+                              f"{c['norm_num_groups']} and attention_head_dim {c['attention_head_dim']}")
 
 
 def check_unet_config(c):
@@ -268,6 +336,55 @@ def unet_tensors(c):
             skip = in_ch if j == layers else out_ch
             n_in = (prev_ch if j == 0 else out_ch) + skip
             block_layer(f"up_blocks.{i}", j, n_in, out_ch, kind == "CrossAttnUpBlock3D")
+        if i < len(ch) - 1:
+            _conv(d, f"up_blocks.{i}.upsamplers.0.conv", out_ch, out_ch, (3, 3))
+    _norm(d, "conv_norm_out", ch[0])
+    _conv(d, "conv_out", ch[0], c["out_channels"], (3, 3))
+    return d
+
+
+def unet2d_tensors(c):
+    """UNet2DConditionModel: the 3D UNet's tree without temporal layers or transformer_in; its Transformer2DModel
+    projections are 1x1 convolutions (use_linear_projection false) and keep the width (heads = attention_head_dim
+    of channels / heads each)."""
+    d = {}
+    ch = c["block_out_channels"]
+    temb = 4 * ch[0]
+    layers = c["layers_per_block"]
+    cross = c["cross_attention_dim"]
+
+    def transformer(name, channels):
+        _norm(d, name + ".norm", channels)
+        _conv(d, name + ".proj_in", channels, channels, (1, 1))
+        _transformer_block(d, name + ".transformer_blocks.0", channels, cross)
+        _conv(d, name + ".proj_out", channels, channels, (1, 1))
+
+    _conv(d, "conv_in", c["in_channels"], ch[0], (3, 3))
+    _linear(d, "time_embedding.linear_1", ch[0], temb)
+    _linear(d, "time_embedding.linear_2", temb, temb)
+    out_ch = ch[0]
+    for i, kind in enumerate(c["down_block_types"]):
+        in_ch, out_ch = out_ch, ch[i]
+        for j in range(layers):
+            _resnet(d, f"down_blocks.{i}.resnets.{j}", in_ch if j == 0 else out_ch, out_ch, temb)
+            if kind == "CrossAttnDownBlock2D":
+                transformer(f"down_blocks.{i}.attentions.{j}", out_ch)
+        if i < len(ch) - 1:
+            _conv(d, f"down_blocks.{i}.downsamplers.0.conv", out_ch, out_ch, (3, 3))
+    mid = ch[-1]
+    _resnet(d, "mid_block.resnets.0", mid, mid, temb)
+    transformer("mid_block.attentions.0", mid)
+    _resnet(d, "mid_block.resnets.1", mid, mid, temb)
+    rev = list(reversed(ch))
+    out_ch = rev[0]
+    for i, kind in enumerate(c["up_block_types"]):
+        prev_ch, out_ch = out_ch, rev[i]
+        in_ch = rev[min(i + 1, len(ch) - 1)]
+        for j in range(layers + 1):
+            skip = in_ch if j == layers else out_ch
+            _resnet(d, f"up_blocks.{i}.resnets.{j}", (prev_ch if j == 0 else out_ch) + skip, out_ch, temb)
+            if kind == "CrossAttnUpBlock2D":
+                transformer(f"up_blocks.{i}.attentions.{j}", out_ch)
         if i < len(ch) - 1:
             _conv(d, f"up_blocks.{i}.upsamplers.0.conv", out_ch, out_ch, (3, 3))
     _norm(d, "conv_norm_out", ch[0])
@@ -875,8 +992,20 @@ def write_model(path, configs, tensors):
 # ---------------------------------------------------------------------------------------------
 # Sources: a snapshot folder, a hub id, or random weights
 
-REQUIRED_CLASSES = {"text_encoder": "CLIPTextModel", "tokenizer": "CLIPTokenizer",
-                    "unet": "UNet3DConditionModel", "vae": "AutoencoderKL"}
+# The pipelines t2v runs, and the classes of their components. The model file keeps model_index._class_name,
+# which is how t2v knows which pipeline a file holds.
+PIPELINE_CLASSES = {
+    "TextToVideoSDPipeline": {"text_encoder": "CLIPTextModel", "tokenizer": "CLIPTokenizer",
+                              "unet": "UNet3DConditionModel", "vae": "AutoencoderKL"},
+    "StableDiffusionPipeline": {"text_encoder": "CLIPTextModel", "tokenizer": "CLIPTokenizer",
+                                "unet": "UNet2DConditionModel", "vae": "AutoencoderKL"},
+}
+# Parts of an SD 1.x snapshot that only check or post-process images; Text2Video-Zero runs without them.
+IGNORED_COMPONENTS = ("safety_checker", "feature_extractor")
+
+
+def is_2d_unet(configs):
+    return configs["model_index"]["_class_name"] == "StableDiffusionPipeline"
 
 
 def read_json(path):
@@ -915,7 +1044,15 @@ def resolve_source(src, variant):
 
 def export_folder(src, variant):
     index = read_json(os.path.join(src, "model_index.json"))
-    for component, cls in REQUIRED_CLASSES.items():
+    pipeline = index.get("_class_name", "")
+    if pipeline not in PIPELINE_CLASSES:
+        raise ExportError(f"model_index.json: {pipeline!r} is not implemented by t2v (supported: "
+                          f"{', '.join(PIPELINE_CLASSES)})")
+    for component in IGNORED_COMPONENTS:
+        entry = index.get(component)
+        if entry and entry[0] is not None:
+            print(f"note: {component} ({entry[1]}) is not exported: t2v does not use it", file=sys.stderr)
+    for component, cls in PIPELINE_CLASSES[pipeline].items():
         entry = index.get(component)
         if not entry:
             raise ExportError(f"model_index.json has no '{component}' component")
@@ -942,11 +1079,11 @@ def export_folder(src, variant):
     return finish(configs, loaded, tok, tok_blobs)
 
 
-def random_tokenizer():
+def random_tokenizer(spec):
     """The real CLIP vocabulary when it lies beside the checkout (../shared/clip), else a small synthetic
     byte-level one built the way CLIP builds its vocabulary (bytes, bytes + '</w>', merges, specials)."""
     shared = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "clip")
-    config = dict(MS_1_7B["tokenizer"])
+    config = dict(spec["tokenizer"])
     if os.path.isfile(os.path.join(shared, "vocab.json")):
         vocab, merge_lines, _ = read_tokenizer_folder(shared)
         return vocab, merge_lines, config
@@ -977,7 +1114,7 @@ def export_random(name, seed):
         for tname, shape in shapes.items():
             tensors[tname] = random_tensor(rng, tname, shape)
         loaded[component] = tensors
-    tok, blobs = tokenizer_blobs(*random_tokenizer())
+    tok, blobs = tokenizer_blobs(*random_tokenizer(spec))
     return finish(configs, loaded, tok, blobs)
 
 
@@ -995,20 +1132,25 @@ def random_tensor(rng, name, shape):
     return w
 
 
+def unet_defaults(configs):
+    return UNET2D_DEFAULTS if is_2d_unet(configs) else UNET_DEFAULTS
+
+
 def expected_tensors(configs):
-    unet = with_defaults(configs["unet"], UNET_DEFAULTS)
+    unet = with_defaults(configs["unet"], unet_defaults(configs))
     vae = with_defaults(configs["vae"], VAE_DEFAULTS)
     text = with_defaults(configs["text_encoder"], TEXT_DEFAULTS)
-    check_unet_config(unet)
+    (check_unet2d_config if is_2d_unet(configs) else check_unet_config)(unet)
     check_vae_config(vae)
     check_text_config(text)
-    return {"text_encoder": text_encoder_tensors(text), "unet": unet_tensors(unet), "vae": vae_tensors(vae)}
+    return {"text_encoder": text_encoder_tensors(text),
+            "unet": (unet2d_tensors if is_2d_unet(configs) else unet_tensors)(unet), "vae": vae_tensors(vae)}
 
 
 def finish(configs, loaded, tok, tok_blobs):
     expected = expected_tensors(configs)
     configs = dict(configs)
-    configs["unet"] = with_defaults(configs["unet"], UNET_DEFAULTS)
+    configs["unet"] = with_defaults(configs["unet"], unet_defaults(configs))
     configs["vae"] = with_defaults(configs["vae"], VAE_DEFAULTS)
     configs["text_encoder"] = with_defaults(configs["text_encoder"], TEXT_DEFAULTS)
     configs["tokenizer"] = tok
@@ -1029,7 +1171,8 @@ def main(argv=None):
     ap.add_argument("--variant", default=None, help="weights variant, e.g. fp16 (*.fp16.safetensors)")
     ap.add_argument("--random", metavar="CONFIG", default=None,
                     help="write random weights with a known config instead: ms-1.7b (the real full-size "
-                         "configs) or tiny (the test fixture's shape)")
+                         "configs), sd-1.5 (Stable Diffusion 1.5's full-size configs, for Text2Video-Zero) or "
+                         "tiny (the test fixture's shape)")
     ap.add_argument("--seed", type=int, default=0, help="seed of --random weights")
     args = ap.parse_args(argv)
     try:

@@ -556,6 +556,17 @@ T2VModel *t2v_load(const char *path) {
     return m;
 }
 
+/* Which pipeline the file holds (export.py keeps model_index.json's _class_name): ModelScope's
+ * TextToVideoSDPipeline (a UNet3DConditionModel) or a Stable Diffusion 1.x StableDiffusionPipeline (a
+ * UNet2DConditionModel, run as Text2Video-Zero). */
+int t2v_is_stable_diffusion(const T2VModel *m) {
+    const char *pipeline = config_required(m, "model_index._class_name");
+    if (!strcmp(pipeline, "StableDiffusionPipeline")) return 1;
+    if (strcmp(pipeline, "TextToVideoSDPipeline") && strcmp(pipeline, "VideoToVideoSDPipeline"))
+        t2v_die("%s holds a %s; t2v runs TextToVideoSDPipeline and StableDiffusionPipeline files", m->path, pipeline);
+    return 0;
+}
+
 void t2v_free(T2VModel *m) {
     if (!m) return;
     t2v_tokenizer_free(m->tokenizer);
@@ -1829,8 +1840,12 @@ typedef struct {                 /* CrossAttnDownBlock3D / DownBlock3D / UNetMid
     Conv sampler;                /* downsamplers.0.conv or upsamplers.0.conv */
 } UNetBlock;
 
+/* UNet3DConditionModel, or UNet2DConditionModel (is_2d: SD 1.x, Text2Video-Zero), which is the same tree
+ * without the temporal layers and transformer_in. */
 typedef struct UNet3D {
+    int is_2d;
     int in_channels, out_channels, n_blocks, layers, head_dim, cross_dim, groups, temb_dim, downsample_padding;
+    int flip_sin_to_cos, freq_shift; /* Timesteps(): (cos, sin) or (sin, cos); exponent / (half - freq_shift) */
     int channels[MAX_BLOCKS];    /* block_out_channels */
     float norm_eps;
     Conv conv_in;
@@ -1887,8 +1902,24 @@ static void load_attention(Attention *at, Weights *W, int dim, int kv_dim, int h
 
 /* Transformer2DModel (cross_dim = the text width) or TransformerTemporalModel (cross_dim = 0: its attn2 is a
  * second self-attention, double_self_attention). */
+static void load_projection(Linear *l, Weights *W, int in, int out, int conv_1x1, const char *fmt, ...) {
+    char name[400];
+    FORMAT_NAME(name, fmt);
+    if (conv_1x1) {              /* a 1x1 Conv2d (out, in, 1, 1) holds the same numbers as a Linear (out, in) */
+        Conv c;
+        load_conv(&c, W, in, out, 1, 0, "%s", name);
+        l->w = c.w;
+        l->b = c.b;
+        l->in = in;
+        l->out = out;
+    } else {
+        load_linear(l, W, in, out, 1, "%s", name);
+    }
+}
+
+/* conv_proj: proj_in / proj_out are 1x1 convolutions (UNet2DConditionModel with use_linear_projection false). */
 static Transformer load_transformer(Weights *W, int channels, int heads, int head_dim, int groups, int cross_dim,
-                                    const char *prefix) {
+                                    int conv_proj, const char *prefix) {
     Transformer tr;
     BasicTransformerBlock *b = &tr.block;
     const int inner = heads * head_dim;
@@ -1896,7 +1927,7 @@ static Transformer load_transformer(Weights *W, int channels, int heads, int hea
     tr.channels = channels;
     tr.inner = inner;
     load_group_norm(&tr.norm, W, channels, groups, 1e-6f, "%s.norm", prefix);
-    load_linear(&tr.proj_in, W, channels, inner, 1, "%s.proj_in", prefix);
+    load_projection(&tr.proj_in, W, channels, inner, conv_proj, "%s.proj_in", prefix);
     b->dim = inner;
     load_layer_norm(&b->norm1, W, inner, 1e-5f, "%s.transformer_blocks.0.norm1", prefix);
     load_attention(&b->attn1, W, inner, inner, heads, 0, "%s.transformer_blocks.0.attn1", prefix);
@@ -1906,39 +1937,44 @@ static Transformer load_transformer(Weights *W, int channels, int heads, int hea
     load_layer_norm(&b->norm3, W, inner, 1e-5f, "%s.transformer_blocks.0.norm3", prefix);
     load_linear(&b->ff_proj, W, inner, 8 * inner, 1, "%s.transformer_blocks.0.ff.net.0.proj", prefix);
     load_linear(&b->ff_out, W, 4 * inner, inner, 1, "%s.transformer_blocks.0.ff.net.2", prefix);
-    load_linear(&tr.proj_out, W, inner, channels, 1, "%s.proj_out", prefix);
+    load_projection(&tr.proj_out, W, inner, channels, conv_proj, "%s.proj_out", prefix);
     return tr;
 }
 
-/* One down/mid/up block. The spatial transformers have channels / head_dim heads of head_dim: Diffusers
- * passes the config's attention_head_dim where the blocks expect a head count and vice versa, so in this
- * family "attention_head_dim" ends up as the per-head width (diffusers issue #2011). */
+/* One down/mid/up block. In the 3D UNet the spatial transformers have channels / head_dim heads of head_dim:
+ * Diffusers passes the config's attention_head_dim where the blocks expect a head count and vice versa, so in
+ * this family "attention_head_dim" ends up as the per-head width (diffusers issue #2011). UNet2DConditionModel
+ * passes it where a head count is expected, so there it is what it does not say: the number of heads, each
+ * channels / attention_head_dim wide (SD 1.x: 8 heads of 40, 80, 160). */
 static void load_block(UNet3D *u, Weights *W, UNetBlock *blk, const char *prefix, int cross, int n_layers,
                        int n_transformers, const int *resnet_in, int out, float scale, int sampler) {
-    const int heads = out / u->head_dim;
+    const int heads = u->is_2d ? u->head_dim : out / u->head_dim, head_width = u->is_2d ? out / u->head_dim : u->head_dim;
     int j;
     char name[400];
     blk->cross_attention = cross;
     blk->n_layers = n_layers;
     blk->out_channels = out;
     blk->resnets = (ResnetBlock2D *)xcalloc((size_t)n_layers, sizeof(ResnetBlock2D), "unet");
-    blk->temp_convs = (TemporalConvLayer *)xcalloc((size_t)n_layers, sizeof(TemporalConvLayer), "unet");
+    if (!u->is_2d) blk->temp_convs = (TemporalConvLayer *)xcalloc((size_t)n_layers, sizeof(TemporalConvLayer), "unet");
     if (cross) {
-        if (heads < 1) t2v_die("%s: %s has %d channels, fewer than attention_head_dim %d", W->m->path, prefix, out, u->head_dim);
+        if (heads < 1 || head_width < 1 || (u->is_2d && out % u->head_dim))
+            t2v_die("%s: %s has %d channels, which attention_head_dim %d does not divide", W->m->path, prefix, out, u->head_dim);
         blk->attentions = (Transformer *)xcalloc((size_t)n_layers, sizeof(Transformer), "unet");
-        blk->temp_attentions = (Transformer *)xcalloc((size_t)n_layers, sizeof(Transformer), "unet");
+        if (!u->is_2d) blk->temp_attentions = (Transformer *)xcalloc((size_t)n_layers, sizeof(Transformer), "unet");
     }
     for (j = 0; j < n_layers; j++) {
         snprintf(name, sizeof name, "%s.resnets.%d", prefix, j);
         blk->resnets[j] = load_resnet(W, resnet_in[j], out, u->temb_dim, u->groups, u->norm_eps, scale, name);
+        if (u->is_2d) continue;
         snprintf(name, sizeof name, "%s.temp_convs.%d", prefix, j);
         blk->temp_convs[j] = load_temporal_conv(W, out, u->groups, name);
     }
     for (j = 0; cross && j < n_transformers; j++) {
         snprintf(name, sizeof name, "%s.attentions.%d", prefix, j);
-        blk->attentions[j] = load_transformer(W, out, heads, u->head_dim, u->groups, u->cross_dim, name);
+        blk->attentions[j] = load_transformer(W, out, heads, head_width, u->groups, u->cross_dim, u->is_2d, name);
+        if (u->is_2d) continue;
         snprintf(name, sizeof name, "%s.temp_attentions.%d", prefix, j);
-        blk->temp_attentions[j] = load_transformer(W, out, heads, u->head_dim, u->groups, 0, name);
+        blk->temp_attentions[j] = load_transformer(W, out, heads, head_width, u->groups, 0, 0, name);
     }
     blk->has_sampler = sampler;
     if (sampler) load_conv(&blk->sampler, W, out, out, 3, 0, "%s.%s.0.conv", prefix, sampler < 0 ? "downsamplers" : "upsamplers");
@@ -1952,6 +1988,7 @@ static void load_unet(T2VModel *m) {
     const int *ch = u->channels;
     W.m = m;
     W.component = "unet";
+    u->is_2d = t2v_is_stable_diffusion(m);
     n = config_ints(m, "unet.block_out_channels", u->channels, MAX_BLOCKS, 1, MAX_CHANNELS);
     u->n_blocks = n;
     if (config_list(m, "unet.down_block_types", down_types, MAX_BLOCKS) != n ||
@@ -1969,15 +2006,25 @@ static void load_unet(T2VModel *m) {
     if (strcmp(config_required(m, "unet.act_fn"), "silu")) t2v_die("%s: unet act_fn must be silu", m->path);
     if (strcmp(config_required(m, "unet.num_attention_heads"), "null") || strcmp(config_required(m, "unet.time_cond_proj_dim"), "null"))
         t2v_die("%s: unet num_attention_heads / time_cond_proj_dim are not implemented (must be null)", m->path);
+    u->flip_sin_to_cos = 1;      /* UNet3DConditionModel fixes Timesteps(flip_sin_to_cos=True, freq_shift=0) */
+    if (u->is_2d) {
+        u->flip_sin_to_cos = config_bool(m, "unet.flip_sin_to_cos");
+        u->freq_shift = t2v_config_int(m, "unet.freq_shift", 0, 1);
+        if (config_bool(m, "unet.use_linear_projection"))
+            t2v_die("%s: unet use_linear_projection true is not implemented (SD 1.x: false)", m->path);
+        if (strcmp(config_required(m, "unet.mid_block_type"), "UNetMidBlock2DCrossAttn"))
+            t2v_die("%s: unet mid_block_type %s is not implemented", m->path, config_required(m, "unet.mid_block_type"));
+    }
     load_conv(&u->conv_in, &W, u->in_channels, ch[0], 3, 0, "conv_in");
     load_linear(&u->time_linear_1, &W, ch[0], u->temb_dim, 1, "time_embedding.linear_1");
     load_linear(&u->time_linear_2, &W, u->temb_dim, u->temb_dim, 1, "time_embedding.linear_2");
     /* transformer_in: 8 heads of attention_head_dim, whatever the channel count */
-    u->transformer_in = load_transformer(&W, ch[0], 8, u->head_dim, u->groups, 0, "transformer_in");
+    if (!u->is_2d) u->transformer_in = load_transformer(&W, ch[0], 8, u->head_dim, u->groups, 0, 0, "transformer_in");
     out_ch = ch[0];
     for (i = 0; i < n; i++) {
-        int cross = !strcmp(down_types[i], "CrossAttnDownBlock3D");
-        if (!cross && strcmp(down_types[i], "DownBlock3D")) t2v_die("%s: unet down block type %s is not implemented", m->path, down_types[i]);
+        int cross = !strcmp(down_types[i], u->is_2d ? "CrossAttnDownBlock2D" : "CrossAttnDownBlock3D");
+        if (!cross && strcmp(down_types[i], u->is_2d ? "DownBlock2D" : "DownBlock3D"))
+            t2v_die("%s: unet down block type %s is not implemented", m->path, down_types[i]);
         in_ch = out_ch;
         out_ch = ch[i];
         for (j = 0; j < u->layers; j++) resnet_in[j] = j == 0 ? in_ch : out_ch;
@@ -1991,8 +2038,9 @@ static void load_unet(T2VModel *m) {
     snprintf(u->mid.name, sizeof u->mid.name, "mid_block");
     out_ch = ch[n - 1];
     for (i = 0; i < n; i++) {
-        int cross = !strcmp(up_types[i], "CrossAttnUpBlock3D");
-        if (!cross && strcmp(up_types[i], "UpBlock3D")) t2v_die("%s: unet up block type %s is not implemented", m->path, up_types[i]);
+        int cross = !strcmp(up_types[i], u->is_2d ? "CrossAttnUpBlock2D" : "CrossAttnUpBlock3D");
+        if (!cross && strcmp(up_types[i], u->is_2d ? "UpBlock2D" : "UpBlock3D"))
+            t2v_die("%s: unet up block type %s is not implemented", m->path, up_types[i]);
         prev_ch = out_ch;
         out_ch = ch[n - 1 - i];
         in_ch = ch[i + 1 < n ? n - 2 - i : 0];
@@ -2037,6 +2085,8 @@ typedef struct {                 /* what every UNet stage of one forward needs t
     const float *context;        /* text states, [B][ctx_len][cross_dim] */
     int ctx_len;
     int forward_upsample_size;   /* H or W is not a multiple of 2^(blocks-1): upsample to each skip's size */
+    int cross_frame;             /* CrossFrameAttnProcessor: frames per batch group, whose self-attention (attn1)
+                                    takes keys and values from the group's first frame; 0: ordinary attention */
     const char *dump_dir;
 } UNetRun;
 
@@ -2194,7 +2244,16 @@ static void basic_transformer_block(const UNetRun *r, const BasicTransformerBloc
     ArenaMark mark = arena_mark(r->a);
     float *x = arena_alloc(r->a, tokens * b->dim);
     layer_norm(&b->norm1, h, x, tokens);
-    attention_block(r->a, &b->attn1, x, h, n_seq, seq_len, NULL, 0, 0);
+    if (r->cross_frame) {        /* Text2Video-Zero: each frame attends to the first frame of its group */
+        const int groups = n_seq / r->cross_frame;
+        const size_t seq = (size_t)seq_len * b->dim;
+        float *first = arena_alloc(r->a, (size_t)groups * seq);   /* first: [groups][seq_len][dim] */
+        int g;
+        for (g = 0; g < groups; g++) memcpy(first + g * seq, x + (size_t)g * r->cross_frame * seq, seq * sizeof(float));
+        attention_block(r->a, &b->attn1, x, h, n_seq, seq_len, first, groups, seq_len);
+    } else {
+        attention_block(r->a, &b->attn1, x, h, n_seq, seq_len, NULL, 0, 0);
+    }
     layer_norm(&b->norm2, h, x, tokens);
     if (b->attn2.cross)
         attention_block(r->a, &b->attn2, x, h, n_seq, seq_len, r->context, r->B, r->ctx_len);
@@ -2250,18 +2309,18 @@ static void transformer_temporal_model(const UNetRun *r, const Transformer *tr, 
     arena_reset(r->a, mark);
 }
 
-/* get_timestep_embedding, as Timesteps(flip_sin_to_cos=True, downscale_freq_shift=0) calls it:
- * [cos(t f_i) | sin(t f_i)], f_i = exp(-ln(10000) i / half), in float32 as torch computes it (t * f_i rounded
- * to float before cos/sin). */
-static void get_timestep_embedding(float t, float *out, int dim) {
+/* get_timestep_embedding, as Timesteps(flip_sin_to_cos, downscale_freq_shift) calls it: [cos(t f_i) | sin(t f_i)]
+ * (flipped; [sin | cos] otherwise), f_i = exp(-ln(10000) i / (half - shift)), in float32 as torch computes it
+ * (t * f_i rounded to float before cos/sin). */
+static void get_timestep_embedding(float t, float *out, int dim, int flip_sin_to_cos, int freq_shift) {
     const int half = dim / 2;
     const float log_max_period = (float)-9.210340371976184; /* -ln(10000) */
     int i;
     for (i = 0; i < half; i++) {
-        const float freq = expf(log_max_period * (float)i / (float)half);
+        const float freq = expf(log_max_period * (float)i / (float)(half - freq_shift));
         const float arg = t * freq;
-        out[i] = cosf(arg);
-        out[half + i] = sinf(arg);
+        out[flip_sin_to_cos ? i : half + i] = cosf(arg);
+        out[flip_sin_to_cos ? half + i : i] = sinf(arg);
     }
     if (dim % 2) out[dim - 1] = 0.0f;
 }
@@ -2276,7 +2335,7 @@ static float *timestep_embedding(const UNetRun *r, double timestep) {
     float *emb = arena_alloc(r->a, (size_t)r->B * u->temb_dim), *silu_emb = arena_alloc(r->a, (size_t)r->B * u->temb_dim);
     size_t i;
     int b;
-    for (b = 0; b < r->B; b++) get_timestep_embedding((float)timestep, t_proj + (size_t)b * C, C);
+    for (b = 0; b < r->B; b++) get_timestep_embedding((float)timestep, t_proj + (size_t)b * C, C, u->flip_sin_to_cos, u->freq_shift);
     linear(&u->time_linear_1, t_proj, hidden, (size_t)r->B);
     for (i = 0; i < (size_t)r->B * u->temb_dim; i++) hidden[i] = silu(hidden[i]);
     linear(&u->time_linear_2, hidden, emb, (size_t)r->B);
@@ -2334,6 +2393,26 @@ static void unet_block_layer(const UNetRun *r, const UNetBlock *blk, int j, Hidd
     dump_hidden(r->dump_dir, h, "%s_temp_attentions%d", blk->name, j);
 }
 
+/* Downsample2D at the end of a down block (all but the last), its output one more skip connection. */
+static void down_block_sampler(const UNetRun *r, const UNetBlock *blk, Hidden *h, SkipStack *skips) {
+    if (blk->has_sampler) {
+        downsample_2d(r->a, &blk->sampler, r->u->downsample_padding, h);
+        skip_push(r, skips, h);
+    }
+    dump_hidden(r->dump_dir, h, "%s", blk->name);
+}
+
+/* Upsample2D at the end of an up block (all but the last), to the next skip's size when the latent size does
+ * not halve evenly. */
+static void up_block_sampler(const UNetRun *r, const UNetBlock *blk, Hidden *h, const SkipStack *skips) {
+    if (blk->has_sampler) {
+        const Skip *next = &skips->items[skips->n - 1];
+        upsample_2d(r->a, &blk->sampler, h, r->forward_upsample_size ? next->H : 2 * h->H,
+                    r->forward_upsample_size ? next->W : 2 * h->W);
+    }
+    dump_hidden(r->dump_dir, h, "%s", blk->name);
+}
+
 /* CrossAttnDownBlock3D, or DownBlock3D (the same without the transformers): its layers, then Downsample2D
  * (all but the last block). Each layer's output and the downsampled output go on the skip stack.
  * h: [B*F][H*W][C_in] -> [B*F][H/2*W/2][out_channels]. */
@@ -2343,11 +2422,7 @@ static void down_block_3d(const UNetRun *r, const UNetBlock *blk, Hidden *h, Ski
         unet_block_layer(r, blk, j, h);
         skip_push(r, skips, h);
     }
-    if (blk->has_sampler) {
-        downsample_2d(r->a, &blk->sampler, r->u->downsample_padding, h);
-        skip_push(r, skips, h);
-    }
-    dump_hidden(r->dump_dir, h, "%s", blk->name);
+    down_block_sampler(r, blk, h, skips);
 }
 
 /* UNetMidBlock3DCrossAttn: resnets[0], temp_convs[0], then attentions[0], temp_attentions[0], resnets[1],
@@ -2371,12 +2446,69 @@ static void up_block_3d(const UNetRun *r, const UNetBlock *blk, Hidden *h, SkipS
         concat_skip(r, skips, h);
         unet_block_layer(r, blk, j, h);
     }
-    if (blk->has_sampler) {
-        const Skip *next = &skips->items[skips->n - 1];
-        upsample_2d(r->a, &blk->sampler, h, r->forward_upsample_size ? next->H : 2 * h->H,
-                    r->forward_upsample_size ? next->W : 2 * h->W);
+    up_block_sampler(r, blk, h, skips);
+}
+
+/* ---- UNet2DConditionModel's blocks (unet_2d_blocks.py): the 3D blocks without temporal layers. Text2Video-Zero
+ * runs the video's frames through them as a batch of images, so h is [B*F][H*W][C] here too. ---- */
+
+/* CrossAttnDownBlock2D: (resnets[j], attentions[j]) per layer, each output a skip connection, then Downsample2D.
+ * h: [B*F][H*W][C_in] -> [B*F][H/2*W/2][out_channels]. */
+static void cross_attn_down_block_2d(const UNetRun *r, const UNetBlock *blk, Hidden *h, SkipStack *skips) {
+    int j;
+    for (j = 0; j < blk->n_layers; j++) {
+        resnet(r->a, &blk->resnets[j], h, r->silu_temb, r->F);
+        dump_hidden(r->dump_dir, h, "%s_resnets%d", blk->name, j);
+        transformer_2d_model(r, &blk->attentions[j], h);
+        dump_hidden(r->dump_dir, h, "%s_attentions%d", blk->name, j);
+        skip_push(r, skips, h);
     }
+    down_block_sampler(r, blk, h, skips);
+}
+
+/* DownBlock2D: resnets only. h: [B*F][H*W][C_in] -> [B*F][H/2*W/2][out_channels] (the last block keeps H, W). */
+static void down_block_2d(const UNetRun *r, const UNetBlock *blk, Hidden *h, SkipStack *skips) {
+    int j;
+    for (j = 0; j < blk->n_layers; j++) {
+        resnet(r->a, &blk->resnets[j], h, r->silu_temb, r->F);
+        dump_hidden(r->dump_dir, h, "%s_resnets%d", blk->name, j);
+        skip_push(r, skips, h);
+    }
+    down_block_sampler(r, blk, h, skips);
+}
+
+/* UNetMidBlock2DCrossAttn: resnets[0], attentions[0], resnets[1]. h keeps its shape. */
+static void unet_mid_block_2d_cross_attn(const UNetRun *r, const UNetBlock *blk, Hidden *h) {
+    resnet(r->a, &blk->resnets[0], h, r->silu_temb, r->F);
+    transformer_2d_model(r, &blk->attentions[0], h);
+    resnet(r->a, &blk->resnets[1], h, r->silu_temb, r->F);
     dump_hidden(r->dump_dir, h, "%s", blk->name);
+}
+
+/* UpBlock2D: each resnet's input is h joined with the newest skip; then Upsample2D.
+ * h: [B*F][H*W][C_in] -> [B*F][2H*2W][out_channels]. */
+static void up_block_2d(const UNetRun *r, const UNetBlock *blk, Hidden *h, SkipStack *skips) {
+    int j;
+    for (j = 0; j < blk->n_layers; j++) {
+        concat_skip(r, skips, h);
+        resnet(r->a, &blk->resnets[j], h, r->silu_temb, r->F);
+        dump_hidden(r->dump_dir, h, "%s_resnets%d", blk->name, j);
+    }
+    up_block_sampler(r, blk, h, skips);
+}
+
+/* CrossAttnUpBlock2D: (h joined with the newest skip, resnets[j], attentions[j]) per layer, then Upsample2D.
+ * h: [B*F][H*W][C_in] -> [B*F][2H*2W][out_channels]. */
+static void cross_attn_up_block_2d(const UNetRun *r, const UNetBlock *blk, Hidden *h, SkipStack *skips) {
+    int j;
+    for (j = 0; j < blk->n_layers; j++) {
+        concat_skip(r, skips, h);
+        resnet(r->a, &blk->resnets[j], h, r->silu_temb, r->F);
+        dump_hidden(r->dump_dir, h, "%s_resnets%d", blk->name, j);
+        transformer_2d_model(r, &blk->attentions[j], h);
+        dump_hidden(r->dump_dir, h, "%s_attentions%d", blk->name, j);
+    }
+    up_block_sampler(r, blk, h, skips);
 }
 
 /* Walks the down path: the largest activation of a forward (the up blocks' concatenated inputs dominate)
@@ -2444,10 +2576,11 @@ static void convert_video_layout(const float *in, float *out, int B, int C, int 
                 }
 }
 
-/* UNet3DConditionModel.forward(sample, timestep, encoder_hidden_states).sample: the noise prediction.
- * sample and out: (B, in/out_channels, F, H, W); context: (B, 77, cross_attention_dim). */
-void t2v_unet(T2VModel *m, const float *sample, int B, int F, int H, int W, double timestep, const float *context,
-              float *out, const char *dump_dir) {
+/* UNet3DConditionModel.forward(sample, timestep, encoder_hidden_states).sample, or UNet2DConditionModel's
+ * (u->is_2d: then F = 1 and B counts images); the noise prediction. sample and out: (B, in/out_channels, F, H, W);
+ * context: (B, 77, cross_attention_dim). cross_frame: see UNetRun. */
+static void unet_forward(T2VModel *m, const float *sample, int B, int F, int H, int W, double timestep,
+                         const float *context, int cross_frame, float *out, const char *dump_dir) {
     UNet3D *u = m->unet;
     const ArenaMark mark = arena_mark(&u->arena);
     const int up_factor = 1 << (u->n_blocks - 1);
@@ -2464,6 +2597,7 @@ void t2v_unet(T2VModel *m, const float *sample, int B, int F, int H, int W, doub
     r.context = context;
     r.ctx_len = t2v_context_length(m);
     r.forward_upsample_size = H % up_factor != 0 || W % up_factor != 0;
+    r.cross_frame = cross_frame;
     r.dump_dir = dump_dir;
     skips.n = 0;
 
@@ -2472,12 +2606,25 @@ void t2v_unet(T2VModel *m, const float *sample, int B, int F, int H, int W, doub
     convert_video_layout(sample, h.data, B, u->in_channels, F, (size_t)H * W, 1); /* h: [B*F][H*W][in_channels] */
     conv_3x3(r.a, &u->conv_in, &h);                           /* h: [B*F][H*W][block_out_channels[0]] */
     dump_hidden(dump_dir, &h, "conv_in");
-    transformer_temporal_model(&r, &u->transformer_in, &h);
-    dump_hidden(dump_dir, &h, "transformer_in");
+    if (!u->is_2d) {
+        transformer_temporal_model(&r, &u->transformer_in, &h);
+        dump_hidden(dump_dir, &h, "transformer_in");
+    }
     skip_push(&r, &skips, &h);
-    for (i = 0; i < u->n_blocks; i++) down_block_3d(&r, &u->down[i], &h, &skips);
-    unet_mid_block_3d_cross_attn(&r, &u->mid, &h);            /* h: [B*F][(H*W)/4^(blocks-1)][channels[-1]] */
-    for (i = 0; i < u->n_blocks; i++) up_block_3d(&r, &u->up[i], &h, &skips);
+    for (i = 0; i < u->n_blocks; i++) {
+        const UNetBlock *blk = &u->down[i];
+        if (!u->is_2d) down_block_3d(&r, blk, &h, &skips);
+        else if (blk->cross_attention) cross_attn_down_block_2d(&r, blk, &h, &skips);
+        else down_block_2d(&r, blk, &h, &skips);
+    }
+    if (u->is_2d) unet_mid_block_2d_cross_attn(&r, &u->mid, &h);
+    else unet_mid_block_3d_cross_attn(&r, &u->mid, &h);        /* h: [B*F][(H*W)/4^(blocks-1)][channels[-1]] */
+    for (i = 0; i < u->n_blocks; i++) {
+        const UNetBlock *blk = &u->up[i];
+        if (!u->is_2d) up_block_3d(&r, blk, &h, &skips);
+        else if (blk->cross_attention) cross_attn_up_block_2d(&r, blk, &h, &skips);
+        else up_block_2d(&r, blk, &h, &skips);
+    }
     group_norm(r.a, &u->conv_norm_out, h.data, h.spare, h.frames, (size_t)H * W, 0); /* h: [B*F][H*W][channels[0]] */
     hidden_swap(&h);
     dump_hidden(dump_dir, &h, "conv_norm_out");
@@ -2486,6 +2633,22 @@ void t2v_unet(T2VModel *m, const float *sample, int B, int F, int H, int W, doub
     dump_hidden(dump_dir, &h, "conv_out");
     convert_video_layout(h.data, out, B, u->out_channels, F, (size_t)H * W, 0);
     arena_reset(&u->arena, mark);
+}
+
+void t2v_unet(T2VModel *m, const float *sample, int B, int F, int H, int W, double timestep, const float *context,
+              float *out, const char *dump_dir) {
+    if (m->unet->is_2d) t2v_die("%s holds a UNet2DConditionModel (Stable Diffusion), not a video UNet", m->path);
+    unet_forward(m, sample, B, F, H, W, timestep, context, 0, out, dump_dir);
+}
+
+/* UNet2DConditionModel: N images. cross_frame_batch > 0: CrossFrameAttnProcessor(batch_size=cross_frame_batch),
+ * the N images being that many groups of frames. */
+void t2v_unet_2d(T2VModel *m, const float *sample, int N, int H, int W, double timestep, const float *context,
+                 int cross_frame_batch, float *out, const char *dump_dir) {
+    if (!m->unet->is_2d) t2v_die("%s holds a UNet3DConditionModel, not an image UNet", m->path);
+    if (cross_frame_batch < 0 || (cross_frame_batch > 0 && N % cross_frame_batch))
+        t2v_die("unet: a batch of %d images does not split into %d groups of frames", N, cross_frame_batch);
+    unet_forward(m, sample, N, 1, H, W, timestep, context, cross_frame_batch ? N / cross_frame_batch : 0, out, dump_dir);
 }
 
 /* ============================================================================================
@@ -2713,6 +2876,7 @@ typedef struct {
     const char *final_sigmas_type;
     double lambda_min_clipped;
     const char *variance_type;
+    int skip_prk_steps;           /* PNDM */
 } SchedulerConfig;
 
 typedef enum { KEY_INT, KEY_NUMBER, KEY_BOOL, KEY_STRING } ConfigKeyType; /* KEY_STRING: "null" reads as NULL */
@@ -2731,11 +2895,11 @@ static const struct { const char *name; ConfigKeyType type; size_t offset; } sch
     SCHEDULER_KEY(lower_order_final, KEY_BOOL),    SCHEDULER_KEY(euler_at_final, KEY_BOOL),
     SCHEDULER_KEY(use_karras_sigmas, KEY_BOOL),    SCHEDULER_KEY(use_lu_lambdas, KEY_BOOL),
     SCHEDULER_KEY(final_sigmas_type, KEY_STRING),  SCHEDULER_KEY(lambda_min_clipped, KEY_NUMBER),
-    SCHEDULER_KEY(variance_type, KEY_STRING),
+    SCHEDULER_KEY(variance_type, KEY_STRING),      SCHEDULER_KEY(skip_prk_steps, KEY_BOOL),
 };
 #undef SCHEDULER_KEY
 
-/* The __init__ defaults of DDIMScheduler / DPMSolverMultistepScheduler (they differ!). */
+/* The __init__ defaults of DDIMScheduler / DPMSolverMultistepScheduler / PNDMScheduler (they differ!). */
 static void scheduler_config_defaults(T2VSchedulerKind kind, SchedulerConfig *c) {
     memset(c, 0, sizeof *c);
     c->num_train_timesteps = 1000;
@@ -2743,8 +2907,8 @@ static void scheduler_config_defaults(T2VSchedulerKind kind, SchedulerConfig *c)
     c->beta_end = 0.02;
     c->beta_schedule = "linear";
     c->prediction_type = "epsilon";
-    c->set_alpha_to_one = 1;
-    c->timestep_spacing = kind == T2V_SCHEDULER_DDIM ? "leading" : "linspace";
+    c->set_alpha_to_one = kind != T2V_SCHEDULER_PNDM;
+    c->timestep_spacing = kind == T2V_SCHEDULER_DPM ? "linspace" : "leading";
     c->clip_sample = 1;
     c->clip_sample_range = 1.0;
     c->solver_order = 2;
@@ -2836,6 +3000,11 @@ static void scheduler_config_validate(T2VSchedulerKind kind, const SchedulerConf
         refuse_unless_in("clip_sample_range", c->clip_sample_range, 0, FLT_MAX, "a finite number >= 0");
         return;
     }
+    if (kind == T2V_SCHEDULER_PNDM) {   /* Diffusers' PNDM knows epsilon and v_prediction only */
+        if (!c->skip_prk_steps) refuse_scheduler_value("skip_prk_steps", "false", "true (PLMS, as Stable Diffusion's config)");
+        if (choice_index(c->prediction_type, pred_names) == PRED_SAMPLE) refuse_scheduler_value("prediction_type", "sample", "epsilon, v_prediction");
+        return;
+    }
     refuse_unless_in("solver_order", c->solver_order, 1, 2, "1, 2");
     refuse_unless_one_of("algorithm_type", c->algorithm_type, algo_names, "dpmsolver++ (deis is mapped to it)");
     refuse_unless_one_of("solver_type", c->solver_type, solver_names, "midpoint, heun (logrho, bh1, bh2 are mapped to midpoint)");
@@ -2846,7 +3015,7 @@ static void scheduler_config_validate(T2VSchedulerKind kind, const SchedulerConf
     if (c->variance_type) refuse_scheduler_value("variance_type", c->variance_type, "null");
 }
 
-/* ---- DDIMScheduler and DPMSolverMultistepScheduler ---- */
+/* ---- DDIMScheduler, DPMSolverMultistepScheduler and PNDMScheduler (skip_prk_steps: PLMS) ---- */
 
 typedef struct {
     T2VSchedulerKind kind;
@@ -2868,6 +3037,15 @@ typedef struct {
     int solver_order, solver_type, lower_order_final, euler_at_final, final_sigmas_type;
     int lower_order_nums;
     float *model_outputs[2];      /* converted outputs (x0 predictions): [0] older, [1] newest */
+    /* PNDM (PLMS): its counter is step_index (both start at 0 and count every step) */
+    float *alphas;                /* [num_train_timesteps]: 1 - betas (Text2Video-Zero's forward_loop uses them) */
+    float *ets[4];                /* the last (up to) 4 model outputs, oldest first: Diffusers' self.ets */
+    size_t ets_numel[4];          /* an entry smaller than numel (one frame, kept from before the pipeline made
+                                     more frames) is broadcast over the frames, as torch does */
+    int n_ets;
+    float *cur_sample;            /* the sample of the first step, which the second step restarts from */
+    float *plms_output;           /* scratch: the combined model output */
+    size_t capacity;              /* floats each buffer holds: numel may shrink and grow up to it */
 } Scheduler;
 
 /* torch.linspace(start, end, steps, dtype=float32) as torch 1.13's AVX2 CPU kernel computes it
@@ -2898,7 +3076,7 @@ static float squaredcos_beta(int i, int n) {
 }
 
 /* Scheduler __init__: betas -> alphas = 1 - betas -> torch.cumprod (CPU accumulates in double). */
-static void compute_alphas_cumprod(const SchedulerConfig *c, float *ac) {
+static void compute_alphas_cumprod(const SchedulerConfig *c, float *ac, float *alphas) {
     int i, n = c->num_train_timesteps, sched = choice_index(c->beta_schedule, beta_names);
     double acc = 1.0;
     for (i = 0; i < n; i++) {
@@ -2912,6 +3090,7 @@ static void compute_alphas_cumprod(const SchedulerConfig *c, float *ac) {
             beta = squaredcos_beta(i, n);
         }
         alpha = 1.0f - beta;
+        alphas[i] = alpha;
         acc *= alpha;
         ac[i] = (float)acc;
     }
@@ -2973,7 +3152,23 @@ static float dpm_sigma_at(const float *ac, int64_t t) {
     return sqrtf(ratio);
 }
 
+/* PNDMScheduler.set_timesteps with skip_prk_steps: the DDIM-spaced list (descending) with its second value
+ * repeated, [t_N-1, t_N-2, t_N-2, t_N-3, ..., t_0]: N + 1 timesteps. PLMS's second step goes back to the first
+ * step's sample, and its repeated timestep is how the loop gives it one more model call. */
+static int pndm_set_timesteps(Scheduler *s, const SchedulerConfig *c, int spacing, int n) {
+    int i;
+    if (ddim_set_timesteps(s, c, spacing, n) != n) return -1;
+    if (n < 2) return n;
+    for (i = n; i >= 2; i--) s->timesteps[i] = s->timesteps[i - 1];
+    return n + 1;
+}
+
 static void scheduler_free(Scheduler *s) {
+    int i;
+    for (i = 0; i < 4; i++) free(s->ets[i]);
+    free(s->cur_sample);
+    free(s->plms_output);
+    free(s->alphas);
     free(s->timesteps);
     free(s->alphas_cumprod);
     free(s->sigmas);
@@ -2998,10 +3193,18 @@ static void scheduler_init(Scheduler *s, T2VSchedulerKind kind, const SchedulerC
     s->numel = sample_numel;
     s->init_noise_sigma = 1.0f;
     s->prediction_type = choice_index(c->prediction_type, pred_names);
+    s->capacity = sample_numel;
     s->alphas_cumprod = alloc_floats((size_t)T, "the scheduler");
-    s->timesteps = (int64_t *)xmalloc((size_t)(n + 1) * sizeof(int64_t), "the scheduler");
-    compute_alphas_cumprod(c, s->alphas_cumprod);
-    if (kind == T2V_SCHEDULER_DDIM) {
+    s->alphas = alloc_floats((size_t)T, "the scheduler");
+    s->timesteps = (int64_t *)xmalloc((size_t)(n + 2) * sizeof(int64_t), "the scheduler");
+    compute_alphas_cumprod(c, s->alphas_cumprod, s->alphas);
+    if (kind == T2V_SCHEDULER_PNDM) {
+        s->final_alpha_cumprod = c->set_alpha_to_one ? 1.0f : s->alphas_cumprod[0];
+        s->num_timesteps = pndm_set_timesteps(s, c, spacing, n);
+        for (i = 0; i < 4; i++) s->ets[i] = alloc_floats(sample_numel, "the scheduler");
+        s->cur_sample = alloc_floats(sample_numel, "the scheduler");
+        s->plms_output = alloc_floats(sample_numel, "the scheduler");
+    } else if (kind == T2V_SCHEDULER_DDIM) {
         s->final_alpha_cumprod = c->set_alpha_to_one ? 1.0f : s->alphas_cumprod[0];
         s->clip_sample = c->clip_sample;
         s->clip_sample_range = (float)c->clip_sample_range;
@@ -3014,10 +3217,10 @@ static void scheduler_init(Scheduler *s, T2VSchedulerKind kind, const SchedulerC
         s->final_sigmas_type = choice_index(c->final_sigmas_type, final_sigma_names);
         s->num_timesteps = dpm_solver_set_timesteps(s, c, spacing, n);
     }
-    if (s->num_timesteps != n)      /* numpy's float arange can yield one step more (ends at -1) */
+    if (s->num_timesteps != n + (kind == T2V_SCHEDULER_PNDM && n > 1)) /* numpy's float arange can yield one step more */
         t2v_die("timestep_spacing = %s with num_inference_steps = %d gives %d timesteps in Diffusers (unsupported)",
                 c->timestep_spacing, n, s->num_timesteps);
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < s->num_timesteps; i++) {
         if (s->timesteps[i] < 0 || s->timesteps[i] >= T)
             t2v_die("timestep %lld out of range [0, %d) (steps_offset = %d, timestep_spacing = %s)",
                     (long long)s->timesteps[i], T, c->steps_offset, c->timestep_spacing);
@@ -3154,11 +3357,119 @@ static void dpm_solver_second_order_update(const Scheduler *s, const float *m0, 
     }
 }
 
+/* PNDMScheduler._get_prev_sample (formula (9) of the PNDM paper): x_prev = sqrt(a_prev / a_t) x -
+ * (a_prev - a_t) e / (a_t sqrt(1 - a_prev) + sqrt(a_t (1 - a_t) a_prev)); float32 scalars as torch's 0-dim
+ * tensors, one rounding per tensor op. sample may equal x (the output). */
+static void pndm_prev_sample(const Scheduler *s, const float *sample, int64_t t, int64_t prev_t, const float *e, float *x) {
+    const float a_t = s->alphas_cumprod[t], a_prev = prev_t >= 0 ? s->alphas_cumprod[prev_t] : s->final_alpha_cumprod;
+    const float b_t = 1.0f - a_t, b_prev = 1.0f - a_prev;
+    const float sample_coeff = sqrtf(a_prev / a_t);
+    const float denom = a_t * sqrtf(b_prev) + sqrtf(a_t * b_t * a_prev);
+    const float diff = a_prev - a_t, sa = sqrtf(a_t), sb = sqrtf(b_t);
+    size_t i;
+    for (i = 0; i < s->numel; i++) {
+        float mo = e[i], p, q;
+        if (s->prediction_type == PRED_V) {
+            p = sa * mo;
+            q = sb * sample[i];
+            mo = p + q;
+        }
+        p = sample_coeff * sample[i];
+        q = diff * mo;
+        q = q / denom;
+        x[i] = p - q;
+    }
+}
+
+/* ets[k] at flat index i of a numel-sized sample, broadcast when the entry holds fewer frames. */
+#define ETS(s, k, i) ((s)->ets[k][(i) % (s)->ets_numel[k]])
+
+/* PNDMScheduler.step_plms: a linear multistep over the last four model outputs (fewer at the start). The
+ * first step is an Euler step that also keeps its sample; the second (the repeated timestep) restarts from
+ * that sample with the mean of the two outputs, between the same two timesteps. */
+static void pndm_step(Scheduler *s, const float *mo, float *x) {
+    const int64_t ratio = s->num_train_timesteps / s->num_inference_steps;
+    int64_t t = s->timesteps[s->step_index], prev_t = t - ratio;
+    const int counter = s->step_index;
+    const float *e = s->plms_output, *sample = x;
+    float *out = s->plms_output;
+    size_t i;
+    if (counter != 1) {          /* self.ets = self.ets[-3:] + [model_output] */
+        if (s->n_ets == 4) {
+            float *oldest = s->ets[0];
+            memmove(s->ets, s->ets + 1, 3 * sizeof s->ets[0]);
+            memmove(s->ets_numel, s->ets_numel + 1, 3 * sizeof s->ets_numel[0]);
+            s->ets[3] = oldest;
+            s->n_ets = 3;
+        }
+        memcpy(s->ets[s->n_ets], mo, s->numel * sizeof(float));
+        s->ets_numel[s->n_ets++] = s->numel;
+    } else {
+        prev_t = t;
+        t = t + ratio;
+    }
+    if (s->n_ets == 1 && counter == 0) {
+        e = mo;
+        memcpy(s->cur_sample, x, s->numel * sizeof(float));
+    } else if (s->n_ets == 1 && counter == 1) {
+        for (i = 0; i < s->numel; i++) out[i] = (mo[i] + ETS(s, 0, i)) / 2.0f;
+        sample = s->cur_sample;
+    } else if (s->n_ets == 2) {
+        for (i = 0; i < s->numel; i++) {
+            float a = 3.0f * ETS(s, 1, i);
+            out[i] = (a - ETS(s, 0, i)) / 2.0f;
+        }
+    } else if (s->n_ets == 3) {
+        for (i = 0; i < s->numel; i++) {
+            float a = 23.0f * ETS(s, 2, i), b = 16.0f * ETS(s, 1, i), c = 5.0f * ETS(s, 0, i);
+            float d = a - b;
+            d = d + c;
+            out[i] = d / 12.0f;
+        }
+    } else {
+        for (i = 0; i < s->numel; i++) {
+            float a = 55.0f * ETS(s, 3, i), b = 59.0f * ETS(s, 2, i), c = 37.0f * ETS(s, 1, i), d = 9.0f * ETS(s, 0, i);
+            float sum = a - b;
+            sum = sum + c;
+            sum = sum - d;
+            out[i] = (float)(1.0 / 24.0) * sum;
+        }
+    }
+    pndm_prev_sample(s, sample, t, prev_t, e, x);
+}
+#undef ETS
+
+/* copy.deepcopy(scheduler): Text2Video-Zero keeps the state after its first loop for its last one. */
+static void scheduler_copy(Scheduler *dst, const Scheduler *src) {
+    const size_t T = (size_t)src->num_train_timesteps, cap = src->capacity;
+    int i;
+    *dst = *src;
+    dst->timesteps = (int64_t *)xmalloc((size_t)(src->num_timesteps + 1) * sizeof(int64_t), "the scheduler");
+    memcpy(dst->timesteps, src->timesteps, (size_t)src->num_timesteps * sizeof(int64_t));
+    dst->alphas_cumprod = alloc_floats(T, "the scheduler");
+    memcpy(dst->alphas_cumprod, src->alphas_cumprod, T * sizeof(float));
+    dst->alphas = alloc_floats(T, "the scheduler");
+    memcpy(dst->alphas, src->alphas, T * sizeof(float));
+    dst->sigmas = NULL;
+    dst->model_outputs[0] = dst->model_outputs[1] = NULL;
+    if (src->kind == T2V_SCHEDULER_DPM) t2v_die("internal: DPM scheduler copy is not implemented");
+    if (src->kind != T2V_SCHEDULER_PNDM) return;
+    for (i = 0; i < 4; i++) {
+        dst->ets[i] = alloc_floats(cap, "the scheduler");
+        memcpy(dst->ets[i], src->ets[i], cap * sizeof(float));
+    }
+    dst->cur_sample = alloc_floats(cap, "the scheduler");
+    memcpy(dst->cur_sample, src->cur_sample, cap * sizeof(float));
+    dst->plms_output = alloc_floats(cap, "the scheduler");
+}
+
 /* scheduler.step(model_output, timesteps[step_index], sample): updates sample in place. */
 static void scheduler_step(Scheduler *s, const float *model_output, float *sample) {
     if (s->step_index >= s->num_timesteps) t2v_die("internal: scheduler step %d of %d", s->step_index + 1, s->num_timesteps);
     if (s->kind == T2V_SCHEDULER_DDIM) {
         ddim_step(s, model_output, sample);
+    } else if (s->kind == T2V_SCHEDULER_PNDM) {
+        pndm_step(s, model_output, sample);
     } else {
         int last = s->step_index == s->num_timesteps - 1;
         int short_run = s->lower_order_final && s->num_timesteps < 15;
@@ -3677,6 +3988,205 @@ static float *decode_latents(T2VModel *m, const T2VGenerateOptions *o, const flo
     return frames;
 }
 
+/* ---- TextToVideoZeroPipeline (pipeline_text_to_video_zero.py): Stable Diffusion 1.x, no training ---- */
+
+/* One of the pipeline's backward_loop calls: `steps` scheduler steps from s->step_index on latents (N, C, h, w),
+ * the UNet seeing [latents, latents] with context [negative x N, prompt x N] and CrossFrameAttnProcessor(
+ * batch_size=2), then guidance. With N = 1 (the first frame alone) cross-frame attention changes nothing. */
+static void zero_backward_loop(T2VModel *m, const T2VGenerateOptions *o, Scheduler *s, const float *context,
+                               float *latents, int N, int C, int h, int w, int steps, const char *what) {
+    const size_t n = (size_t)N * C * h * w;
+    float *unet_in = alloc_floats(2 * n, "unet input"), *unet_out = alloc_floats(2 * n, "unet output");
+    float *noise_pred = alloc_floats(n, "noise prediction");
+    const double start = now_seconds();
+    size_t j;
+    int i;
+    s->numel = n;
+    for (i = 0; i < steps; i++) {
+        memcpy(unet_in, latents, n * sizeof(float));          /* unet_in: (2N, C, h, w), uncond half first */
+        memcpy(unet_in + n, latents, n * sizeof(float));
+        t2v_unet_2d(m, unet_in, 2 * N, h, w, (double)s->timesteps[s->step_index], context, 2, unet_out, NULL);
+        for (j = 0; j < n; j++) noise_pred[j] = unet_out[j] + (float)o->guidance * (unet_out[n + j] - unet_out[j]);
+        scheduler_step(s, noise_pred, latents);
+        if (!o->quiet) report_progress(what, "step", i + 1, steps, start);
+    }
+    free(unet_in);
+    free(unet_out);
+    free(noise_pred);
+}
+
+/* torch.nn.functional.interpolate(mode="bilinear", align_corners=False) along one axis of a field that is
+ * constant along the other: n_in values -> n_out, in float32 as torch's CPU kernel (source index clamped at 0). */
+static void resize_linear_1d(const float *in, int n_in, float *out, int n_out) {
+    const float scale = (float)n_in / (float)n_out;
+    int i;
+    for (i = 0; i < n_out; i++) {
+        float src = scale * ((float)i + 0.5f) - 0.5f, l1, l0;
+        int i0, i1;
+        if (src < 0.0f) src = 0.0f;
+        i0 = (int)src;
+        i1 = i0 + (i0 < n_in - 1);
+        l1 = src - (float)i0;
+        l0 = 1.0f - l1;
+        out[i] = l0 * in[i0] + l1 * in[i1];
+    }
+}
+
+/* grid_sample's source index for align_corners=False, padding_mode="reflection": unnormalise g in [-1, 1] to
+ * pixels, reflect about the borders -0.5 and size - 0.5, clip to [0, size - 1]. */
+static float grid_reflect_index(float g, int size) {
+    const float span = (float)size, lo = -0.5f;
+    float x = (g + 1.0f) * (span / 2.0f) - 0.5f, extra, flips;
+    x = fabsf(x - lo);
+    extra = fmodf(x, span);
+    flips = floorf(x / span);
+    x = fmodf(flips, 2.0f) == 0.0f ? extra + lo : span - extra + lo;
+    return x < 0.0f ? 0.0f : (x > span - 1.0f ? span - 1.0f : x);
+}
+
+/* create_motion_field_and_warp_latents for frames 1..F-1: frame k is the first frame's latent (C, h, w) moved
+ * by k * (motion_x, motion_y) pixels of a 512x512 image. Diffusers builds the flow at 512x512 whatever the video
+ * size: coordinates + flow, divided by 512, mapped to [-1, 1], bilinearly resized to h x w, then grid_sample
+ * with nearest sampling (round half to even) and reflection padding. So a motion of m moves the latent by
+ * about m * w / 512 latent pixels (m / 8 at 512x512), and the edge that comes into view is a mirror image.
+ * out: (F-1, C, h, w). */
+static void create_motion_field_and_warp_latents(double motion_x, double motion_y, const float *first, float *out,
+                                                 int F, int C, int h, int w) {
+    const int S = 512;
+    float *field = alloc_floats(S, "motion field"), *gx = alloc_floats((size_t)w, "motion field");
+    float *gy = alloc_floats((size_t)h, "motion field");
+    int k, c, y, x, i;
+    for (k = 1; k < F; k++) {
+        const float fx = (float)(motion_x * k), fy = (float)(motion_y * k); /* reference_flow: float32 */
+        float *dst = out + (size_t)(k - 1) * C * h * w;
+        for (i = 0; i < S; i++) field[i] = ((float)i + fx) / (float)S * 2.0f - 1.0f;  /* channel 0: x */
+        resize_linear_1d(field, S, gx, w);
+        for (i = 0; i < S; i++) field[i] = ((float)i + fy) / (float)S * 2.0f - 1.0f;  /* channel 1: y */
+        resize_linear_1d(field, S, gy, h);
+        for (y = 0; y < h; y++) {
+            const int sy = (int)nearbyintf(grid_reflect_index(gy[y], h));
+            for (x = 0; x < w; x++) {
+                const int sx = (int)nearbyintf(grid_reflect_index(gx[x], w));
+                for (c = 0; c < C; c++)
+                    dst[((size_t)c * h + y) * w + x] = first[((size_t)c * h + sy) * w + sx];
+            }
+        }
+    }
+    free(field);
+    free(gx);
+    free(gy);
+}
+
+/* forward_loop: the DDPM forward process from timestep t0 to t1 in one go, x_t1 = sqrt(A) x_t0 + sqrt(1 - A) eps
+ * with A = prod(alphas[t0:t1]) and eps the generator's next draw, (n) values. */
+static void zero_forward_loop(const Scheduler *s, TorchGenerator *g, float *x, size_t n, int64_t t0, int64_t t1) {
+    float *eps = alloc_floats(n, "noise");
+    double prod = 1.0;
+    float a, b, one_minus;
+    int64_t t;
+    size_t i;
+    torch_randn(g, eps, n);
+    for (t = t0; t < t1; t++) prod *= s->alphas[t];
+    one_minus = 1.0f - (float)prod;
+    a = sqrtf((float)prod);
+    b = sqrtf(one_minus);
+    for (i = 0; i < n; i++) {
+        const float p = a * x[i], q = b * eps[i];
+        x[i] = p + q;
+    }
+    free(eps);
+}
+
+static void dump_timesteps(const char *dir, const char *name, const int64_t *t, int n) {
+    char path[4096];
+    Shape shape;
+    if (!dir) return;
+    shape.ndim = 1;
+    shape.shape[0] = n;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    npy_save(path, t, 1, &shape);
+}
+
+/* TextToVideoZeroPipeline.__call__ (one prompt, frame_ids 0..F-1): x_T of frame 0; backward_loop to
+ * timesteps[-t1-1] (x1_t1), keeping a copy of the scheduler; on to timesteps[-t0-1] (x1_t0); F-1 copies of it
+ * warped by the motion; forward_loop back to t1; then all F frames [x1_t1, warped] through the copied
+ * scheduler's remaining timesteps with cross-frame attention; decode_latents. Returns frames (F, H, W, 3). */
+static float *text_to_video_zero(T2VModel *m, const T2VGenerateOptions *o) {
+    const int scale = t2v_vae_scale_factor(m), C = m->unet->in_channels, F = o->frames;
+    const int h = o->height / scale, w = o->width / scale, T = t2v_context_length(m), D = t2v_text_hidden_size(m);
+    const size_t per_frame = (size_t)C * h * w, ctx = (size_t)T * D;
+    const int64_t frame_dims[4] = {1, C, h, w};
+    SchedulerConfig config;
+    Scheduler s, copy;
+    TorchGenerator g;
+    T2VGenerateOptions decode_options = *o;
+    float *context, *context_all, *latents, *video, *frames;
+    int L, first_end, second_end, f;
+    if (o->guidance <= 1.0)      /* CrossFrameAttnProcessor(batch_size=2) assumes the guidance batch */
+        t2v_die("Text2Video-Zero needs guidance > 1 (Diffusers' cross-frame attention splits the batch in two halves)");
+    if (o->latents || o->init_frames) t2v_die("Text2Video-Zero starts from seeded noise: no --latents or --init-video");
+    if (o->t0 < 0 || o->t0 >= o->t1) t2v_die("--t0 (%d) must be at least 0 and less than --t1 (%d)", o->t0, o->t1);
+    if (o->t1 >= o->steps) t2v_die("--t1 (%d) must be less than --steps (%d)", o->t1, o->steps);
+    check_unet_memory(m->unet, 2 * F, h, w);
+
+    context = encode_prompt(m, o, 2);                         /* context: [2][T][D], [negative, prompt] */
+    context_all = alloc_floats(mul_size((size_t)2 * F, ctx), "text states");
+    for (f = 0; f < 2 * F; f++)                               /* context_all: [2F][T][D], each repeated per frame */
+        memcpy(context_all + (size_t)f * ctx, context + (size_t)(f / F) * ctx, ctx * sizeof(float));
+    scheduler_config_read(m, o->scheduler, &config);
+    scheduler_init(&s, o->scheduler, &config, o->steps, (size_t)F * per_frame);
+    L = s.num_timesteps;                                      /* N, or N + 1 for PNDM */
+    first_end = L - o->t1 - 1;
+    second_end = L - o->t0 - 1;
+    dump_timesteps(o->dump_dir, "timesteps_1.npy", s.timesteps, first_end);
+    dump_timesteps(o->dump_dir, "timesteps_2.npy", s.timesteps + first_end, second_end - first_end);
+    dump_timesteps(o->dump_dir, "timesteps_3.npy", s.timesteps + first_end, L - first_end);
+
+    video = alloc_floats((size_t)F * per_frame, "latents");   /* video: (F, C, h, w) */
+    latents = alloc_floats(per_frame, "latents");             /* latents: (1, C, h, w), frame 0 */
+    torch_generator_seed(&g, o->seed);
+    torch_randn(&g, latents, per_frame);
+    for (f = 0; f < (int)per_frame; f++) latents[f] *= s.init_noise_sigma;
+    dump_tensor(o->dump_dir, "latents_init.npy", latents, 4, frame_dims);
+
+    zero_backward_loop(m, o, &s, context, latents, 1, C, h, w, first_end, "step (frame 0 to t1)");
+    memcpy(video, latents, per_frame * sizeof(float));        /* x_1_t1 is the last loop's frame 0 */
+    dump_tensor(o->dump_dir, "x1_t1.npy", latents, 4, frame_dims);
+    scheduler_copy(&copy, &s);
+    zero_backward_loop(m, o, &s, context, latents, 1, C, h, w, second_end - first_end, "step (frame 0 to t0)");
+    dump_tensor(o->dump_dir, "x1_t0.npy", latents, 4, frame_dims);
+
+    if (F > 1) {
+        const int64_t rest_dims[4] = {F - 1, C, h, w};
+        float *rest = video + per_frame;                      /* rest: frames 1..F-1, (F-1, C, h, w) */
+        create_motion_field_and_warp_latents(o->motion_x, o->motion_y, latents, rest, F, C, h, w);
+        dump_tensor(o->dump_dir, "warped_t0.npy", rest, 4, rest_dims);
+        zero_forward_loop(&s, &g, rest, (size_t)(F - 1) * per_frame, s.timesteps[second_end], s.timesteps[first_end]);
+        dump_tensor(o->dump_dir, "x2k_t1.npy", rest, 4, rest_dims);
+    }
+    dump_tensor(o->dump_dir, "x1k_t1.npy", video, 4, (int64_t[]){F, C, h, w});
+    zero_backward_loop(m, o, &copy, context_all, video, F, C, h, w, L - first_end, "step (all frames)");
+    dump_tensor(o->dump_dir, "latents.npy", video, 4, (int64_t[]){F, C, h, w});
+
+    free(latents);               /* decode_latents takes (1, C, F, h, w): latents is video transposed */
+    latents = alloc_floats((size_t)F * per_frame, "latents");
+    for (f = 0; f < F; f++) {
+        int c;
+        for (c = 0; c < C; c++)
+            memcpy(latents + ((size_t)c * F + f) * h * w, video + ((size_t)f * C + c) * h * w, (size_t)h * w * sizeof(float));
+    }
+    decode_options.dump_dir = NULL;
+    frames = decode_latents(m, &decode_options, latents, C, F, h, w);
+    dump_tensor(o->dump_dir, "frames.npy", frames, 4, (int64_t[]){F, h * scale, w * scale, 3});
+    free(context);
+    free(context_all);
+    free(latents);
+    free(video);
+    scheduler_free(&s);
+    scheduler_free(&copy);
+    return frames;
+}
+
 /* TextToVideoSDPipeline.__call__: encode_prompt, set_timesteps, prepare_latents, the denoising loop,
  * decode_latents. With init_frames it is VideoToVideoSDPipeline.__call__, which differs in two places: the
  * timesteps are cut by strength (get_timesteps) and the latents come from the encoded video.
@@ -3689,6 +4199,9 @@ float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
     Scheduler scheduler;
     float *context, *latents, *frames;
     if (o->frames < 1 || o->steps < 1) t2v_die("frames and steps must be at least 1");
+    if (m->unet->is_2d != (o->scheduler == T2V_SCHEDULER_PNDM) && o->scheduler != T2V_SCHEDULER_DDIM)
+        t2v_die("the %s scheduler is for %s files", o->scheduler == T2V_SCHEDULER_PNDM ? "pndm" : "dpm",
+                o->scheduler == T2V_SCHEDULER_PNDM ? "Stable Diffusion" : "ModelScope");
     if (o->height < scale || o->width < scale || o->height % scale || o->width % scale)
         t2v_die("height and width must be positive multiples of %d (got %dx%d)", scale, o->width, o->height);
     if (!isfinite(o->guidance)) t2v_die("guidance must be a finite number");
@@ -3696,6 +4209,7 @@ float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
     if (o->init_frames && o->latents) t2v_die("video-to-video starts from the encoded video: it takes no latents");
     if (t2v_text_hidden_size(m) != m->unet->cross_dim)
         t2v_die("text encoder width %d differs from the UNet's cross_attention_dim %d", t2v_text_hidden_size(m), m->unet->cross_dim);
+    if (m->unet->is_2d) return text_to_video_zero(m, o);
     check_unet_memory(m->unet, B * F, h, w);
 
     context = encode_prompt(m, o, B);
@@ -3935,7 +4449,9 @@ static void usage(FILE *f) {
         "  t2v tokenize    MODEL.t2v PROMPT                        print the 77 token ids\n"
         "  t2v encode-text MODEL.t2v PROMPT OUT.npy                text states (1, 77, hidden)\n"
         "  t2v unet        MODEL.t2v SAMPLE.npy TIMESTEP CONTEXT.npy OUT.npy\n"
-        "                  sample (B,4,F,H,W), context (B,77,D) -> noise prediction (B,4,F,H,W)\n"
+        "                  sample (B,4,F,H,W), context (B,77,D) -> noise prediction (B,4,F,H,W); a Stable Diffusion\n"
+        "                  file: (N,4,H,W), context (N,77,D) -> (N,4,H,W); --cross-frame: Text2Video-Zero's\n"
+        "                  cross-frame attention (CrossFrameAttnProcessor(batch_size=2))\n"
         "  t2v vae-decode  MODEL.t2v LATENTS.npy OUT.npy           (N,4,h,w), already / scaling_factor -> (N,3,8h,8w)\n"
         "  t2v vae-encode  MODEL.t2v IMAGES.npy MEAN.npy [LOGVAR.npy]   (N,3,H,W) in [-1,1] -> (N,4,H/8,W/8)\n"
         "\n"
@@ -3948,6 +4464,15 @@ static void usage(FILE *f) {
         "  --steps N                  denoising steps (default 50)\n"
         "  --guidance G               classifier-free guidance scale; <= 1 turns it off (default 9.0)\n"
         "  --scheduler ddim|dpm       DDIMScheduler (default) or DPMSolverMultistepScheduler.from_config\n"
+        "\n");
+    fprintf(f,
+        "Text2Video-Zero (a Stable Diffusion 1.x file; Diffusers' TextToVideoZeroPipeline and its defaults: --frames 8,\n"
+        "--guidance 7.5, 512x512 for SD 1.5, the snapshot's scheduler):\n"
+        "  --scheduler pndm|ddim      PNDMScheduler (PLMS; SD's default) or DDIMScheduler.from_config\n"
+        "  --motion-x X, --motion-y Y global motion per frame, in pixels of a 512x512 frame (default 12, 12)\n"
+        "  --t0 T0, --t1 T1           frame 0 is denoised to timesteps[-T1-1], then to timesteps[-T0-1], copied to\n"
+        "                             the other frames with the motion, re-noised to T1's timestep, and all frames\n"
+        "                             are denoised from there; 0 <= T0 < T1 < steps (default 44, 47)\n"
         "  --seed N                   noise of torch.Generator('cpu').manual_seed(N) (default 42; -1: random)\n"
         "  --latents FILE.npy         start from these (1,4,F,H/8,W/8) latents instead of seeded noise\n"
         "\n"
@@ -3978,6 +4503,8 @@ typedef struct {
     const char *output, *frames_dir, *latents_path, *init_video_path, *init_frames_path;
     int threads, fps_num, fps_den, yuv444, random_seed;
     int frames_given, guidance_given, strength_given;   /* video-to-video takes its own defaults */
+    int cross_frame;             /* unet --cross-frame: CrossFrameAttnProcessor(batch_size=2) */
+    int scheduler_given, zero_option_given;             /* Text2Video-Zero takes its own defaults and options */
 } Args;
 
 static long long parse_number(const char *opt, const char *v, long long lo, long long hi) {
@@ -4002,6 +4529,9 @@ static void parse_args(int argc, char **argv, Args *a) {
     a->gen.steps = 50;
     a->gen.guidance = 9.0;
     a->gen.seed = 42;
+    a->gen.motion_x = a->gen.motion_y = 12.0;   /* TextToVideoZeroPipeline's defaults */
+    a->gen.t0 = 44;
+    a->gen.t1 = 47;
     a->output = "output.y4m";
     a->fps_den = 1;
     for (i = 0; i < argc; i++) {
@@ -4009,6 +4539,7 @@ static void parse_args(int argc, char **argv, Args *a) {
         int takes_value = 1;
         if (is_option(s, "-q", "--quiet")) { a->gen.quiet = 1; takes_value = 0; }
         else if (is_option(s, "--yuv444", NULL)) { a->yuv444 = 1; takes_value = 0; }
+        else if (is_option(s, "--cross-frame", NULL)) { a->cross_frame = 1; takes_value = 0; }
         else if (s[0] == '-' && s[1] && strcmp(s, "-") && !v) t2v_die("%s needs a value (see t2v --help)", s);
         if (!takes_value) continue;
         if (is_option(s, "-p", "--prompt")) a->gen.prompt = v;
@@ -4043,10 +4574,21 @@ static void parse_args(int argc, char **argv, Args *a) {
             a->gen.guidance = strtod(v, &end);
             a->guidance_given = 1;
             if (end == v || *end || !isfinite(a->gen.guidance)) t2v_die("--guidance expects a finite number, got '%s'", v);
+        } else if (is_option(s, "--motion-x", "--motion-y")) {
+            char *end;
+            double *motion = !strcmp(s, "--motion-x") ? &a->gen.motion_x : &a->gen.motion_y;
+            *motion = strtod(v, &end);
+            a->zero_option_given = 1;
+            if (end == v || *end || !(fabs(*motion) <= 1e6)) t2v_die("%s expects a number, got '%s'", s, v);
+        } else if (is_option(s, "--t0", "--t1")) {
+            *(!strcmp(s, "--t0") ? &a->gen.t0 : &a->gen.t1) = (int)parse_number(s, v, 0, 1000000);
+            a->zero_option_given = 1;
         } else if (is_option(s, "--scheduler", NULL)) {
+            a->scheduler_given = 1;
             if (!strcmp(v, "ddim")) a->gen.scheduler = T2V_SCHEDULER_DDIM;
             else if (!strcmp(v, "dpm")) a->gen.scheduler = T2V_SCHEDULER_DPM;
-            else t2v_die("--scheduler must be ddim or dpm, not '%s'", v);
+            else if (!strcmp(v, "pndm")) a->gen.scheduler = T2V_SCHEDULER_PNDM;
+            else t2v_die("--scheduler must be ddim, dpm or pndm, not '%s'", v);
         } else if (is_option(s, "--tokenizer", NULL)) {
             if (!strcmp(v, "diffusers")) a->gen.tokenizer = T2V_TOKENIZER_DIFFUSERS;
             else if (!strcmp(v, "openclip")) a->gen.tokenizer = T2V_TOKENIZER_OPENCLIP;
@@ -4162,7 +4704,15 @@ static int cmd_unet(const Args *a) {
     double timestep, t0;
     m = start_command(a, "unet", 5, 5, 4);
     want[1] = m->unet->in_channels;
-    sample = npy_load_expect(a->positional[1], &ss, 5, want, "(B, in_channels, F, H, W)");
+    if (m->unet->is_2d) {        /* UNet2DConditionModel: (N, C, H, W), read as (N, C, 1, H, W) */
+        sample = npy_load_expect(a->positional[1], &ss, 4, want, "(N, in_channels, H, W)");
+        memmove(ss.shape + 3, ss.shape + 2, 2 * sizeof ss.shape[0]);
+        ss.shape[2] = 1;
+        ss.ndim = 5;
+    } else {
+        if (a->cross_frame) t2v_die("unet: --cross-frame is for Stable Diffusion (UNet2DConditionModel) files");
+        sample = npy_load_expect(a->positional[1], &ss, 5, want, "(B, in_channels, F, H, W)");
+    }
     timestep = strtod(a->positional[2], &end);
     if (end == a->positional[2] || *end || !isfinite(timestep)) t2v_die("TIMESTEP must be a number, not '%s'", a->positional[2]);
     want_ctx[0] = ss.shape[0];
@@ -4173,14 +4723,22 @@ static int cmd_unet(const Args *a) {
     out = alloc_floats(shape_numel(&ss), "unet output");
     if (a->gen.dump_dir) make_dump_dir(a->gen.dump_dir);
     t0 = now_seconds();
-    t2v_unet(m, sample, (int)ss.shape[0], (int)ss.shape[2], (int)ss.shape[3], (int)ss.shape[4], timestep, context, out,
-             a->gen.dump_dir);
+    if (m->unet->is_2d)
+        t2v_unet_2d(m, sample, (int)ss.shape[0], (int)ss.shape[3], (int)ss.shape[4], timestep, context,
+                    a->cross_frame ? 2 : 0, out, a->gen.dump_dir);
+    else
+        t2v_unet(m, sample, (int)ss.shape[0], (int)ss.shape[2], (int)ss.shape[3], (int)ss.shape[4], timestep, context, out,
+                 a->gen.dump_dir);
     if (!a->gen.quiet)
         fprintf(stderr, "unet: forward %.2f s for sample (%lld, %lld, %lld, %lld, %lld), %d thread%s, scratch %.0f MiB\n",
                 now_seconds() - t0, (long long)ss.shape[0], (long long)ss.shape[1], (long long)ss.shape[2],
                 (long long)ss.shape[3], (long long)ss.shape[4], num_threads(), num_threads() > 1 ? "s" : "",
                 m->unet->arena.peak * 4.0 / 1048576.0);
     ss.shape[1] = m->unet->out_channels;
+    if (m->unet->is_2d) {        /* back to (N, C, H, W) */
+        memmove(ss.shape + 2, ss.shape + 3, 2 * sizeof ss.shape[0]);
+        ss.ndim = 4;
+    }
     npy_save(a->positional[4], out, 0, &ss);
     free(sample);
     free(context);
@@ -4331,6 +4889,16 @@ static int cmd_generate(Args *a) {
     scale = t2v_vae_scale_factor(m);
     if (a->init_video_path || a->init_frames_path) init_frames = load_init_video(a, scale);
     else if (a->strength_given) t2v_die("--strength is for video-to-video (--init-video)");
+    if (t2v_is_stable_diffusion(m)) {   /* Text2Video-Zero: TextToVideoZeroPipeline's defaults */
+        if (!a->frames_given) g->frames = 8;
+        if (!a->guidance_given) g->guidance = 7.5;
+        if (!a->scheduler_given)
+            g->scheduler = t2v_config(m, "scheduler._class_name") && !strcmp(t2v_config(m, "scheduler._class_name"), "PNDMScheduler")
+                ? T2V_SCHEDULER_PNDM : T2V_SCHEDULER_DDIM;
+        if (init_frames) t2v_die("--init-video is for ModelScope files; this one holds Stable Diffusion (Text2Video-Zero)");
+    } else if (a->zero_option_given) {
+        t2v_die("--motion-x, --motion-y, --t0 and --t1 are Text2Video-Zero options, for Stable Diffusion files");
+    }
     if (!a->fps_num) a->fps_num = 8;
     if (!g->height) g->height = t2v_config_int(m, "unet.sample_size", 1, 4096) * scale;
     if (!g->width) g->width = t2v_config_int(m, "unet.sample_size", 1, 4096) * scale;
@@ -4354,7 +4922,7 @@ static int cmd_generate(Args *a) {
         fprintf(stderr, "t2v: %s (unet %.1fM, text encoder %.1fM, vae %.1fM parameters) | %d frames %dx%d | %s, %d steps, "
                 "guidance %g | %s %llu | %d thread%s | build: %s\n", a->positional[0],
                 count_parameters(m, "unet") / 1e6, count_parameters(m, "text_encoder") / 1e6, count_parameters(m, "vae") / 1e6,
-                g->frames, g->width, g->height, g->scheduler == T2V_SCHEDULER_DPM ? "dpm" : "ddim", g->steps, g->guidance,
+                g->frames, g->width, g->height, g->scheduler == T2V_SCHEDULER_DPM ? "dpm" : g->scheduler == T2V_SCHEDULER_PNDM ? "pndm" : "ddim", g->steps, g->guidance,
                 latents ? "latents from" : "seed", latents ? 0ULL : (unsigned long long)g->seed, num_threads(),
                 num_threads() > 1 ? "s" : "", build_features());
     if (latents && !g->quiet) fprintf(stderr, "t2v: starting from %s\n", a->latents_path);

@@ -42,6 +42,9 @@ const char *t2v_config(const T2VModel *m, const char *key);          /* "unet.no
 /* The integer config value of key, which must be in [lo, hi]; dies with a message naming the key otherwise. */
 int t2v_config_int(const T2VModel *m, const char *key, long lo, long hi);
 const char *t2v_model_path(const T2VModel *m);
+/* 1 when the file holds a Stable Diffusion 1.x model (StableDiffusionPipeline: Text2Video-Zero), 0 for
+ * ModelScope's TextToVideoSDPipeline. */
+int t2v_is_stable_diffusion(const T2VModel *m);
 
 /* ---- tokenizer.c: CLIP byte-level BPE ---- */
 typedef enum {
@@ -71,6 +74,13 @@ void t2v_encode_text(T2VModel *m, const int32_t *ids, float *out);
 void t2v_unet(T2VModel *m, const float *sample, int B, int F, int H, int W, double timestep,
               const float *context, float *out, const char *dump_dir);
 
+/* UNet2DConditionModel (a Stable Diffusion 1.x file): sample (N,C,H,W), text states (N,77,D) -> (N,C,H,W).
+ * cross_frame_batch > 0 runs Text2Video-Zero's CrossFrameAttnProcessor(batch_size=cross_frame_batch): the N images
+ * are that many groups of N / cross_frame_batch frames, and every self-attention (attn1) takes its keys and values
+ * from the first frame of its group. 0: ordinary attention. */
+void t2v_unet_2d(T2VModel *m, const float *sample, int N, int H, int W, double timestep, const float *context,
+                 int cross_frame_batch, float *out, const char *dump_dir);
+
 /* Pixels per latent along H and W: 2^(VAE blocks - 1), 8 for this model. */
 int t2v_vae_scale_factor(const T2VModel *m);
 /* AutoencoderKL: latents (N,4,h,w), already divided by scaling_factor -> images (N,3,8h,8w), no clamp. */
@@ -79,7 +89,8 @@ void t2v_vae_decode(T2VModel *m, const float *latents, int N, int h, int w, floa
 void t2v_vae_encode(T2VModel *m, const float *images, int N, int H, int W, float *mean, float *logvar);
 
 /* ---- the whole pipeline ---- */
-typedef enum { T2V_SCHEDULER_DDIM = 0, T2V_SCHEDULER_DPM = 1 } T2VSchedulerKind;
+/* PNDM: PNDMScheduler with skip_prk_steps (PLMS), Stable Diffusion's default (Text2Video-Zero only) */
+typedef enum { T2V_SCHEDULER_DDIM = 0, T2V_SCHEDULER_DPM = 1, T2V_SCHEDULER_PNDM = 2 } T2VSchedulerKind;
 
 typedef struct {
     const char *prompt, *negative_prompt;  /* negative: "" by default, as Diffusers */
@@ -92,10 +103,16 @@ typedef struct {
     const float *init_frames;              /* video-to-video: the input video, (F,H,W,3) in [0,1], or NULL */
     double strength;                       /* video-to-video: how much of the schedule to run, (0, 1] */
     const char *dump_dir;                  /* write the golden pipeline/ files there, or NULL */
+    /* Text2Video-Zero (a Stable Diffusion file): the global motion, in pixels of a 512x512 frame per frame, and
+     * the two points of the schedule (counted from its end) between which the first frame is copied to the
+     * others: denoise frame 0 to t0, warp the copies, re-noise them to t1, denoise all from t1 (t0 < t1 < steps) */
+    double motion_x, motion_y;
+    int t0, t1;
     int quiet;
 } T2VGenerateOptions;
 
-/* Runs TextToVideoSDPipeline, or VideoToVideoSDPipeline when init_frames is set; returns frames (F, H, W, 3)
+/* Runs TextToVideoSDPipeline, or VideoToVideoSDPipeline when init_frames is set, or TextToVideoZeroPipeline
+ * when the file holds Stable Diffusion; returns frames (F, H, W, 3)
  * as float32 in [0,1] (caller frees). */
 float *t2v_generate(T2VModel *m, const T2VGenerateOptions *opt);
 

@@ -151,7 +151,7 @@ def check_generate_errors(t2v, model):
     expect_error("steps 0", base + ["--steps", "0"], ["--steps"])
     expect_error("guidance not finite", base + ["--guidance", "nan"], ["guidance"])
     expect_error("guidance not a number", base + ["--guidance", "lots"], ["guidance"])
-    expect_error("unknown scheduler", base + ["--scheduler", "euler"], ["ddim or dpm"])
+    expect_error("unknown scheduler", base + ["--scheduler", "euler"], ["ddim, dpm or pndm"])
     expect_error("unknown option", base + ["--bogus", "1"], ["unknown option"])
     expect_error("option without its value", base + ["--steps"], ["needs a value"])
     expect_error("no prompt", [t2v, "generate", model, "-o", out], ["prompt"])

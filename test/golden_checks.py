@@ -5,6 +5,7 @@ import os
 import numpy as np
 
 import harness as T
+import t2vz_checks
 import video_to_video_checks
 
 
@@ -183,3 +184,4 @@ def run_all(exes):
     check_vae(t2v, model)
     check_pipeline(t2v, model)
     video_to_video_checks.run_all(exes, model)
+    t2vz_checks.run_all(exes)

@@ -322,7 +322,7 @@ static void test_timestep_embedding(void) {
     float emb[320];
     double e = 0.0;
     int i;
-    get_timestep_embedding(981.0f, emb, 320);
+    get_timestep_embedding(981.0f, emb, 320, 1, 0);
     for (i = 0; i < 160; i++) {
         double f = exp(-log(10000.0) * i / 160.0);
         e = fmax(e, fabs(emb[i] - cos(981.0 * f)));
