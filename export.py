@@ -147,6 +147,20 @@ def refuse(component, key, value, supported):
     raise ExportError(f"{component} config: {key} = {value!r} is not implemented by t2v (supported: {supported})")
 
 
+def check_unet_blocks(c, kind):
+    """One attention_head_dim for all blocks, and as many blocks of each kind ("2D" or "3D") as block_out_channels."""
+    if not isinstance(c["attention_head_dim"], int):
+        refuse("unet", "attention_head_dim", c["attention_head_dim"], "one integer for all blocks")
+    n = len(c["block_out_channels"])
+    if len(c["down_block_types"]) != n or len(c["up_block_types"]) != n:
+        raise ExportError("unet config: block_out_channels, down_block_types and up_block_types differ in length")
+    for key, names in (("down_block_types", ("CrossAttnDownBlock", "DownBlock")), ("up_block_types", ("CrossAttnUpBlock", "UpBlock"))):
+        supported = [name + kind for name in names]
+        for t in c[key]:
+            if t not in supported:
+                refuse("unet", key, t, ", ".join(repr(x) for x in supported))
+
+
 def check_unet2d_config(c):
     """UNet2DConditionModel as the SD 1.x configs use it; anything else is refused by name."""
     fixed = {"num_attention_heads": None, "act_fn": "silu", "time_cond_proj_dim": None,
@@ -159,17 +173,7 @@ def check_unet2d_config(c):
     for key, value in fixed.items():
         if c[key] != value:
             refuse("unet", key, c[key], repr(value))
-    if not isinstance(c["attention_head_dim"], int):
-        refuse("unet", "attention_head_dim", c["attention_head_dim"], "one integer for all blocks")
-    n = len(c["block_out_channels"])
-    if len(c["down_block_types"]) != n or len(c["up_block_types"]) != n:
-        raise ExportError("unet config: block_out_channels, down_block_types and up_block_types differ in length")
-    for t in c["down_block_types"]:
-        if t not in ("CrossAttnDownBlock2D", "DownBlock2D"):
-            refuse("unet", "down_block_types", t, "'CrossAttnDownBlock2D', 'DownBlock2D'")
-    for t in c["up_block_types"]:
-        if t not in ("CrossAttnUpBlock2D", "UpBlock2D"):
-            refuse("unet", "up_block_types", t, "'CrossAttnUpBlock2D', 'UpBlock2D'")
+    check_unet_blocks(c, "2D")
     for ch in c["block_out_channels"]:
         if ch % c["norm_num_groups"] or ch % c["attention_head_dim"]:
             raise ExportError(f"unet config: channels {ch} are not divisible by norm_num_groups "
@@ -185,17 +189,7 @@ def check_unet_config(c):
         refuse("unet", "time_cond_proj_dim", c["time_cond_proj_dim"], "null")
     if c["norm_num_groups"] is None:
         refuse("unet", "norm_num_groups", None, "an integer")
-    if not isinstance(c["attention_head_dim"], int):
-        refuse("unet", "attention_head_dim", c["attention_head_dim"], "one integer for all blocks")
-    n = len(c["block_out_channels"])
-    if len(c["down_block_types"]) != n or len(c["up_block_types"]) != n:
-        raise ExportError("unet config: block_out_channels, down_block_types and up_block_types differ in length")
-    for t in c["down_block_types"]:
-        if t not in ("CrossAttnDownBlock3D", "DownBlock3D"):
-            refuse("unet", "down_block_types", t, "'CrossAttnDownBlock3D', 'DownBlock3D'")
-    for t in c["up_block_types"]:
-        if t not in ("CrossAttnUpBlock3D", "UpBlock3D"):
-            refuse("unet", "up_block_types", t, "'CrossAttnUpBlock3D', 'UpBlock3D'")
+    check_unet_blocks(c, "3D")
     for ch in c["block_out_channels"]:
         if ch % c["norm_num_groups"]:
             raise ExportError(f"unet config: channels {ch} are not divisible by norm_num_groups {c['norm_num_groups']}")
