@@ -1337,6 +1337,7 @@ static float quick_gelu(float x) { return x / (1.0f + exp_approx(-1.702f * x)); 
 
 static void silu_inplace(float *x, size_t n) {
     size_t i;
+    PARALLEL_FOR(schedule(static))
     for (i = 0; i < n; i++) x[i] = silu(x[i]);
 }
 
@@ -1630,22 +1631,22 @@ static void hidden_swap(Hidden *h) {
 
 /* [frames][C][H*W] (Diffusers) <-> [frames][H*W][C] (t2v) */
 static void channels_first_to_last(const float *in, float *out, size_t frames, size_t P, int C) {
-    size_t f;
-    for (f = 0; f < frames; f++) {
+    long fc;
+    PARALLEL_FOR(schedule(static))
+    for (fc = 0; fc < (long)(frames * C); fc++) {     /* one channel plane of one frame per item */
+        const size_t f = (size_t)fc / C, c = (size_t)fc % C;
         size_t p;
-        int c;
-        for (c = 0; c < C; c++)
-            for (p = 0; p < P; p++) out[(f * P + p) * C + c] = in[(f * C + c) * P + p];
+        for (p = 0; p < P; p++) out[(f * P + p) * C + c] = in[(f * C + c) * P + p];
     }
 }
 
 static void channels_last_to_first(const float *in, float *out, size_t frames, size_t P, int C) {
-    size_t f;
-    for (f = 0; f < frames; f++) {
+    long fc;
+    PARALLEL_FOR(schedule(static))
+    for (fc = 0; fc < (long)(frames * C); fc++) {
+        const size_t f = (size_t)fc / C, c = (size_t)fc % C;
         size_t p;
-        int c;
-        for (p = 0; p < P; p++)
-            for (c = 0; c < C; c++) out[(f * C + c) * P + p] = in[(f * P + p) * C + c];
+        for (p = 0; p < P; p++) out[(f * C + c) * P + p] = in[(f * P + p) * C + c];
     }
 }
 
@@ -2564,16 +2565,17 @@ static void check_unet_memory(const UNet3D *u, int frames, int H, int W) {
 
 /* (B, C, F, H, W), Diffusers' video layout, to t2v's channels-last frames [B*F][H*W][C], or back */
 static void convert_video_layout(const float *in, float *out, int B, int C, int F, size_t P, int to_frames) {
-    int b, c, f;
-    size_t p;
-    for (b = 0; b < B; b++)
-        for (c = 0; c < C; c++)
-            for (f = 0; f < F; f++)
-                for (p = 0; p < P; p++) {
-                    const size_t video = (((size_t)b * C + c) * F + f) * P + p, frames = (((size_t)b * F + f) * P + p) * C + c;
-                    if (to_frames) out[frames] = in[video];
-                    else out[video] = in[frames];
-                }
+    long bcf;
+    PARALLEL_FOR(schedule(static))
+    for (bcf = 0; bcf < (long)B * C * F; bcf++) {     /* one (batch item, channel, frame) plane per item */
+        const int b = (int)(bcf / ((long)C * F)), c = (int)(bcf / F % C), f = (int)(bcf % F);
+        size_t p;
+        for (p = 0; p < P; p++) {
+            const size_t video = (((size_t)b * C + c) * F + f) * P + p, frames = (((size_t)b * F + f) * P + p) * C + c;
+            if (to_frames) out[frames] = in[video];
+            else out[video] = in[frames];
+        }
+    }
 }
 
 /* UNet3DConditionModel.forward(sample, timestep, encoder_hidden_states).sample, or UNet2DConditionModel's
