@@ -2008,6 +2008,7 @@ static void load_projection(Linear *l, Weights *W, int in, int out, int conv_1x1
         Conv c;
         load_conv(&c, W, in, out, 1, 0, "%s", name);
         l->w = c.w;
+        l->wtype = c.wtype;
         l->b = c.b;
         l->in = in;
         l->out = out;
