@@ -2,7 +2,7 @@
 """export.py: turn a Diffusers TextToVideoSDPipeline or StableDiffusionPipeline (SD 1.x) folder into one t2v
 model file.
 
-    python3 export.py SRC OUT.t2v [--variant fp16]
+    python3 export.py SRC OUT.t2v [--variant fp16] [--dtype f32|f16]
     python3 export.py --random ms-1.7b|sd-1.5|tiny OUT.t2v [--seed 0]
 
 SRC is a folder laid out like a Hugging Face snapshot of damo-vilab/text-to-video-ms-1.7b or of an SD 1.x
@@ -24,7 +24,7 @@ MAGIC = b"T2VMODEL"
 VERSION = 1
 ALIGN = 64
 # dtype codes of the tensor table (weights/README.md); int8 entries carry per-group float32 scales
-DTYPE_F32, DTYPE_I8, DTYPE_I32, DTYPE_U8 = 0, 1, 2, 3
+DTYPE_F32, DTYPE_I8, DTYPE_I32, DTYPE_U8, DTYPE_F16 = 0, 1, 2, 3, 4
 
 
 class ExportError(Exception):
@@ -938,6 +938,8 @@ def write_model(path, configs, tensors):
     for name, arr in tensors:
         if arr.dtype == np.float32:
             code = DTYPE_F32
+        elif arr.dtype == np.float16:
+            code = DTYPE_F16
         elif arr.dtype == np.int32:
             code = DTYPE_I32
         elif arr.dtype == np.uint8:
@@ -1158,6 +1160,34 @@ def finish(configs, loaded, tok, tok_blobs):
     return configs, tensors
 
 
+def to_float16(tensors):
+    """Every float32 weight rounded to IEEE half (round to nearest even, as numpy's astype does). Values beyond
+    float16's range would become inf: such a weight is refused, naming it. Values that land in the subnormal
+    range (|x| < 2**-14) lose precision, and those below 2**-25 become 0: both are counted and reported.
+    A float16 checkpoint (--variant fp16) was widened exactly on reading, so this gives its bits back."""
+    out, n_sub, n_zero, n_total = [], 0, 0, 0
+    for name, arr in tensors:
+        if arr.dtype != np.float32:
+            out.append((name, arr))
+            continue
+        with np.errstate(over="ignore"):
+            half = arr.astype(np.float16)
+        finite = np.isfinite(arr)
+        overflow = np.count_nonzero(finite & ~np.isfinite(half))
+        if overflow:
+            big = float(np.max(np.abs(arr[finite & ~np.isfinite(half)])))
+            raise ExportError(f"tensor {name}: {overflow} values overflow float16 (largest magnitude {big:.6g} > "
+                              "65504); export it with --dtype f32")
+        mag = np.abs(half)
+        n_sub += int(np.count_nonzero((mag < np.float16(2.0 ** -14)) & (mag > 0)))
+        n_zero += int(np.count_nonzero((half == 0) & (arr != 0)))
+        n_total += arr.size
+        out.append((name, half))
+    print(f"float16: {n_total} weights, 0 overflow, {n_sub} subnormal, {n_zero} rounded to zero",
+          file=sys.stderr)
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Export a Diffusers text-to-video model folder to a t2v model file.")
     ap.add_argument("src", nargs="?", help="Diffusers model folder (hub snapshot layout) or hub id")
@@ -1168,8 +1198,14 @@ def main(argv=None):
                          "configs), sd-1.5 (Stable Diffusion 1.5's full-size configs, for Text2Video-Zero) or "
                          "tiny (the test fixture's shape)")
     ap.add_argument("--seed", type=int, default=0, help="seed of --random weights")
+    ap.add_argument("--dtype", choices=("f32", "f16", "int8"), default="f32",
+                    help="how weights are stored: f32 (default), f16 (IEEE half; lossless for --variant fp16) "
+                         "or int8 (not implemented yet)")
     args = ap.parse_args(argv)
     try:
+        if args.dtype == "int8":
+            raise ExportError("--dtype int8 is not implemented yet (weights/README.md describes the planned "
+                              "encoding); use f32 or f16")
         if args.random:
             if args.src:
                 raise ExportError("give either SRC or --random, not both")
@@ -1178,6 +1214,8 @@ def main(argv=None):
             if not args.src:
                 raise ExportError("SRC is required (or --random CONFIG)")
             configs, tensors = export_folder(resolve_source(args.src, args.variant), args.variant)
+        if args.dtype == "f16":
+            tensors = to_float16(tensors)
         total = write_model(args.out, configs, tensors)
     except ExportError as e:
         print(f"export.py: error: {e}", file=sys.stderr)
@@ -1185,8 +1223,9 @@ def main(argv=None):
     except OSError as e:
         print(f"export.py: error: {e}", file=sys.stderr)
         return 1
-    n_weights = sum(int(np.prod(a.shape)) for n, a in tensors if a.dtype == np.float32)
-    print(f"wrote {args.out}: {len(tensors)} tensors, {n_weights / 1e6:.1f}M float32 parameters, "
+    n_weights = sum(int(np.prod(a.shape)) for n, a in tensors if a.dtype in (np.float32, np.float16))
+    kind = "float16" if args.dtype == "f16" else "float32"
+    print(f"wrote {args.out}: {len(tensors)} tensors, {n_weights / 1e6:.1f}M {kind} parameters, "
           f"{total / 2**20:.1f} MiB", file=sys.stderr)
     return 0
 

@@ -229,11 +229,14 @@ struct T2VModel {
     struct VAE *vae;
     T2VTokenizer *tokenizer;
     int context_length;   /* tokenizer.model_max_length: 77 token ids per prompt */
+    float **copies;       /* float32 copies of small float16 tensors (norms, biases), freed with the model */
+    int n_copies, cap_copies;
 };
 
 static size_t dtype_size(int dtype) {
     switch (dtype) {
     case T2V_F32: case T2V_I32: return 4;
+    case T2V_F16: return 2;
     case T2V_I8: case T2V_U8: return 1;
     default: return 0;
     }
@@ -364,6 +367,15 @@ static void parse_tensor_table(T2VModel *m, Reader *r) {
             t2v_die("%s: tensor %s appears twice", m->path, m->tensors[i].name);
 }
 
+static void swap_bytes2(unsigned char *p, size_t count) {
+    size_t i;
+    for (i = 0; i < count; i++, p += 2) {
+        unsigned char a = p[0];
+        p[0] = p[1];
+        p[1] = a;
+    }
+}
+
 static void swap_bytes4(unsigned char *p, size_t count) {
     size_t i;
     for (i = 0; i < count; i++, p += 4) {
@@ -381,6 +393,7 @@ static void swap_to_host_order(T2VModel *m) {
     for (i = 0; i < m->n_tensors; i++) {
         T2VTensor *t = &m->tensors[i];
         if (dtype_size(t->dtype) == 4) swap_bytes4((unsigned char *)t->data, t->nbytes / 4);
+        if (dtype_size(t->dtype) == 2) swap_bytes2((unsigned char *)t->data, t->nbytes / 2);
         if (t->scales) swap_bytes4((unsigned char *)t->scales, t->nbytes / (size_t)t->group_size);
     }
 }
@@ -573,6 +586,8 @@ void t2v_free(T2VModel *m) {
     free_text_encoder(m->text_encoder);
     free_unet(m->unet);
     free_vae(m->vae);
+    while (m->n_copies > 0) free(m->copies[--m->n_copies]);
+    free(m->copies);
 #if T2V_POSIX
     if (m->mapped) munmap(m->file, m->file_size);
 #endif
@@ -807,6 +822,30 @@ static int thread_index(void) {
 #endif
 }
 
+/* IEEE half (binary16) -> float, exactly, in integer bit operations so that it needs no compiler support for
+ * _Float16 and no particular FPU mode: normal halves move their exponent from bias 15 to bias 127, subnormals
+ * (mant * 2^-24) are converted through an exact int -> float and a power-of-two product, infinities and NaNs
+ * (payload and sign kept) get float's all-ones exponent. test_kernels.c checks all 65536 inputs. */
+static float half_to_float(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+    uint32_t bits;
+    float f;
+    if (exp == 0) {
+        f = (float)mant * 5.9604644775390625e-8f; /* 2^-24: the result is a normal float, exact */
+        return sign ? -f : f;
+    }
+    bits = sign | (exp == 0x1f ? 0x7f800000u : (exp + 112) << 23) | mant << 13;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* The one accessor through which weights of either stored dtype are read: element i of a float32 or float16
+ * tensor. The matmul converts a float16 weight this way while it packs its panels, so a float16 file is
+ * never widened to a float32 copy in memory; int8 can join here with its group scales. */
+static float weight_at(const void *w, int dtype, size_t i) {
+    return dtype == T2V_F16 ? half_to_float(((const uint16_t *)w)[i]) : ((const float *)w)[i];
+}
+
 /* Convolution weights are PyTorch's (out, in, kh, kw): each row is [in][taps] with taps = kh * kw. A
  * convolution reduces tap by tap instead, over k = tap * in + channel, so that its patches are gathered as
  * whole channel vectors (contiguous in the channels-last input). The matmul reads the weights in that order
@@ -819,13 +858,14 @@ static ptrdiff_t weight_column(int k, int K, int taps) {
 
 /* The reference: one dot product per output element. out[m*ldo + n] = (accumulate ? out : 0) +
  * sum_k a[m*lda + k] * w[n*ldw + weight_column(k)] + bias[n]. */
-static void matmul_naive(float *out, int ldo, const float *a, int lda, const float *w, int ldw, const float *bias,
-                         int M, int K, int N, int accumulate, int taps) {
+static void matmul_naive(float *out, int ldo, const float *a, int lda, const void *w, int wtype, int ldw,
+                         const float *bias, int M, int K, int N, int accumulate, int taps) {
     int m, n, k;
     for (m = 0; m < M; m++)
         for (n = 0; n < N; n++) {
             float sum = 0.0f;
-            for (k = 0; k < K; k++) sum += a[(size_t)m * lda + k] * w[(size_t)n * ldw + weight_column(k, K, taps)];
+            for (k = 0; k < K; k++)
+                sum += a[(size_t)m * lda + k] * weight_at(w, wtype, (size_t)n * ldw + weight_column(k, K, taps));
             if (accumulate) sum += out[(size_t)m * ldo + n];
             out[(size_t)m * ldo + n] = sum + (bias ? bias[n] : 0.0f);
         }
@@ -970,12 +1010,21 @@ static void mm_kernel(int kc, const float *restrict a, ptrdiff_t lda,
 }
 #endif
 
-/* pack w[n0 .. n0+nr)[k0 .. k0+kc) (row stride ldw) into dst[kc][NR], zero padded.
- * Done in chunks of 16 k so that each source cache line is consumed at once
- * (row strides are often multiples of 4 KiB, which thrash L1 sets). */
-static void mm_pack(float *restrict dst, const float *restrict w, ptrdiff_t ldw,
+/* pack w[n0 .. n0+nr)[k0 .. k0+kc) (row stride ldw), starting at element w0 of the stored weight, into
+ * dst[kc][NR], zero padded. Done in chunks of 16 k so that each source cache line is consumed at once
+ * (row strides are often multiples of 4 KiB, which thrash L1 sets). A float16 weight is converted here, row by
+ * row: each panel is packed once per block and reused by every row tile of a. */
+static void mm_pack(float *restrict dst, const void *wv, int wtype, size_t w0, ptrdiff_t ldw,
                     int nr, int kc) {
+    const float *restrict w = (const float *)wv + w0;
     int j, k, k0 = 0;
+    if (wtype != T2V_F32) {
+        for (j = 0; j < nr; j++)
+            for (k = 0; k < kc; k++) dst[k * MM_NR + j] = weight_at(wv, wtype, w0 + (size_t)j * ldw + k);
+        for (k = 0; k < kc; k++)
+            for (j = nr; j < MM_NR; j++) dst[k * MM_NR + j] = 0.0f;
+        return;
+    }
     if (nr == MM_NR) {
         for (; k0 + 16 <= kc; k0 += 16)
             for (j = 0; j < MM_NR; j++)
@@ -994,12 +1043,15 @@ static void mm_pack(float *restrict dst, const float *restrict w, ptrdiff_t ldw,
 }
 
 /* the same for a convolution's tap-major reduction: k = pc .. pc+kc of K, read at weight_column(k) */
-static void mm_pack_taps(float *restrict dst, const float *restrict w, ptrdiff_t ldw, int nr, int kc, int pc, int K,
-                         int taps) {
+static void mm_pack_taps(float *restrict dst, const void *w, int wtype, size_t w0, ptrdiff_t ldw, int nr, int kc,
+                         int pc, int K, int taps) {
     int j, k;
     for (k = 0; k < kc; k++) {
-        const float *col = w + weight_column(pc + k, K, taps);
-        for (j = 0; j < nr; j++) dst[k * MM_NR + j] = col[j * ldw];
+        const size_t col = w0 + (size_t)weight_column(pc + k, K, taps);
+        if (wtype == T2V_F32)
+            for (j = 0; j < nr; j++) dst[k * MM_NR + j] = ((const float *)w)[col + (size_t)j * ldw];
+        else
+            for (j = 0; j < nr; j++) dst[k * MM_NR + j] = weight_at(w, wtype, col + (size_t)j * ldw);
         for (; j < MM_NR; j++) dst[k * MM_NR + j] = 0.0f;
     }
 }
@@ -1033,7 +1085,9 @@ static float *mm_get_scratch(size_t n) {
 
 struct mm_args {
     float *out;
-    const float *a, *w, *bias;
+    const float *a, *bias;
+    const void *w;  /* stored weight, dtype wtype (T2V_F32 or T2V_F16), read through weight_at / mm_pack */
+    int wtype;
     ptrdiff_t ldo, lda, ldw;
     int M, K, N, kcb, ncb, accum;
     int taps;       /* w's rows are [K / taps][taps], reduced tap-major (weight_column); 1: plain */
@@ -1064,10 +1118,11 @@ static void mm_simple(const struct mm_args *g) {
     for (m = 0; m < g->M; m++) {
         const float *ar = g->a + (size_t)m * g->lda;
         for (n = 0; n < g->N; n++) {
-            const float *wr = g->w + (size_t)n * g->ldw;
+            const size_t wr = (size_t)n * g->ldw;
             float *o = g->out + (size_t)m * g->ldo + n;
             float s = g->accum ? *o : 0.0f;
-            for (k = 0; k < g->K; k++) s = MM_FMA(ar[k], wr[weight_column(k, g->K, g->taps)], s);
+            for (k = 0; k < g->K; k++)
+                s = MM_FMA(ar[k], weight_at(g->w, g->wtype, wr + weight_column(k, g->K, g->taps)), s);
             *o = g->bias ? s + g->bias[n] : s;
         }
     }
@@ -1094,10 +1149,11 @@ static void mm_run(const struct mm_args *g) {
                 const int n0 = p * MM_NR;
                 const int nr = nc - n0 < MM_NR ? nc - n0 : MM_NR;
                 if (g->taps == 1)
-                    mm_pack(bp + (size_t)p * kc * MM_NR, g->w + (size_t)(jc + n0) * g->ldw + pc, g->ldw, nr, kc);
+                    mm_pack(bp + (size_t)p * kc * MM_NR, g->w, g->wtype, (size_t)(jc + n0) * g->ldw + pc, g->ldw,
+                            nr, kc);
                 else
-                    mm_pack_taps(bp + (size_t)p * kc * MM_NR, g->w + (size_t)(jc + n0) * g->ldw, g->ldw, nr, kc, pc, K,
-                                 g->taps);
+                    mm_pack_taps(bp + (size_t)p * kc * MM_NR, g->w, g->wtype, (size_t)(jc + n0) * g->ldw, g->ldw,
+                                 nr, kc, pc, K, g->taps);
                 if (last && g->bias) {
                     int j;
                     for (j = 0; j < MM_NR; j++) bb[n0 + j] = j < nr ? g->bias[jc + n0 + j] : 0.0f;
@@ -1128,7 +1184,7 @@ static void mm_run(const struct mm_args *g) {
  *                                  + sum_k a[m*lda + k] * w[n*ldw + weight_column(k)] (+ bias[n])
  * Each element is one multiply-add chain over k = 0 .. K-1 (bias added last),
  * so the result does not depend on blocking or thread count. */
-static void matmul_general(float *out, int ldo, const float *a, int lda, const float *w, int ldw,
+static void matmul_general(float *out, int ldo, const float *a, int lda, const void *w, int wtype, int ldw,
                            const float *bias, int M, int K, int N, int accumulate, int taps) {
     struct mm_args g;
     float stackbuf[MM_STACK_FLOATS];
@@ -1137,7 +1193,7 @@ static void matmul_general(float *out, int ldo, const float *a, int lda, const f
     int nb;
     if (M <= 0 || N <= 0) return;
     if (use_naive_matmul()) {
-        matmul_naive(out, ldo, a, lda, w, ldw, bias, M, K, N, accumulate, taps);
+        matmul_naive(out, ldo, a, lda, w, wtype, ldw, bias, M, K, N, accumulate, taps);
         return;
     }
     if (K <= 0) { /* degenerate: out = bias (or unchanged + bias) */
@@ -1149,7 +1205,7 @@ static void matmul_general(float *out, int ldo, const float *a, int lda, const f
             }
         return;
     }
-    g.out = out; g.a = a; g.w = w; g.bias = bias;
+    g.out = out; g.a = a; g.w = w; g.wtype = wtype; g.bias = bias;
     g.ldo = ldo; g.lda = lda; g.ldw = ldw;
     g.M = M; g.K = K; g.N = N; g.accum = accumulate != 0; g.taps = taps;
     if ((double)M * N * K <= MM_TINY) { /* packing would cost more than it saves */
@@ -1189,21 +1245,26 @@ static void matmul_general(float *out, int ldo, const float *a, int lda, const f
 /* strided rows, optional accumulation (attention's per-head products) */
 static void matmul_ex(float *out, int ldo, const float *a, int lda, const float *w, int ldw,
                       const float *bias, int M, int K, int N, int accumulate) {
-    matmul_general(out, ldo, a, lda, w, ldw, bias, M, K, N, accumulate, 1);
+    matmul_general(out, ldo, a, lda, w, T2V_F32, ldw, bias, M, K, N, accumulate, 1);
 }
 
-static void matmul(float *out, const float *a, const float *w, const float *bias, int M, int K, int N) {
-    matmul_general(out, N, a, K, w, K, bias, M, K, N, 0, 1);
+/* out[M][N] = a[M][K] w[N][K]^T + bias, w stored as wtype (nn.Linear's weight) */
+static void matmul(float *out, const float *a, const void *w, int wtype, const float *bias, int M, int K, int N) {
+    matmul_general(out, N, a, K, w, wtype, K, bias, M, K, N, 0, 1);
 }
 
-/* a convolution over gathered patches [M][taps][K / taps] with PyTorch's [N][K / taps][taps] weights */
-static void matmul_conv(float *out, const float *patches, const float *w, const float *bias, int M, int K, int N, int taps) {
-    matmul_general(out, N, patches, K, w, K, bias, M, K, N, 0, taps);
+/* a convolution over gathered patches [M][taps][K / taps] with PyTorch's [N][K / taps][taps] weights, stored as
+ * wtype */
+static void matmul_conv(float *out, const float *patches, const void *w, int wtype, const float *bias, int M, int K,
+                        int N, int taps) {
+    matmul_general(out, N, patches, K, w, wtype, K, bias, M, K, N, 0, taps);
 }
 /* ---- layer weights, looked up by their Diffusers / transformers names ---- */
 
-typedef struct { const float *w, *b; int in, out; } Linear;             /* nn.Linear: w (out, in) */
-typedef struct { const float *w, *b; int in, out, kh, kw; } Conv;       /* Conv2d (out,in,kh,kw); temporal Conv3d (out,in,3,1,1) */
+/* Linear and Conv weights stay in the mapped file in their stored dtype wtype (T2V_F32 or T2V_F16); the
+ * matmul converts them as it packs. Biases and norms are float32 (copied at load from a float16 file). */
+typedef struct { const void *w; const float *b; int wtype, in, out; } Linear;         /* nn.Linear: w (out, in) */
+typedef struct { const void *w; const float *b; int wtype, in, out, kh, kw; } Conv;   /* Conv2d (out,in,kh,kw); temporal Conv3d (out,in,3,1,1) */
 typedef struct { const float *w, *b; int channels, groups; float eps; } GroupNorm;
 typedef struct { const float *w, *b; int dim; float eps; } LayerNorm;
 
@@ -1217,15 +1278,14 @@ typedef struct { T2VModel *m; const char *component; } Weights; /* component: "u
         va_end(ap_);                           \
     } while (0)
 
-/* The float32 tensor "component/name" of exactly this shape; a clear error otherwise. */
-static const float *tensor_f32(Weights *W, int ndim, const int64_t *shape, const char *fmt, ...) {
-    char local[400], name[512];
+/* The float32 or float16 tensor "component/name" of exactly this shape; a clear error otherwise. */
+static const T2VTensor *weight_tensor(Weights *W, int ndim, const int64_t *shape, const char *local) {
+    char name[512];
     const T2VTensor *t;
     int i, ok;
-    FORMAT_NAME(local, fmt);
     snprintf(name, sizeof name, "%s/%s", W->component, local);
     t = t2v_find_tensor(W->m, name);
-    ok = t && t->dtype == T2V_F32 && t->ndim == ndim;
+    ok = t && (t->dtype == T2V_F32 || t->dtype == T2V_F16) && t->ndim == ndim;
     for (i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
     if (!ok) {
         char want[200], got[200];
@@ -1238,10 +1298,45 @@ static const float *tensor_f32(Weights *W, int ndim, const int64_t *shape, const
         s.ndim = t->ndim;
         for (i = 0; i < t->ndim; i++) s.shape[i] = t->shape[i];
         shape_text(&s, got, sizeof got);
-        t2v_die("%s: tensor %s has shape %s and dtype %d; the config implies %s float32", W->m->path, name, got,
-            t->dtype, want);
+        t2v_die("%s: tensor %s has shape %s and dtype %d; the config implies %s float32 or float16", W->m->path,
+            name, got, t->dtype, want);
     }
-    return (const float *)t->data;
+    return t;
+}
+
+/* A big weight (Linear, Conv, the token embedding), used in place in its stored dtype. */
+static const void *tensor_weight(Weights *W, int *dtype, int ndim, const int64_t *shape, const char *fmt, ...) {
+    char local[400];
+    const T2VTensor *t;
+    FORMAT_NAME(local, fmt);
+    t = weight_tensor(W, ndim, shape, local);
+    *dtype = t->dtype;
+    return t->data;
+}
+
+/* A small tensor (norm, bias, positional embedding) as float32: in place for a float32 file; a float16 one is
+ * converted once at load into a copy the model owns (a few MB for the full model, and no conversion in the
+ * elementwise kernels that read them). */
+static const float *tensor_f32(Weights *W, int ndim, const int64_t *shape, const char *fmt, ...) {
+    char local[400];
+    const T2VTensor *t;
+    T2VModel *m = W->m;
+    float *copy;
+    size_t i, n;
+    FORMAT_NAME(local, fmt);
+    t = weight_tensor(W, ndim, shape, local);
+    if (t->dtype == T2V_F32) return (const float *)t->data;
+    n = t->nbytes / 2;
+    copy = (float *)xmalloc(mul_size(n ? n : 1, sizeof(float)), "float32 copies of small float16 tensors");
+    for (i = 0; i < n; i++) copy[i] = weight_at(t->data, t->dtype, i);
+    if (m->n_copies == m->cap_copies) {
+        m->cap_copies = m->cap_copies ? 2 * m->cap_copies : 256;
+        float **grown = (float **)realloc(m->copies, mul_size((size_t)m->cap_copies, sizeof(float *)));
+        if (!grown) t2v_die("out of memory (tensor copies)");
+        m->copies = grown;
+    }
+    m->copies[m->n_copies++] = copy;
+    return copy;
 }
 
 /* nn.Linear "name.weight" (out, in) and, if has_bias, "name.bias" (out) */
@@ -1253,7 +1348,7 @@ static void load_linear(Linear *l, Weights *W, int in, int out, int has_bias, co
     shape[1] = in;
     l->in = in;
     l->out = out;
-    l->w = tensor_f32(W, 2, shape, "%s.weight", name);
+    l->w = tensor_weight(W, &l->wtype, 2, shape, "%s.weight", name);
     l->b = has_bias ? tensor_f32(W, 1, shape, "%s.bias", name) : NULL;
 }
 
@@ -1271,7 +1366,7 @@ static void load_conv(Conv *c, Weights *W, int in, int out, int k, int temporal,
     c->out = out;
     c->kh = (int)shape[2];
     c->kw = (int)shape[3];
-    c->w = tensor_f32(W, temporal ? 5 : 4, shape, "%s.weight", name);
+    c->w = tensor_weight(W, &c->wtype, temporal ? 5 : 4, shape, "%s.weight", name);
     c->b = tensor_f32(W, 1, shape, "%s.bias", name);
 }
 
@@ -1352,7 +1447,7 @@ static void linear(const Linear *l, const float *in, float *out, size_t tokens) 
     size_t t, step = (size_t)1 << 20;
     for (t = 0; t < tokens; t += step) {
         size_t n = tokens - t < step ? tokens - t : step;
-        matmul(out + t * l->out, in + t * l->in, l->w, l->b, (int)n, l->in, l->out);
+        matmul(out + t * l->out, in + t * l->in, l->w, l->wtype, l->b, (int)n, l->in, l->out);
     }
 }
 
@@ -1445,7 +1540,7 @@ static void conv2d(Arena *a, const Conv *c, const float *in, float *out, int fra
     float *patches;
     if (kk == 1 && stride == 1 && Ho == H && Wo == W && pad_t == 0 && pad_l == 0) {
         Linear l;
-        l.w = c->w; l.b = c->b; l.in = c->in; l.out = c->out;
+        l.w = c->w; l.wtype = c->wtype; l.b = c->b; l.in = c->in; l.out = c->out;
         linear(&l, in, out, total);
         return;
     }
@@ -1473,7 +1568,7 @@ static void conv2d(Arena *a, const Conv *c, const float *in, float *out, int fra
                         memcpy(dst, in + ((f * H + iy) * W + ix) * c->in, (size_t)c->in * sizeof(float));
                 }
         }
-        matmul_conv(out + r0 * c->out, patches, c->w, c->b, (int)n, K, c->out, kk);
+        matmul_conv(out + r0 * c->out, patches, c->w, c->wtype, c->b, (int)n, K, c->out, kk);
     }
     arena_reset(a, mark);
 }
@@ -1506,7 +1601,7 @@ static void conv_temporal(Arena *a, const Conv *c, const float *in, float *out, 
                     memcpy(row + (size_t)dt * c->in, in + ((bf - f + src_f) * P + p) * c->in, (size_t)c->in * sizeof(float));
             }
         }
-        matmul_conv(out + r0 * c->out, patches, c->w, c->b, (int)n, K, c->out, 3);
+        matmul_conv(out + r0 * c->out, patches, c->w, c->wtype, c->b, (int)n, K, c->out, 3);
     }
     arena_reset(a, mark);
 }
@@ -1662,7 +1757,8 @@ typedef struct {
 
 typedef struct TextEncoder {
     int vocab, dim, ff, heads, n_layers, n_positions, quick_gelu;
-    const float *token_embedding;    /* (vocab, dim) */
+    const void *token_embedding;     /* (vocab, dim), stored dtype: rows are read through weight_at as used */
+    int token_embedding_dtype;
     const float *position_embedding; /* (n_positions, dim) */
     CLIPEncoderLayer *layers;
     LayerNorm final_layer_norm;
@@ -1692,7 +1788,8 @@ static void load_text_encoder(T2VModel *m) {
         t2v_die("%s: max_position_embeddings %d < tokenizer context length %d", m->path, te->n_positions, t2v_context_length(m));
     shape[0] = te->vocab;
     shape[1] = te->dim;
-    te->token_embedding = tensor_f32(&W, 2, shape, "text_model.embeddings.token_embedding.weight");
+    te->token_embedding = tensor_weight(&W, &te->token_embedding_dtype, 2, shape,
+                                        "text_model.embeddings.token_embedding.weight");
     shape[0] = te->n_positions;
     te->position_embedding = tensor_f32(&W, 2, shape, "text_model.embeddings.position_embedding.weight");
     te->layers = (CLIPEncoderLayer *)xcalloc((size_t)te->n_layers, sizeof(CLIPEncoderLayer), "text encoder");
@@ -1786,7 +1883,8 @@ void t2v_encode_text(T2VModel *m, const int32_t *ids, float *out) {
     for (t = 0; t < T; t++) {
         if (ids[t] < 0 || ids[t] >= te->vocab) t2v_die("token id %d is outside the vocabulary (%d)", ids[t], te->vocab);
         for (i = 0; i < D; i++)
-            h[(size_t)t * D + i] = te->token_embedding[(size_t)ids[t] * D + i] + te->position_embedding[(size_t)t * D + i];
+            h[(size_t)t * D + i] = weight_at(te->token_embedding, te->token_embedding_dtype, (size_t)ids[t] * D + i) +
+                                   te->position_embedding[(size_t)t * D + i];
     }
     for (l = 0; l < te->n_layers; l++) clip_encoder_layer(te, &te->layers[l], h, T);
     layer_norm(&te->final_layer_norm, h, out, T);
@@ -1910,6 +2008,7 @@ static void load_projection(Linear *l, Weights *W, int in, int out, int conv_1x1
         Conv c;
         load_conv(&c, W, in, out, 1, 0, "%s", name);
         l->w = c.w;
+        l->wtype = c.wtype;
         l->b = c.b;
         l->in = in;
         l->out = out;

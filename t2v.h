@@ -17,7 +17,7 @@
 void t2v_die(const char *fmt, ...);
 
 /* ---- the model file (weights/README.md) ---- */
-enum { T2V_F32 = 0, T2V_I8 = 1, T2V_I32 = 2, T2V_U8 = 3 }; /* tensor dtype codes */
+enum { T2V_F32 = 0, T2V_I8 = 1, T2V_I32 = 2, T2V_U8 = 3, T2V_F16 = 4 }; /* tensor dtype codes (F16: IEEE half) */
 #define T2V_MAX_DIMS 8
 
 typedef struct {

@@ -5,6 +5,7 @@ import os
 import numpy as np
 
 import harness as T
+import f16_checks
 import t2vz_checks
 import video_to_video_checks
 
@@ -185,3 +186,4 @@ def run_all(exes):
     check_pipeline(t2v, model)
     video_to_video_checks.run_all(exes, model)
     t2vz_checks.run_all(exes)
+    f16_checks.run_all(exes)

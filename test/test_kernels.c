@@ -51,12 +51,12 @@ static void test_matmul(void) {
         float *a = random_floats((size_t)M * K), *w = random_floats((size_t)N * K), *b = random_floats((size_t)N);
         float *fast = alloc_floats((size_t)M * N, "t"), *ref = alloc_floats((size_t)M * N, "t");
         double e;
-        matmul(fast, a, w, b, M, K, N);
-        matmul_naive(ref, N, a, K, w, K, b, M, K, N, 0, 1);
+        matmul(fast, a, w, T2V_F32, b, M, K, N);
+        matmul_naive(ref, N, a, K, w, T2V_F32, K, b, M, K, N, 0, 1);
         e = max_rel_diff(fast, ref, (size_t)M * N);
         if (e > worst) worst = e;
-        matmul(fast, a, w, NULL, M, K, N);
-        matmul_naive(ref, N, a, K, w, K, NULL, M, K, N, 0, 1);
+        matmul(fast, a, w, T2V_F32, NULL, M, K, N);
+        matmul_naive(ref, N, a, K, w, T2V_F32, K, NULL, M, K, N, 0, 1);
         e = max_rel_diff(fast, ref, (size_t)M * N);
         if (e > worst) worst = e;
         free(a); free(w); free(b); free(fast); free(ref);
@@ -68,10 +68,65 @@ static void test_matmul(void) {
         float *fast = random_floats((size_t)M * ldo), *ref = alloc_floats((size_t)M * ldo, "t");
         memcpy(ref, fast, sizeof(float) * M * ldo);
         matmul_ex(fast, ldo, a + K, lda, w + 5, ldw, b, M, K, N, 1);
-        matmul_naive(ref, ldo, a + K, lda, w + 5, ldw, b, M, K, N, 1, 1);
+        matmul_naive(ref, ldo, a + K, lda, w + 5, T2V_F32, ldw, b, M, K, N, 1, 1);
         report("matmul with row strides, accumulating, vs naive", max_rel_diff(fast, ref, (size_t)M * ldo), 1e-5);
         free(a); free(w); free(b); free(fast); free(ref);
     }
+}
+
+/* every one of the 65536 halves against the value computed in double from the IEEE 754 definition
+ * (-1)^s * 2^(e-15) * (1 + m/1024), subnormals 2^-14 * m/1024, e = 31: inf or NaN (same sign, payload at the
+ * top of float's mantissa): bit for bit */
+static void test_half_to_float(void) {
+    long bad = 0;
+    unsigned v;
+    for (v = 0; v < 65536; v++) {
+        const int sign = v >> 15, e = (v >> 10) & 31, mant = v & 1023;
+        float got = half_to_float((uint16_t)v), want;
+        uint32_t gb, wb;
+        if (e == 31) {
+            wb = (uint32_t)sign << 31 | 0x7f800000u | (uint32_t)mant << 13;
+            memcpy(&want, &wb, 4);
+        } else {
+            double x = e ? ldexp(1.0 + mant / 1024.0, e - 15) : ldexp(mant / 1024.0, -14);
+            want = (float)(sign ? -x : x);
+        }
+        memcpy(&gb, &got, 4);
+        memcpy(&wb, &want, 4);
+        bad += gb != wb;
+    }
+    report("half_to_float: all 65536 values bit-exact (NaN, inf, subnormal)", (double)bad, 0.0);
+}
+
+/* weights stored as float16 give exactly the same bits as the same values widened to float32, through every
+ * path that reads them (blocked packing, tap-major packing, the unblocked loop for tiny products, the naive
+ * reference) */
+static void test_matmul_f16(void) {
+    static const int shapes[][4] = {{1, 3, 1, 2}, {33, 65, 1, 17}, {20, 2 * MM_KC + 3, 1, MM_NC + 5},
+                                    {9, 40, 9, 37}, {40, 96, 3, 33}, {7, 300, 9, 70}};
+    size_t s, i;
+    int bad = 0;
+    for (s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int M = shapes[s][0], taps = shapes[s][2], K = shapes[s][1] * taps, N = shapes[s][3];
+        const size_t nw = (size_t)N * K;
+        float *a = random_floats((size_t)M * K), *b = random_floats((size_t)N), *w = alloc_floats(nw, "t");
+        float *o32 = alloc_floats((size_t)M * N, "t"), *o16 = alloc_floats((size_t)M * N, "t");
+        uint16_t *h = (uint16_t *)xmalloc(nw * 2, "t");
+        for (i = 0; i < nw; i++) { /* random bit patterns: subnormals included; inf/NaN made subnormal */
+            rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+            h[i] = (uint16_t)(rng_state >> 48);
+            if ((h[i] & 0x7c00) == 0x7c00) h[i] &= 0x83ff;
+            w[i] = half_to_float(h[i]);
+        }
+        matmul_conv(o32, a, w, T2V_F32, b, M, K, N, taps);
+        matmul_conv(o16, a, h, T2V_F16, b, M, K, N, taps);
+        bad += memcmp(o32, o16, sizeof(float) * M * N) != 0;
+        matmul_naive(o32, N, a, K, w, T2V_F32, K, b, M, K, N, 0, taps);
+        matmul_naive(o16, N, a, K, h, T2V_F16, K, b, M, K, N, 0, taps);
+        bad += memcmp(o32, o16, sizeof(float) * M * N) != 0;
+        free(a); free(b); free(w); free(o32); free(o16); free(h);
+    }
+    report("matmul with float16 weights == widened float32 (bits)", bad, 0.0);
 }
 
 static void test_matmul_conv(void) {
@@ -85,7 +140,7 @@ static void test_matmul_conv(void) {
         float *fast = alloc_floats((size_t)M * N, "t"), *ref = alloc_floats((size_t)M * N, "t");
         int m, n, t, c;
         double e;
-        matmul_conv(fast, a, w, b, M, K, N, taps);
+        matmul_conv(fast, a, w, T2V_F32, b, M, K, N, taps);
         for (m = 0; m < M; m++)   /* in double, straight from the definition: a[m][t][c] * w[n][c][t] */
             for (n = 0; n < N; n++) {
                 double sum = b[n];
@@ -114,7 +169,7 @@ static void conv2d_reference(const Conv *c, const float *in, float *out, int fra
                             for (kx = 0; kx < c->kw; kx++) {
                                 int iy = y * stride - pad_t + ky, ix = x * stride - pad_l + kx;
                                 if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
-                                sum += (double)c->w[((o * c->in + i) * c->kh + ky) * c->kw + kx] *
+                                sum += (double)((const float *)c->w)[((o * c->in + i) * c->kh + ky) * c->kw + kx] *
                                        in[(((size_t)f * H + iy) * W + ix) * c->in + i];
                             }
                     out[(((size_t)f * Ho + y) * Wo + x) * c->out + o] = (float)sum;
@@ -140,7 +195,7 @@ static void test_conv2d(void) {
         in = random_floats((size_t)frames * H * W * c.in);
         w = random_floats((size_t)c.out * c.in * k * k);
         b = random_floats((size_t)c.out);
-        c.w = w; c.b = b;
+        c.w = w; c.wtype = T2V_F32; c.b = b;
         out = alloc_floats((size_t)frames * Ho * Wo * c.out, "t");
         ref = alloc_floats((size_t)frames * Ho * Wo * c.out, "t");
         conv2d(&a, &c, in, out, frames, H, W, stride, pad, pad, Ho, Wo);
@@ -163,7 +218,7 @@ static void test_conv_temporal(void) {
     int bb, f, o, i, dt;
     size_t p;
     memset(&a, 0, sizeof a);
-    c.in = C; c.out = O; c.kh = 3; c.kw = 1; c.w = w; c.b = b;
+    c.in = C; c.out = O; c.kh = 3; c.kw = 1; c.w = w; c.wtype = T2V_F32; c.b = b;
     conv_temporal(&a, &c, in, out, B, F, P);
     for (bb = 0; bb < B; bb++)
         for (f = 0; f < F; f++)
@@ -553,6 +608,8 @@ int main(int argc, char **argv) {
     printf("C unit tests (t2v.c building blocks, %d thread%s)\n", num_threads(), num_threads() > 1 ? "s" : "");
     test_matmul();
     test_matmul_conv();
+    test_half_to_float();
+    test_matmul_f16();
     test_conv2d();
     test_conv_temporal();
     test_group_norm();
