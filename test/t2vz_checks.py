@@ -136,6 +136,19 @@ def check_more_cases(t2v, model):
         one = np.load(os.path.join(T.OUT, "t2vz_unchunked", "frames.npy"))
         T.record("t2vz --chunk-size 3 differs from one call (frame 0 re-noised, chunks reseeded)",
                  one.shape == outs["chunks_pndm"].shape and np.abs(one - outs["chunks_pndm"]).max() > 1e-2)
+    # chunks of 2 are [0, k]: every frame is the first new frame of its call, re-noised with the generator's first
+    # draw after frame 0's, as frames 0, 2 and 4 are in chunks of 3; frames 1 and 3 take later draws there
+    d = os.path.join(T.OUT, "t2vz_chunks2")
+    p = T.run([t2v, model, "-p", PROMPT, "--frames", str(c["frames"]), "--height", str(c["height"]),
+               "--width", str(c["width"]), "--steps", str(c["steps"]), "--t0", str(c["t0"]), "--t1", str(c["t1"]),
+               "--motion-x", str(c["motion_x"]), "--motion-y", str(c["motion_y"]), "--seed", str(c["seed"]),
+               "--scheduler", "pndm", "--chunk-size", "2", "--dump", d,
+               "-o", os.path.join(T.OUT, "t2vz_chunks2.y4m"), "-q"])
+    if p.returncode == 0 and "chunks_pndm" in outs:
+        two, three = np.load(os.path.join(d, "frames.npy")), outs["chunks_pndm"]
+        T.record("t2vz --chunk-size 2: frames 0, 2, 4 as with --chunk-size 3, frames 1, 3 not",
+                 two.shape == three.shape and np.abs(two[[0, 2, 4]] - three[[0, 2, 4]]).max() < 1e-5
+                 and np.abs(two[[1, 3]] - three[[1, 3]]).max() > 1e-2)
 
 
 def check_refusals(t2v, model):
