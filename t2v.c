@@ -4046,8 +4046,9 @@ static float grid_reflect_index(float g, int size) {
 
 /* create_motion_field_and_warp_latents for n frames with indices ids[0..n-1]: copy k is the first frame's latent
  * (C, h, w) moved by ids[k] * (motion_x, motion_y) pixels of a 512x512 image (the frame's place in the whole
- * video, so that chunks of a long video move on from where the previous one stopped). Diffusers builds the flow at 512x512 whatever the video
- * size: coordinates + flow, divided by 512, mapped to [-1, 1], bilinearly resized to h x w, then grid_sample
+ * video, so that chunks of a long video move on from where the previous one stopped). Diffusers builds the flow
+ * at 512x512 whatever the video size: coordinates + flow, divided by 512, mapped to [-1, 1], bilinearly resized
+ * to h x w, then grid_sample
  * with nearest sampling (round half to even) and reflection padding. So a motion of m moves the latent by
  * about m * w / 512 latent pixels (m / 8 at 512x512), and the edge that comes into view is a mirror image.
  * out: (n, C, h, w). */
