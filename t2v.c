@@ -4145,21 +4145,23 @@ static float grid_reflect_index(float g, int size) {
     return x < 0.0f ? 0.0f : (x > span - 1.0f ? span - 1.0f : x);
 }
 
-/* create_motion_field_and_warp_latents for frames 1..F-1: frame k is the first frame's latent (C, h, w) moved
- * by k * (motion_x, motion_y) pixels of a 512x512 image. Diffusers builds the flow at 512x512 whatever the video
- * size: coordinates + flow, divided by 512, mapped to [-1, 1], bilinearly resized to h x w, then grid_sample
+/* create_motion_field_and_warp_latents for n frames with indices ids[0..n-1]: copy k is the first frame's latent
+ * (C, h, w) moved by ids[k] * (motion_x, motion_y) pixels of a 512x512 image (the frame's place in the whole
+ * video, so that chunks of a long video move on from where the previous one stopped). Diffusers builds the flow
+ * at 512x512 whatever the video size: coordinates + flow, divided by 512, mapped to [-1, 1], bilinearly resized
+ * to h x w, then grid_sample
  * with nearest sampling (round half to even) and reflection padding. So a motion of m moves the latent by
  * about m * w / 512 latent pixels (m / 8 at 512x512), and the edge that comes into view is a mirror image.
- * out: (F-1, C, h, w). */
-static void create_motion_field_and_warp_latents(double motion_x, double motion_y, const float *first, float *out,
-                                                 int F, int C, int h, int w) {
+ * out: (n, C, h, w). */
+static void create_motion_field_and_warp_latents(double motion_x, double motion_y, const float *first, const int *ids,
+                                                 float *out, int n, int C, int h, int w) {
     const int S = 512;
     float *field = alloc_floats(S, "motion field"), *gx = alloc_floats((size_t)w, "motion field");
     float *gy = alloc_floats((size_t)h, "motion field");
     int k, c, y, x, i;
-    for (k = 1; k < F; k++) {
-        const float fx = (float)(motion_x * k), fy = (float)(motion_y * k); /* reference_flow: float32 */
-        float *dst = out + (size_t)(k - 1) * C * h * w;
+    for (k = 0; k < n; k++) {
+        const float fx = (float)(motion_x * ids[k]), fy = (float)(motion_y * ids[k]); /* reference_flow: float32 */
+        float *dst = out + (size_t)k * C * h * w;
         for (i = 0; i < S; i++) field[i] = ((float)i + fx) / (float)S * 2.0f - 1.0f;  /* channel 0: x */
         resize_linear_1d(field, S, gx, w);
         for (i = 0; i < S; i++) field[i] = ((float)i + fy) / (float)S * 2.0f - 1.0f;  /* channel 1: y */
@@ -4208,29 +4210,22 @@ static void dump_timesteps(const char *dir, const char *name, const int64_t *t, 
     npy_save(path, t, 1, &shape);
 }
 
-/* TextToVideoZeroPipeline.__call__ (one prompt, frame_ids 0..F-1): x_T of frame 0; backward_loop to
- * timesteps[-t1-1] (x1_t1), keeping a copy of the scheduler; on to timesteps[-t0-1] (x1_t0); F-1 copies of it
- * warped by the motion; forward_loop back to t1; then all F frames [x1_t1, warped] through the copied
- * scheduler's remaining timesteps with cross-frame attention; decode_latents. Returns frames (F, H, W, 3). */
-static float *text_to_video_zero(T2VModel *m, const T2VGenerateOptions *o) {
-    const int scale = t2v_vae_scale_factor(m), C = m->unet->in_channels, F = o->frames;
+/* TextToVideoZeroPipeline.__call__ for one prompt and frame_ids ids[0..F-1] (ids[0] is 0): x_T of frame 0;
+ * backward_loop to timesteps[-t1-1] (x1_t1), keeping a copy of the scheduler; on to timesteps[-t0-1] (x1_t0);
+ * F-1 copies of it, copy k warped by the motion times ids[k]; forward_loop back to t1; then all F frames
+ * [x1_t1, warped] through the copied scheduler's remaining timesteps with cross-frame attention. context is
+ * [negative, prompt] (2, T, D). Writes the final latents (F, C, h, w) to video; dumps to o->dump_dir. */
+static void zero_pipeline_call(T2VModel *m, const T2VGenerateOptions *o, const float *context, const int *ids, int F,
+                               float *video) {
+    const int scale = t2v_vae_scale_factor(m), C = m->unet->in_channels;
     const int h = o->height / scale, w = o->width / scale, T = t2v_context_length(m), D = t2v_text_hidden_size(m);
     const size_t per_frame = (size_t)C * h * w, ctx = (size_t)T * D;
     const int64_t frame_dims[4] = {1, C, h, w};
     SchedulerConfig config;
     Scheduler s, copy;
     TorchGenerator g;
-    T2VGenerateOptions decode_options = *o;
-    float *context, *context_all, *latents, *video, *frames;
+    float *context_all, *latents;
     int L, first_end, second_end, f;
-    if (o->guidance <= 1.0)      /* CrossFrameAttnProcessor(batch_size=2) assumes the guidance batch */
-        t2v_die("Text2Video-Zero needs guidance > 1 (Diffusers' cross-frame attention splits the batch in two halves)");
-    if (o->latents || o->init_frames) t2v_die("Text2Video-Zero starts from seeded noise: no --latents or --init-video");
-    if (o->t0 < 0 || o->t0 >= o->t1) t2v_die("--t0 (%d) must be at least 0 and less than --t1 (%d)", o->t0, o->t1);
-    if (o->t1 >= o->steps) t2v_die("--t1 (%d) must be less than --steps (%d)", o->t1, o->steps);
-    check_unet_memory(m->unet, 2 * F, h, w);
-
-    context = encode_prompt(m, o, 2);                         /* context: [2][T][D], [negative, prompt] */
     context_all = alloc_floats(mul_size((size_t)2 * F, ctx), "text states");
     for (f = 0; f < 2 * F; f++)                               /* context_all: [2F][T][D], each repeated per frame */
         memcpy(context_all + (size_t)f * ctx, context + (size_t)(f / F) * ctx, ctx * sizeof(float));
@@ -4243,9 +4238,8 @@ static float *text_to_video_zero(T2VModel *m, const T2VGenerateOptions *o) {
     dump_timesteps(o->dump_dir, "timesteps_2.npy", s.timesteps + first_end, second_end - first_end);
     dump_timesteps(o->dump_dir, "timesteps_3.npy", s.timesteps + first_end, L - first_end);
 
-    video = alloc_floats((size_t)F * per_frame, "latents");   /* video: (F, C, h, w) */
     latents = alloc_floats(per_frame, "latents");             /* latents: (1, C, h, w), frame 0 */
-    torch_generator_seed(&g, o->seed);
+    torch_generator_seed(&g, o->seed);                        /* each call seeds anew: chunks share frame 0 */
     torch_randn(&g, latents, per_frame);
     for (f = 0; f < (int)per_frame; f++) latents[f] *= s.init_noise_sigma;
     dump_tensor(o->dump_dir, "latents_init.npy", latents, 4, frame_dims);
@@ -4260,17 +4254,62 @@ static float *text_to_video_zero(T2VModel *m, const T2VGenerateOptions *o) {
     if (F > 1) {
         const int64_t rest_dims[4] = {F - 1, C, h, w};
         float *rest = video + per_frame;                      /* rest: frames 1..F-1, (F-1, C, h, w) */
-        create_motion_field_and_warp_latents(o->motion_x, o->motion_y, latents, rest, F, C, h, w);
+        create_motion_field_and_warp_latents(o->motion_x, o->motion_y, latents, ids + 1, rest, F - 1, C, h, w);
         dump_tensor(o->dump_dir, "warped_t0.npy", rest, 4, rest_dims);
         zero_forward_loop(&s, &g, rest, (size_t)(F - 1) * per_frame, s.timesteps[second_end], s.timesteps[first_end]);
         dump_tensor(o->dump_dir, "x2k_t1.npy", rest, 4, rest_dims);
     }
     dump_tensor(o->dump_dir, "x1k_t1.npy", video, 4, (int64_t[]){F, C, h, w});
     zero_backward_loop(m, o, &copy, context_all, video, F, C, h, w, L - first_end, "step (all frames)");
+    free(context_all);
+    free(latents);
+    scheduler_free(&s);
+    scheduler_free(&copy);
+}
+
+/* TextToVideoZeroPipeline with frame_ids 0..F-1 in one call, or, with o->chunk_size N, the long-video recipe of
+ * Diffusers' text_to_video_zero.md: chunk starts every N-1 frames, each chunk one call with frame_ids
+ * [0, start, ..., end-1] and the generator seeded anew, keeping all but its first frame (cross-frame attention
+ * then looks at the same frame 0 in every chunk). Then decode_latents. Returns frames (F, H, W, 3). */
+static float *text_to_video_zero(T2VModel *m, const T2VGenerateOptions *o) {
+    const int scale = t2v_vae_scale_factor(m), C = m->unet->in_channels, F = o->frames;
+    const int h = o->height / scale, w = o->width / scale;
+    const size_t per_frame = (size_t)C * h * w;
+    const int chunked = o->chunk_size > 0, per_call = chunked ? (o->chunk_size < F + 1 ? o->chunk_size : F + 1) : F;
+    T2VGenerateOptions decode_options = *o, chunk_options = *o;
+    float *context, *video, *chunk, *latents, *frames;
+    int *ids, start, f;
+    if (o->guidance <= 1.0)      /* CrossFrameAttnProcessor(batch_size=2) assumes the guidance batch */
+        t2v_die("Text2Video-Zero needs guidance > 1 (Diffusers' cross-frame attention splits the batch in two halves)");
+    if (o->latents || o->init_frames) t2v_die("Text2Video-Zero starts from seeded noise: no --latents or --init-video");
+    if (o->t0 < 0 || o->t0 >= o->t1) t2v_die("--t0 (%d) must be at least 0 and less than --t1 (%d)", o->t0, o->t1);
+    if (o->t1 >= o->steps) t2v_die("--t1 (%d) must be less than --steps (%d)", o->t1, o->steps);
+    if (chunked && o->chunk_size < 2) t2v_die("--chunk-size (%d) must be at least 2: frame 0 and one new frame", o->chunk_size);
+    check_unet_memory(m->unet, 2 * per_call, h, w);
+
+    context = encode_prompt(m, o, 2);                         /* context: [2][T][D], [negative, prompt] */
+    video = alloc_floats(mul_size((size_t)F, per_frame), "latents");      /* video: (F, C, h, w) */
+    ids = malloc((size_t)per_call * sizeof *ids);
+    if (!ids) t2v_die("out of memory (frame ids)");
+    if (!chunked) {
+        for (f = 0; f < F; f++) ids[f] = f;
+        zero_pipeline_call(m, o, context, ids, F, video);
+    } else {
+        chunk = alloc_floats(mul_size((size_t)per_call, per_frame), "latents");
+        chunk_options.dump_dir = NULL;   /* every chunk would overwrite the stage files: only the results */
+        for (start = 0; start < F; start += o->chunk_size - 1) {
+            const int end = start + o->chunk_size - 1 < F ? start + o->chunk_size - 1 : F, n = end - start + 1;
+            ids[0] = 0;
+            for (f = 1; f < n; f++) ids[f] = start + f - 1;
+            if (!o->quiet) fprintf(stderr, "chunk: frames %d to %d (and frame 0)\n", start, end - 1);
+            zero_pipeline_call(m, &chunk_options, context, ids, n, chunk);
+            memcpy(video + (size_t)start * per_frame, chunk + per_frame, (size_t)(n - 1) * per_frame * sizeof(float));
+        }
+        free(chunk);
+    }
     dump_tensor(o->dump_dir, "latents.npy", video, 4, (int64_t[]){F, C, h, w});
 
-    free(latents);               /* decode_latents takes (1, C, F, h, w): latents is video transposed */
-    latents = alloc_floats((size_t)F * per_frame, "latents");
+    latents = alloc_floats((size_t)F * per_frame, "latents"); /* decode_latents takes (1, C, F, h, w): video transposed */
     for (f = 0; f < F; f++) {
         int c;
         for (c = 0; c < C; c++)
@@ -4280,11 +4319,9 @@ static float *text_to_video_zero(T2VModel *m, const T2VGenerateOptions *o) {
     frames = decode_latents(m, &decode_options, latents, C, F, h, w);
     dump_tensor(o->dump_dir, "frames.npy", frames, 4, (int64_t[]){F, h * scale, w * scale, 3});
     free(context);
-    free(context_all);
     free(latents);
     free(video);
-    scheduler_free(&s);
-    scheduler_free(&copy);
+    free(ids);
     return frames;
 }
 
@@ -4574,6 +4611,8 @@ static void usage(FILE *f) {
         "  --t0 T0, --t1 T1           frame 0 is denoised to timesteps[-T1-1], then to timesteps[-T0-1], copied to\n"
         "                             the other frames with the motion, re-noised to T1's timestep, and all frames\n"
         "                             are denoised from there; 0 <= T0 < T1 < steps (default 44, 47)\n"
+        "  --chunk-size N             long videos as Diffusers' docs make them: N frames a pipeline call, frame 0\n"
+        "                             and the next N-1, each call seeded alike (default: all frames in one call)\n"
         "  --seed N                   noise of torch.Generator('cpu').manual_seed(N) (default 42; -1: random)\n"
         "  --latents FILE.npy         start from these (1,4,F,H/8,W/8) latents instead of seeded noise\n"
         "\n"
@@ -4683,6 +4722,9 @@ static void parse_args(int argc, char **argv, Args *a) {
             if (end == v || *end || !(fabs(*motion) <= 1e6)) t2v_die("%s expects a number, got '%s'", s, v);
         } else if (is_option(s, "--t0", "--t1")) {
             *(!strcmp(s, "--t0") ? &a->gen.t0 : &a->gen.t1) = (int)parse_number(s, v, 0, 1000000);
+            a->zero_option_given = 1;
+        } else if (is_option(s, "--chunk-size", NULL)) {
+            a->gen.chunk_size = (int)parse_number(s, v, 2, 4096);
             a->zero_option_given = 1;
         } else if (is_option(s, "--scheduler", NULL)) {
             a->scheduler_given = 1;
@@ -4998,7 +5040,7 @@ static int cmd_generate(Args *a) {
                 ? T2V_SCHEDULER_PNDM : T2V_SCHEDULER_DDIM;
         if (init_frames) t2v_die("--init-video is for ModelScope files; this one holds Stable Diffusion (Text2Video-Zero)");
     } else if (a->zero_option_given) {
-        t2v_die("--motion-x, --motion-y, --t0 and --t1 are Text2Video-Zero options, for Stable Diffusion files");
+        t2v_die("--motion-x, --motion-y, --t0, --t1 and --chunk-size are Text2Video-Zero options, for Stable Diffusion files");
     }
     if (!a->fps_num) a->fps_num = 8;
     if (!g->height) g->height = t2v_config_int(m, "unet.sample_size", 1, 4096) * scale;

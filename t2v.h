@@ -108,6 +108,9 @@ typedef struct {
      * others: denoise frame 0 to t0, warp the copies, re-noise them to t1, denoise all from t1 (t0 < t1 < steps) */
     double motion_x, motion_y;
     int t0, t1;
+    /* Text2Video-Zero long videos: 0 runs all frames in one pipeline call; N >= 2 runs Diffusers' chunked recipe,
+     * N frames a call: frame 0 and the next N-1 frames, the generator seeded anew each time */
+    int chunk_size;
     int quiet;
 } T2VGenerateOptions;
 

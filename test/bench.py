@@ -7,6 +7,13 @@ once in weights/. Timings on a shared machine are noisy: compare ratios measured
     BENCH_SHAPE=2,4,8,16,16 make bench       a smaller UNet input
     BENCH_TORCH=0 make bench                 without the PyTorch baseline (test/torch_unet.py, minutes)
     BENCH_THREADS=1 make bench               thread count (default: all cores)
+    BENCH_SD=1 make bench                    then one Text2Video-Zero step: UNet2DConditionModel at (2,4,64,64),
+                                             512x512 with guidance, on export.py --random sd-1.5 (4.3 GB, made
+                                             once in weights/), against the real Diffusers when its refenv is
+                                             there (BENCH_REFENV=DIR, default /tmp/refenv; see ../shared/refenv)
+    BENCH_SD=only make bench                 that stage alone
+    BENCH_BLAS=DIR                           put DIR first on the Diffusers run's LD_LIBRARY_PATH (an unpacked
+                                             OpenBLAS: Debian's torch otherwise uses netlib's reference BLAS)
 """
 import os
 import subprocess
@@ -22,9 +29,9 @@ SHAPE = [int(x) for x in os.environ.get("BENCH_SHAPE", "2,4,16,32,32").split(","
 THREADS = int(os.environ.get("BENCH_THREADS", str(os.cpu_count() or 1)))
 
 
-def run_measured(cmd):
+def run_measured(cmd, extra_env=None):
     """(wall seconds, peak RSS in MiB, stdout, stderr) of one child process"""
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), **(extra_env or {}))
     with open(os.path.join(OUT, "bench_stdout"), "w+") as out, open(os.path.join(OUT, "bench_stderr"), "w+") as err:
         t0 = time.time()
         p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
@@ -45,8 +52,51 @@ def build(name, source_files):
     return exe
 
 
+def bench_sd(t2v):
+    """One UNet2DConditionModel call of TextToVideoZeroPipeline at 512x512: latents (2, 4, 64, 64), the
+    guidance batch of one frame, against Diffusers' own module on the same file's weights."""
+    model = os.environ.get("BENCH_SD_MODEL", os.path.join(ROOT, "weights", "random-sd-1.5.t2v"))
+    if not os.path.exists(model):
+        print(f"bench: writing {model} (SD 1.5 configs, random weights, 4.3 GB; about a minute)", flush=True)
+        subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "--random", "sd-1.5", model], check=True)
+    shape = (2, 4, 64, 64)
+    rng = np.random.default_rng(0)
+    sample, context = os.path.join(OUT, "bench_sd_sample.npy"), os.path.join(OUT, "bench_sd_context.npy")
+    np.save(sample, rng.standard_normal(shape).astype(np.float32))
+    np.save(context, rng.standard_normal((2, 77, 768)).astype(np.float32))
+    print(f"\n== Text2Video-Zero: UNet2DConditionModel forward (SD 1.5 config), sample {shape}, {THREADS} threads, "
+          f"load {os.getloadavg()[0]:.2f}", flush=True)
+    _, rss, _, err = run_measured([t2v, "unet", model, sample, "981", context, os.path.join(OUT, "bench_sd_out.npy")])
+    line = [x for x in err.splitlines() if "forward" in x][-1]
+    t2v_s = float(line.split("forward ")[1].split(" s")[0])
+    refenv = os.environ.get("BENCH_REFENV", "/tmp/refenv")
+    gflop = None
+    if os.path.isdir(os.path.join(refenv, "diffusers")):
+        env = {"PYTHONPATH": refenv}
+        if os.environ.get("BENCH_BLAS"):
+            env["LD_LIBRARY_PATH"] = os.environ["BENCH_BLAS"] + ":" + os.environ.get("LD_LIBRARY_PATH", "")
+        _, _, stdout, _ = run_measured([sys.executable, os.path.join(ROOT, "test", "diffusers_unet2d.py"), model,
+                                        "--shape", ",".join(map(str, shape)), "--threads", str(THREADS)], env)
+        lines = [x for x in stdout.splitlines() if x.startswith("diffusers_unet2d:")]
+        gflop = float([x for x in lines if "GFLOP (" in x][-1].split(": ")[1].split(" GFLOP")[0])
+        print(f"t2v:       forward {t2v_s:.2f} s, {gflop / t2v_s:.1f} GFLOP/s, peak RSS {rss:.0f} MiB "
+              f"(whole process, mapped weights included)")
+        print(f"Diffusers: {lines[-1].split(': ', 1)[1]} (peak RSS counted from after loading)")
+        print(f"the step: {gflop:.0f} GFLOP (convolutions, linear layers, attention matmuls, counted from the "
+              f"shapes Diffusers runs); t2v / Diffusers: {float(lines[-1].split('forward ')[1].split(' s')[0]) / t2v_s:.2f}x "
+              f"the speed; load {os.getloadavg()[0]:.2f}", flush=True)
+    else:
+        print(f"t2v:       forward {t2v_s:.2f} s, peak RSS {rss:.0f} MiB (no Diffusers refenv at {refenv}: "
+              f"no baseline, no GFLOP count)", flush=True)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    if os.environ.get("BENCH_SD") == "only":
+        t2v = build("t2v-bench", ["t2v.c", "tokenizer.c"])
+        print(f"CPU: {cpu_name()}, {THREADS} threads, {' '.join([CC] + CFLAGS)} -fopenmp", flush=True)
+        bench_sd(t2v)
+        return
     if not os.path.exists(MODEL):
         print(f"bench: writing {MODEL} (full-size configs, random weights, 7 GB; about a minute)", flush=True)
         subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "--random", "ms-1.7b", MODEL], check=True)
@@ -92,6 +142,8 @@ def main():
         total = 50 * unet_s + 16 * vae_s + 2 * text_s
         print(f"\nthe default video (16 frames 256x256, 50 DDIM steps): {unet_s:.0f} s per step, about "
               f"{total / 60:.0f} minutes in all on this machine")
+    if os.environ.get("BENCH_SD", "0") not in ("0", ""):
+        bench_sd(t2v)
 
 
 def cpu_name():

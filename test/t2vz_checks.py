@@ -1,5 +1,6 @@
 """Text2Video-Zero cross-checks: a Stable Diffusion 1.x snapshot exported and run against the tensors the real
 Diffusers 0.30.3 TextToVideoZeroPipeline produced (../shared/golden/t2vz-tiny; its README.md lists them)."""
+import json
 import os
 
 import numpy as np
@@ -101,11 +102,61 @@ def check_pipeline(t2v, model):
              np.array_equal(warped[0][:, 1:, :6], x1[:, :7, 2:]) and np.array_equal(warped[1][:, 2:, :4], x1[:, :6, 4:]))
 
 
+def check_more_cases(t2v, model):
+    """test/t2vz/ (made by test/make_t2vz_reference.py with the real Diffusers): the chunked long-video recipe
+    (frame_ids [0] + range(start, end) per call, reseeded) and an odd latent size with other t0/t1."""
+    ref_dir = os.path.join(T.ROOT, "test", "t2vz")
+    with open(os.path.join(ref_dir, "cases.json")) as f:
+        cases = json.load(f)
+    outs = {}
+    for name, c in cases["cases"].items():
+        d = os.path.join(T.OUT, f"t2vz_{name}")
+        args = [t2v, model, "-p", PROMPT, "--frames", str(c["frames"]), "--height", str(c["height"]),
+                "--width", str(c["width"]), "--steps", str(c["steps"]), "--t0", str(c["t0"]), "--t1", str(c["t1"]),
+                "--motion-x", str(c["motion_x"]), "--motion-y", str(c["motion_y"]), "--seed", str(c["seed"]),
+                "--guidance", str(cases["guidance"]), "--scheduler", c["scheduler"], "--dump", d,
+                "-o", os.path.join(T.OUT, f"t2vz_{name}.y4m"), "-q"]
+        if c["chunk_size"]:
+            args += ["--chunk-size", str(c["chunk_size"])]
+        if T.run(args).returncode != 0:
+            continue
+        outs[name] = np.load(os.path.join(d, "frames.npy"))
+        T.compare(f"t2vz {name}: latents vs test/t2vz", np.load(os.path.join(d, "latents.npy")),
+                  np.load(os.path.join(ref_dir, f"{name}_latents.npy")), rel=1e-4)
+        T.compare(f"t2vz {name}: frames vs test/t2vz", outs[name],
+                  np.load(os.path.join(ref_dir, f"{name}_frames.npy")), abs_=1e-3)
+    # the same video in one call differs: the recipe's frame 0 is a warped, re-noised copy, like the others
+    c = cases["cases"]["chunks_pndm"]
+    p = T.run([t2v, model, "-p", PROMPT, "--frames", str(c["frames"]), "--height", str(c["height"]),
+               "--width", str(c["width"]), "--steps", str(c["steps"]), "--t0", str(c["t0"]), "--t1", str(c["t1"]),
+               "--motion-x", str(c["motion_x"]), "--motion-y", str(c["motion_y"]), "--seed", str(c["seed"]),
+               "--scheduler", "pndm", "--dump", os.path.join(T.OUT, "t2vz_unchunked"),
+               "-o", os.path.join(T.OUT, "t2vz_unchunked.y4m"), "-q"])
+    if p.returncode == 0 and "chunks_pndm" in outs:
+        one = np.load(os.path.join(T.OUT, "t2vz_unchunked", "frames.npy"))
+        T.record("t2vz --chunk-size 3 differs from one call (frame 0 re-noised, chunks reseeded)",
+                 one.shape == outs["chunks_pndm"].shape and np.abs(one - outs["chunks_pndm"]).max() > 1e-2)
+    # chunks of 2 are [0, k]: every frame is the first new frame of its call, re-noised with the generator's first
+    # draw after frame 0's, as frames 0, 2 and 4 are in chunks of 3; frames 1 and 3 take later draws there
+    d = os.path.join(T.OUT, "t2vz_chunks2")
+    p = T.run([t2v, model, "-p", PROMPT, "--frames", str(c["frames"]), "--height", str(c["height"]),
+               "--width", str(c["width"]), "--steps", str(c["steps"]), "--t0", str(c["t0"]), "--t1", str(c["t1"]),
+               "--motion-x", str(c["motion_x"]), "--motion-y", str(c["motion_y"]), "--seed", str(c["seed"]),
+               "--scheduler", "pndm", "--chunk-size", "2", "--dump", d,
+               "-o", os.path.join(T.OUT, "t2vz_chunks2.y4m"), "-q"])
+    if p.returncode == 0 and "chunks_pndm" in outs:
+        two, three = np.load(os.path.join(d, "frames.npy")), outs["chunks_pndm"]
+        T.record("t2vz --chunk-size 2: frames 0, 2, 4 as with --chunk-size 3, frames 1, 3 not",
+                 two.shape == three.shape and np.abs(two[[0, 2, 4]] - three[[0, 2, 4]]).max() < 1e-5
+                 and np.abs(two[[1, 3]] - three[[1, 3]]).max() > 1e-2)
+
+
 def check_refusals(t2v, model):
     base = [t2v, model, "-p", "x", "--frames", "2", "--height", "64", "--width", "64", "--steps", "12",
             "-o", os.path.join(T.OUT, "t2vz_refused.y4m"), "-q"]
     for extra, words in ((["--t0", "10", "--t1", "10"], "--t0"), (["--t0", "3", "--t1", "12"], "--t1"),
-                         (["--guidance", "1"], "guidance"), (["--scheduler", "dpm"], "dpm")):
+                         (["--guidance", "1"], "guidance"), (["--scheduler", "dpm"], "dpm"),
+                         (["--chunk-size", "1"], "--chunk-size")):
         p = T.run(base + extra, expect_ok=False)
         T.record(f"t2vz refuses {' '.join(extra)}", p.returncode == 1 and words in p.stderr, p.stderr.strip()[:120])
 
@@ -122,4 +173,5 @@ def run_all(exes):
     check_text(t2v, model)
     check_unet(exes, model)
     check_pipeline(t2v, model)
+    check_more_cases(t2v, model)
     check_refusals(t2v, model)
