@@ -962,7 +962,7 @@ static float *npy_read_f32(FILE *f, const char *path, Shape *s) {
         {"'<f4'", 4, 1}, {"'<f8'", 8, 1}, {"'<i8'", 8, 0}, {"'<i4'", 4, 0}};
     unsigned char pre[12];
     char header[65536], *p;
-    size_t header_len, n, i, esize = 0;
+    size_t header_len, n, i, esize = 0, cap;
     int type = -1, k;
     float *data;
     if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) t2v_die("%s is not a .npy file", path);
@@ -1000,10 +1000,18 @@ static float *npy_read_f32(FILE *f, const char *path, Shape *s) {
         p = end;
     }
     n = shape_numel(s);
-    data = alloc_floats(n, path);
+    mul_size(n, esize);
+    cap = n < ((size_t)1 << 20) ? n : (size_t)1 << 20;
+    data = alloc_floats(cap, path);
     for (i = 0; i < n;) {   /* read in blocks, converting to host float32 */
         unsigned char buf[65536];
-        size_t want = (n - i) * esize < sizeof buf ? (n - i) * esize : sizeof buf, got = fread(buf, 1, want, f), j;
+        size_t want = (n - i) * esize < sizeof buf ? (n - i) * esize : sizeof buf, got, j;
+        if (i + want / esize > cap) { /* grown as the data arrives: a header alone cannot claim gigabytes */
+            cap = cap > n / 2 ? n : cap * 2;
+            data = (float *)realloc(data, cap * sizeof(float));
+            if (!data) t2v_die("out of memory: %.1f MiB for %s", cap * 4.0 / 1048576.0, path);
+        }
+        got = fread(buf, 1, want, f);
         if (got != want) t2v_die("%s: truncated .npy data (%zu of %zu values)", path, i + got / esize, n);
         for (j = 0; j < got; j += esize, i++) {
             uint64_t bits = 0;
