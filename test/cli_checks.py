@@ -189,7 +189,8 @@ def check_help(t2v):
     # short options beside their long spelling, so "-p" cannot be found inside "--prompt"
     paired = ["-p, --prompt", "-n, --negative-prompt", "-o, --output", "-q, --quiet"]
     options = ["--frames", "--height", "--width", "--steps", "--guidance", "--scheduler", "--seed", "--latents",
-               "--threads", "--fps", "--dump", "--tokenizer", "--frames-dir", "--yuv444"]
+               "--threads", "--fps", "--dump", "--tokenizer", "--frames-dir", "--yuv444", "--prompt-file",
+               "--negative-prompt-file"]
     commands = ["generate", "tokenize", "encode-text", "unet", "vae-decode", "vae-encode"]
     missing = [o for o in paired if o not in text]
     missing += [o for o in options + commands if not whole_token(o).search(text)]
@@ -741,6 +742,11 @@ def check_hostile_inputs(h):
     np.save(os.path.join(d, "big.npy"), np.full((1, 4, 2, 2), 1e300, np.float64))
     h.row("vae-decode float64 beyond float32's range: refused", d, [h.t2v, "vae-decode", h.model, "big.npy", "o.npy"], 1,
           ["big.npy", "infinite"])
+    npy_header_bytes = b"{'descr': '<f4', 'fortran_order': False, 'shape': (100000, 100000), }"
+    huge = b"\x93NUMPY\x01\x00" + struct.pack("<H", 118) + npy_header_bytes.ljust(117) + b"\n" + bytes(10)
+    open(os.path.join(d, "huge.npy"), "wb").write(huge)
+    h.row("a 138-byte .npy announcing 40 GB: truncated, nothing allocated up front", d,
+          [h.t2v, "vae-decode", h.model, "huge.npy", "o.npy"], 1, ["huge.npy", "truncated"])
     # prompts from files and standard input
     open(os.path.join(d, "p.txt"), "w").write("a cat")
     open(os.path.join(d, "nul.txt"), "wb").write(b"a\0cat")
