@@ -3859,9 +3859,9 @@ float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
         t2v_die("text encoder width %d differs from the UNet's cross_attention_dim %d", t2v_text_hidden_size(m), m->unet->cross_dim);
     check_unet_memory(m->unet, B * F, h, w);
 
-    context = encode_prompt(m, o, B);
-    scheduler_config_read(m, o->scheduler, &scheduler_config);
+    scheduler_config_read(m, o->scheduler, &scheduler_config); /* a bad config is refused before any work */
     scheduler_init(&scheduler, o->scheduler, &scheduler_config, o->steps, (size_t)C * F * h * w);
+    context = encode_prompt(m, o, B);
     latents = prepare_latents(o, &scheduler, C, F, h, w);
     denoising_loop(m, o, &scheduler, context, B, latents, C, F, h, w);
     frames = decode_latents(m, o, latents, C, F, h, w);
