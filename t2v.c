@@ -743,7 +743,8 @@ static FILE *create_temporary(const char *path, char *tmp, size_t tmp_size) {
     static unsigned counter;
     int attempt;
     for (attempt = 0; attempt < 100; attempt++) {
-        unsigned long r = (unsigned long)getpid() * 2654435761u ^ (unsigned long)(now_seconds() * 1e9) ^ ++counter * 40503u;
+        /* nanoseconds below 1e9 fit an unsigned long everywhere (a larger double would not: undefined) */
+        unsigned long r = (unsigned long)getpid() * 2654435761u ^ (unsigned long)(fmod(now_seconds(), 1.0) * 1e9) ^ ++counter * 40503u;
         int fd;
         FILE *f;
         if ((size_t)snprintf(tmp, tmp_size, "%s.t2v-tmp-%08lx", path, r & 0xffffffffUL) >= tmp_size)
@@ -3974,8 +3975,9 @@ static void usage(FILE *f) {
         "  t2v generate    MODEL.t2v -p PROMPT [options]           write a video (also: t2v MODEL.t2v -p PROMPT)\n"
         "  t2v tokenize    MODEL.t2v PROMPT                        print the 77 token ids\n"
         "  t2v encode-text MODEL.t2v PROMPT OUT.npy                text states (1, 77, hidden)\n"
-        "  t2v unet        MODEL.t2v SAMPLE.npy TIMESTEP CONTEXT.npy OUT.npy   TIMESTEP: an integer in [0, num_train_timesteps)\n"
-        "                  sample (B,4,F,H,W), context (B,77,D) -> noise prediction (B,4,F,H,W)\n"
+        "  t2v unet        MODEL.t2v SAMPLE.npy TIMESTEP CONTEXT.npy OUT.npy\n"
+        "                  sample (B,4,F,H,W), context (B,77,D) -> noise prediction (B,4,F,H,W);\n"
+        "                  TIMESTEP: an integer in [0, num_train_timesteps), 0..999 for this model\n"
         "  t2v vae-decode  MODEL.t2v LATENTS.npy OUT.npy           (N,4,h,w), already / scaling_factor -> (N,3,8h,8w)\n"
         "  t2v vae-encode  MODEL.t2v IMAGES.npy MEAN.npy [LOGVAR.npy]   (N,3,H,W) in [-1,1] -> (N,4,H/8,W/8)\n"
         "\n"
