@@ -287,6 +287,39 @@ static void parse_config(T2VModel *m, const unsigned char *text, size_t size) {
     }
 }
 
+typedef struct { const unsigned char *begin, *end; const char *name; } ByteRange;
+
+static int compare_ranges(const void *a, const void *b) {
+    const ByteRange *x = (const ByteRange *)a, *y = (const ByteRange *)b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin;
+}
+
+/* Each byte of the data belongs to at most one tensor (or its scales): export.py never shares bytes, and a
+ * file that does is corrupt or crafted. */
+static void refuse_overlapping_data(const T2VModel *m) {
+    ByteRange *ranges = (ByteRange *)xcalloc((size_t)m->n_tensors * 2 + 1, sizeof(ByteRange), "tensor table");
+    size_t n = 0, i;
+    int k;
+    for (k = 0; k < m->n_tensors; k++) {
+        const T2VTensor *t = &m->tensors[k];
+        if (t->nbytes) {
+            ranges[n].begin = (const unsigned char *)t->data;
+            ranges[n].end = ranges[n].begin + t->nbytes;
+            ranges[n++].name = t->name;
+        }
+        if (t->scales) {
+            ranges[n].begin = (const unsigned char *)t->scales;
+            ranges[n].end = ranges[n].begin + t->nbytes / (size_t)t->group_size * 4;
+            ranges[n++].name = t->name;
+        }
+    }
+    qsort(ranges, n, sizeof *ranges, compare_ranges);
+    for (i = 1; i < n; i++)
+        if (ranges[i].begin < ranges[i - 1].end)
+            t2v_die("%s: corrupt model file (the data of tensors %s and %s overlap)", m->path, ranges[i - 1].name, ranges[i].name);
+    free(ranges);
+}
+
 static void parse_tensor_table(T2VModel *m, Reader *r) {
     uint32_t n = (uint32_t)read_le(r, 4, "the tensor count");
     size_t names_size = 0, names_pos = 0, header_end, start = r->pos;
@@ -361,6 +394,7 @@ static void parse_tensor_table(T2VModel *m, Reader *r) {
             t2v_die("%s: tensor %s: scales given for a non-int8 tensor", m->path, t->name);
         }
     }
+    refuse_overlapping_data(m);
     qsort(m->tensors, n, sizeof(T2VTensor), compare_tensor_names);
     for (i = 1; i < n; i++)
         if (!strcmp(m->tensors[i - 1].name, m->tensors[i].name))
@@ -398,14 +432,14 @@ static void swap_to_host_order(T2VModel *m) {
     }
 }
 
+static FILE *open_input(const char *path, const char *what, int regular_only); /* section 3 */
+
 static void read_model_file(T2VModel *m, int allow_mmap) {
-    FILE *f = fopen(m->path, "rb");
-    if (!f) t2v_die("cannot open model file %s: %s", m->path, strerror(errno));
+    FILE *f = open_input(m->path, "model file ", 1);
 #if T2V_POSIX
     {
         struct stat st;
         if (fstat(fileno(f), &st) != 0) t2v_die("cannot read %s: %s", m->path, strerror(errno));
-        if (!S_ISREG(st.st_mode)) t2v_die("%s is not a regular file", m->path);
         m->file_size = (size_t)st.st_size;
     }
     if (allow_mmap && m->file_size > 0) {
@@ -466,11 +500,37 @@ static const char *config_required(const T2VModel *m, const char *key) {
     return v;
 }
 
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* A number as written in decimal: [-+]digits, and unless integer [.digits][e[-+]digits]. strtod alone would
+ * also take hexadecimal (0x10), inf, nan and leading spaces. */
+static int is_decimal(const char *s, int integer) {
+    int digits = 0;
+    if (*s == '-' || *s == '+') s++;
+    for (; is_digit(*s); s++) digits++;
+    if (!integer && *s == '.')
+        for (s++; is_digit(*s); s++) digits++;
+    if (!digits) return 0;
+    if (!integer && (*s == 'e' || *s == 'E')) {
+        s += s[1] == '-' || s[1] == '+' ? 2 : 1;
+        if (!is_digit(*s)) return 0;
+        while (is_digit(*s)) s++;
+    }
+    return !*s;
+}
+
+/* A finite decimal number; 0 if v is not one. */
+static int parse_decimal(const char *v, double *out) {
+    if (!is_decimal(v, 0)) return 0;
+    *out = strtod(v, NULL);
+    return isfinite(*out);
+}
+
 static int parse_int_in(const char *v, long lo, long hi, long *out) {
     char *end;
     errno = 0;
     *out = strtol(v, &end, 10);
-    return end != v && !*end && !errno && *out >= lo && *out <= hi;
+    return is_decimal(v, 1) && end != v && !*end && !errno && *out >= lo && *out <= hi;
 }
 
 int t2v_config_int(const T2VModel *m, const char *key, long lo, long hi) {
@@ -483,9 +543,8 @@ int t2v_config_int(const T2VModel *m, const char *key, long lo, long hi) {
 /* a finite number in [lo, hi] */
 static double config_number(const T2VModel *m, const char *key, double lo, double hi) {
     const char *v = config_required(m, key);
-    char *end;
-    double x = strtod(v, &end);
-    if (end == v || *end || !isfinite(x) || x < lo || x > hi)
+    double x;
+    if (!parse_decimal(v, &x) || x < lo || x > hi)
         t2v_die("%s: config %s = '%s' is not a finite number in [%g, %g]", m->path, key, v, lo, hi);
     return x;
 }
@@ -535,26 +594,24 @@ static void free_text_encoder(struct TextEncoder *te);
 static void free_unet(struct UNet3D *u);
 static void free_vae(struct VAE *v);
 
-T2VModel *t2v_load(const char *path) {
-    T2VModel *m = (T2VModel *)xcalloc(1, sizeof(T2VModel), "model");
+/* Everything after the bytes are in memory: the header, the config, the tensor table, then each part.
+ * (The fuzz targets, test/fuzz/, call it on bytes of their own.) */
+static void parse_model(T2VModel *m) {
     Reader r;
     uint32_t version;
     uint64_t config_size;
-    const char *no_mmap = getenv("T2V_NO_MMAP");
-    m->path = path;
-    read_model_file(m, !(no_mmap && *no_mmap && strcmp(no_mmap, "0")) && host_is_little_endian());
     r.p = m->file;
     r.pos = 0;
     r.size = m->file_size;
-    r.path = path;
+    r.path = m->path;
     if (m->file_size < 8 || memcmp(m->file, T2V_MAGIC, 8) != 0)
-        t2v_die("%s is not a t2v model file (no T2VMODEL magic); make one with export.py", path);
+        t2v_die("%s is not a t2v model file (no T2VMODEL magic); make one with export.py", m->path);
     r.pos = 8;
     version = (uint32_t)read_le(&r, 4, "the version");
     if (version != T2V_VERSION)
-        t2v_die("%s: model file version %u, this t2v reads version %d; re-export it with this export.py", path,
+        t2v_die("%s: model file version %u, this t2v reads version %d; re-export it with this export.py", m->path,
             version, T2V_VERSION);
-    if (read_le(&r, 4, "the flags") != 0) t2v_die("%s: model file flags are not 0 (the format defines none)", path);
+    if (read_le(&r, 4, "the flags") != 0) t2v_die("%s: model file flags are not 0 (the format defines none)", m->path);
     config_size = read_le(&r, 8, "the config size");
     reader_need(&r, (size_t)config_size, "the config");
     parse_config(m, m->file + r.pos, (size_t)config_size);
@@ -566,6 +623,14 @@ T2VModel *t2v_load(const char *path) {
     load_text_encoder(m);
     load_unet(m);
     load_vae(m);
+}
+
+T2VModel *t2v_load(const char *path) {
+    T2VModel *m = (T2VModel *)xcalloc(1, sizeof(T2VModel), "model");
+    const char *no_mmap = getenv("T2V_NO_MMAP");
+    m->path = path;
+    read_model_file(m, !(no_mmap && *no_mmap && strcmp(no_mmap, "0")) && host_is_little_endian());
+    parse_model(m);
     return m;
 }
 
@@ -604,8 +669,238 @@ const T2VTokenizer *t2v_model_tokenizer(const T2VModel *m) { return m->tokenizer
 const char *t2v_model_path(const T2VModel *m) { return m->path; }
 
 /* ============================================================================================
- * 3. .npy files: the boundary where Diffusers' layouts come in and go out (float32, C order)
+ * 3. Files: inputs and outputs (what t2v promises about them), non-finite numbers; .npy files, the boundary
+ *    where Diffusers' layouts come in and go out (float32, C order)
  * ============================================================================================ */
+
+/* ---- files: inputs are opened without blocking; an output never replaces an input, and a regular file
+ * appears complete or not at all (README.md "Files: what t2v promises") ---- */
+
+/* The inputs of this run by device and inode: an output that is one of them is refused. */
+#define MAX_INPUTS 16
+static struct { const char *path; unsigned long long dev, ino; } g_inputs[MAX_INPUTS];
+static int g_n_inputs;
+
+/* Remembers which files are this run's inputs ("-" and paths that do not exist are skipped). */
+static void protect_inputs(const char *const *paths, int n) {
+#if T2V_POSIX
+    int i;
+    for (i = 0; i < n; i++) {
+        struct stat st;
+        if (!paths[i] || !strcmp(paths[i], "-") || stat(paths[i], &st) != 0) continue;
+        if (g_n_inputs == MAX_INPUTS) t2v_die("too many input files");
+        g_inputs[g_n_inputs].path = paths[i];
+        g_inputs[g_n_inputs].dev = (unsigned long long)st.st_dev;
+        g_inputs[g_n_inputs].ino = (unsigned long long)st.st_ino;
+        g_n_inputs++;
+    }
+#else
+    (void)paths; (void)n;
+#endif
+}
+
+/* Links included: st_dev and st_ino name the file itself, whatever path leads to it. */
+static void refuse_output_equal_to_inputs(const char *output) {
+#if T2V_POSIX
+    struct stat st;
+    int i;
+    if (stat(output, &st) != 0) return;
+    for (i = 0; i < g_n_inputs; i++)
+        if ((unsigned long long)st.st_dev == g_inputs[i].dev && (unsigned long long)st.st_ino == g_inputs[i].ino)
+            t2v_die("output %s is the input %s: t2v never writes over its inputs", output, g_inputs[i].path);
+#else
+    (void)output;
+#endif
+}
+
+/* Opens an input for reading. Opening never blocks (a FIFO with no writer would block open() forever):
+ * O_NONBLOCK is set for the open and cleared after. The model must be a regular file, as it is mapped. */
+static FILE *open_input(const char *path, const char *what, int regular_only) {
+#if T2V_POSIX
+    struct stat st;
+    FILE *f;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) t2v_die("cannot open %s%s: %s", what, path, strerror(errno));
+    if (fstat(fd, &st) != 0) t2v_die("cannot read %s%s: %s", what, path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) t2v_die("cannot read %s%s: it is a directory", what, path);
+    if (regular_only && !S_ISREG(st.st_mode)) t2v_die("%s%s is not a regular file", what, path);
+    if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) t2v_die("cannot read %s%s: %s", what, path, strerror(errno));
+    f = fdopen(fd, "rb");
+    if (!f) t2v_die("cannot read %s%s: %s", what, path, strerror(errno));
+    return f;
+#else
+    FILE *f = fopen(path, "rb");
+    (void)regular_only;
+    if (!f) t2v_die("cannot open %s%s: %s", what, path, strerror(errno));
+    return f;
+#endif
+}
+
+/* A whole text file (standard input for "-"), NUL-terminated: for prompts, which argv limits to 128 KiB. */
+static char *read_text_file(const char *path, const char *what, size_t max_bytes) {
+    FILE *f = strcmp(path, "-") ? open_input(path, what, 0) : stdin;
+    size_t size = 0, cap = 65536;
+    char *text = (char *)xmalloc(cap + 1, what);
+    for (;;) {
+        size_t got = fread(text + size, 1, cap - size, f);
+        size += got;
+        if (size < cap) break;
+        if (cap >= max_bytes) t2v_die("%s%s is larger than %zu bytes", what, path, max_bytes);
+        cap *= 2;
+        text = (char *)realloc(text, cap + 1);
+        if (!text) t2v_die("out of memory reading %s%s", what, path);
+    }
+    if (ferror(f)) t2v_die("cannot read %s%s: %s", what, path, strerror(errno));
+    if (f != stdin) fclose(f);
+    text[size] = 0;
+    if (strlen(text) != size) t2v_die("%s%s contains a NUL byte", what, path);
+    return text;
+}
+
+/* An output being written: to standard output ("-"), in place (a pipe, FIFO or device), or to a temporary
+ * file beside the target that is renamed over it when complete. */
+typedef struct { FILE *f; const char *path; char tmp[4096]; } Output;
+
+/* Creates PATH.t2v-tmp-XXXXXXXX exclusively: O_EXCL fails on any existing name, a symbolic link included,
+ * so nothing planted there is followed or truncated, and two runs never share a temporary. */
+static FILE *create_temporary(const char *path, char *tmp, size_t tmp_size) {
+#if T2V_POSIX
+    static unsigned counter;
+    int attempt;
+    for (attempt = 0; attempt < 100; attempt++) {
+        /* nanoseconds below 1e9 fit an unsigned long everywhere (a larger double would not: undefined) */
+        unsigned long r = (unsigned long)getpid() * 2654435761u ^ (unsigned long)(fmod(now_seconds(), 1.0) * 1e9) ^ ++counter * 40503u;
+        int fd;
+        FILE *f;
+        if ((size_t)snprintf(tmp, tmp_size, "%s.t2v-tmp-%08lx", path, r & 0xffffffffUL) >= tmp_size)
+            t2v_die("output path too long: %s", path);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOCTTY, 0666);
+        if (fd < 0 && errno == EEXIST) continue;
+        if (fd < 0) t2v_die("cannot write %s: %s", path, strerror(errno));
+        strcpy(g_partial_output, tmp);
+        if (!(f = fdopen(fd, "wb"))) t2v_die("cannot write %s: %s", path, strerror(errno));
+        return f;
+    }
+    t2v_die("cannot write %s: no free temporary name beside it", path);
+    return NULL;
+#else   /* C99 has no exclusive create: a fixed name */
+    FILE *f;
+    if ((size_t)snprintf(tmp, tmp_size, "%s.tmp", path) >= tmp_size) t2v_die("output path too long: %s", path);
+    if (!(f = fopen(tmp, "wb"))) t2v_die("cannot write %s: %s", path, strerror(errno));
+    strcpy(g_partial_output, tmp);
+    return f;
+#endif
+}
+
+/* A path that exists and is neither a regular file nor a directory (a pipe, FIFO or device) is written in
+ * place, never replaced. Returns its stream, or NULL for any other path. */
+static FILE *open_in_place(const char *path) {
+#if T2V_POSIX
+    struct stat st;
+    int fd;
+    FILE *f;
+    if (stat(path, &st) != 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return NULL;
+    fd = open(path, O_WRONLY | O_NOCTTY); /* a FIFO waits for its reader here, as a shell redirection does */
+    if (fd < 0) t2v_die("cannot write %s: %s", path, strerror(errno));
+    if (fstat(fd, &st) != 0 || S_ISREG(st.st_mode)) t2v_die("cannot write %s: it changed while being opened", path);
+    if (!(f = fdopen(fd, "wb"))) t2v_die("cannot write %s: %s", path, strerror(errno));
+    return f;
+#else
+    (void)path;
+    return NULL;
+#endif
+}
+
+static void refuse_directory(const char *path) {
+#if T2V_POSIX
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) t2v_die("cannot write %s: it is a directory", path);
+#else
+    (void)path;
+#endif
+}
+
+static void open_output(Output *o, const char *path) {
+    o->path = path;
+    o->tmp[0] = 0;
+    if (!strcmp(path, "-")) {
+        o->f = stdout;
+        return;
+    }
+    refuse_output_equal_to_inputs(path);
+    refuse_directory(path);
+    o->f = open_in_place(path);
+    if (!o->f) o->f = create_temporary(path, o->tmp, sizeof o->tmp);
+}
+
+/* Every write error surfaces here (a full disk, a closed pipe: SIGPIPE is ignored, so it is EPIPE). */
+static void close_output(Output *o) {
+    int failed = ferror(o->f);
+    if (o->f == stdout) {
+        if (fflush(stdout) != 0 || failed) t2v_die("cannot write to standard output: %s", strerror(errno));
+        return;
+    }
+    if (fclose(o->f) != 0 || failed) t2v_die("cannot write %s: %s", o->path, strerror(errno));
+    if (o->tmp[0] && rename(o->tmp, o->path) != 0) t2v_die("cannot rename %s to %s: %s", o->tmp, o->path, strerror(errno));
+    g_partial_output[0] = 0;
+}
+
+/* Checks early that the output can be written, so that a long run does not fail at its end. */
+static void check_writable(const char *path) {
+    Output o;
+    if (!strcmp(path, "-")) {
+#if T2V_POSIX
+        if (isatty(STDOUT_FILENO)) t2v_die("-o -: standard output is a terminal; pipe it into a player or a file");
+#endif
+        return;
+    }
+    refuse_output_equal_to_inputs(path);
+    refuse_directory(path);
+#if T2V_POSIX
+    {
+        struct stat st;
+        if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) { /* opening a FIFO now would wait for its reader */
+            if (access(path, W_OK) != 0) t2v_die("cannot write %s: %s", path, strerror(errno));
+            return;
+        }
+    }
+#endif
+    open_output(&o, path);
+    fclose(o.f);
+    remove(o.tmp);
+    g_partial_output[0] = 0;
+}
+
+/* A folder for --dump and --frames-dir: created when missing, but its parent must exist (a mistyped path
+ * is an error, not a new tree of folders). */
+static void make_output_dir(const char *dir, const char *option) {
+#if T2V_POSIX
+    struct stat st;
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+        t2v_die("%s %s: cannot create the folder: %s (its parent folder must exist)", option, dir, strerror(errno));
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) t2v_die("%s %s: not a folder", option, dir);
+#else
+    (void)dir; (void)option; /* C99 has no mkdir: the folder must exist */
+#endif
+}
+
+/* ---- non-finite numbers: refused in inputs, and a stage that makes one stops the run ---- */
+
+/* The index of the first NaN or infinity in x[0..n), or n. */
+static size_t first_non_finite(const float *x, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return n;
+}
+
+/* Stops with the stage whose output is not finite (what names it, with its step). */
+static void check_finite(const float *x, size_t n, const char *what) {
+    size_t i = first_non_finite(x, n);
+    if (i < n)
+        t2v_die("%s has a non-finite value (%s at index %zu): stopping; the model file or the inputs are broken", what,
+                isnan(x[i]) ? "NaN" : "infinity", i);
+}
 
 typedef struct { int ndim; int64_t shape[T2V_MAX_DIMS]; } Shape;
 
@@ -625,32 +920,16 @@ static void shape_text(const Shape *s, char *buf, size_t size) {
     if (used < size) snprintf(buf + used, size - used, ")");
 }
 
-/* Files are written under path.tmp and renamed when complete, so a failure never leaves half a file. */
-static FILE *open_output(const char *path, char *tmp, size_t tmp_size) {
-    FILE *f;
-    if ((size_t)snprintf(tmp, tmp_size, "%s.tmp", path) >= tmp_size) t2v_die("output path too long: %s", path);
-    f = fopen(tmp, "wb");
-    if (!f) t2v_die("cannot write %s: %s", path, strerror(errno));
-    strcpy(g_partial_output, tmp);
-    return f;
-}
-
-static void close_output(FILE *f, const char *tmp, const char *path) {
-    int failed = ferror(f);
-    if (fclose(f) != 0 || failed) t2v_die("cannot write %s: %s", path, strerror(errno));
-    if (rename(tmp, path) != 0) t2v_die("cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    g_partial_output[0] = 0;
-}
-
 static void write_le32(unsigned char *p, uint32_t v) {
     p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24);
 }
 
 /* Writes float32 ('<f4') or int64 ('<i8') data with a version 1.0 header padded to 64 bytes. */
 static void npy_save(const char *path, const void *data, int is_int64, const Shape *s) {
-    char header[512], tmp[4096], dims[256];
+    char header[512], dims[256];
     size_t len, i, n = shape_numel(s);
     int k, used = 0;
+    Output out;
     FILE *f;
     for (k = 0; k < s->ndim; k++) used += snprintf(dims + used, sizeof dims - used, "%lld, ", (long long)s->shape[k]);
     if (s->ndim > 1) dims[used - 2] = 0;      /* (2, 3) */
@@ -660,7 +939,8 @@ static void npy_save(const char *path, const void *data, int is_int64, const Sha
                            is_int64 ? "<i8" : "<f4", dims);
     while ((10 + len + 1) % 64) header[len++] = ' ';
     header[len++] = '\n';
-    f = open_output(path, tmp, sizeof tmp);
+    open_output(&out, path);
+    f = out.f;
     fwrite("\x93NUMPY\x01\x00", 1, 8, f);
     fputc((int)(len & 0xff), f);
     fputc((int)(len >> 8), f);
@@ -682,7 +962,7 @@ static void npy_save(const char *path, const void *data, int is_int64, const Sha
             }
         }
     }
-    close_output(f, tmp, path);
+    close_output(&out);
 }
 
 static void npy_save_f32(const char *path, const float *data, int ndim, const int64_t *dims) {
@@ -712,17 +992,16 @@ static void dump_int64(const char *dir, const char *name, const int64_t *data, i
     npy_save(path, data, 1, &s);
 }
 
-/* Reads a little-endian .npy (C order) of float32, float64, int64 or int32 as float32. */
-static float *npy_load_f32(const char *path, Shape *s) {
+/* Reads a little-endian .npy (C order) of float32, float64, int64 or int32 from f as float32; path names it
+ * in errors. NaN and infinity (and float64 values beyond float32's range) are refused. */
+static float *npy_read_f32(FILE *f, const char *path, Shape *s) {
     static const struct { const char *descr; int size, is_float; } types[] = {
         {"'<f4'", 4, 1}, {"'<f8'", 8, 1}, {"'<i8'", 8, 0}, {"'<i4'", 4, 0}};
-    FILE *f = fopen(path, "rb");
     unsigned char pre[12];
     char header[65536], *p;
-    size_t header_len, n, i, esize = 0;
+    size_t header_len, n, i, esize = 0, cap;
     int type = -1, k;
     float *data;
-    if (!f) t2v_die("cannot open %s: %s", path, strerror(errno));
     if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0) t2v_die("%s is not a .npy file", path);
     if (pre[6] == 1) {
         header_len = pre[8] | (size_t)pre[9] << 8;
@@ -758,10 +1037,18 @@ static float *npy_load_f32(const char *path, Shape *s) {
         p = end;
     }
     n = shape_numel(s);
-    data = alloc_floats(n, path);
+    mul_size(n, esize);
+    cap = n < ((size_t)1 << 20) ? n : (size_t)1 << 20;
+    data = alloc_floats(cap, path);
     for (i = 0; i < n;) {   /* read in blocks, converting to host float32 */
         unsigned char buf[65536];
-        size_t want = (n - i) * esize < sizeof buf ? (n - i) * esize : sizeof buf, got = fread(buf, 1, want, f), j;
+        size_t want = (n - i) * esize < sizeof buf ? (n - i) * esize : sizeof buf, got, j;
+        if (i + want / esize > cap) { /* grown as the data arrives: a header alone cannot claim gigabytes */
+            cap = cap > n / 2 ? n : cap * 2;
+            data = (float *)realloc(data, cap * sizeof(float));
+            if (!data) t2v_die("out of memory: %.1f MiB for %s", cap * 4.0 / 1048576.0, path);
+        }
+        got = fread(buf, 1, want, f);
         if (got != want) t2v_die("%s: truncated .npy data (%zu of %zu values)", path, i + got / esize, n);
         for (j = 0; j < got; j += esize, i++) {
             uint64_t bits = 0;
@@ -781,6 +1068,15 @@ static float *npy_load_f32(const char *path, Shape *s) {
             }
         }
     }
+    if ((i = first_non_finite(data, n)) < n)
+        t2v_die("%s: value %zu of %zu is %s: t2v refuses NaN and infinite inputs", path, i, n,
+                isnan(data[i]) ? "NaN" : "infinite (or beyond float32)");
+    return data;
+}
+
+static float *npy_load_f32(const char *path, Shape *s) {
+    FILE *f = open_input(path, "", 0);
+    float *data = npy_read_f32(f, path, s);
     fclose(f);
     return data;
 }
@@ -3036,11 +3332,9 @@ static void scheduler_config_read(const T2VModel *m, T2VSchedulerKind kind, Sche
         case KEY_INT: *(int *)field = t2v_config_int(m, key, -1000000, 1000000); break;
         case KEY_BOOL: *(int *)field = config_bool(m, key); break;
         case KEY_STRING: *(const char **)field = strcmp(v, "null") ? v : NULL; break;
-        case KEY_NUMBER: {   /* any double: the ranges are checked with the other refusals */
-            char *end;
-            *(double *)field = strtod(v, &end);
-            if (end == v || *end || isnan(*(double *)field)) t2v_die("%s: config %s = '%s' is not a number", m->path, key, v);
-        }
+        case KEY_NUMBER:   /* a decimal number or export.py's -inf / inf: ranges are checked with the other refusals */
+            if (!strcmp(v, "-inf") || !strcmp(v, "inf")) *(double *)field = v[0] == '-' ? -HUGE_VAL : HUGE_VAL;
+            else if (!parse_decimal(v, (double *)field)) t2v_die("%s: config %s = '%s' is not a decimal number", m->path, key, v);
         }
     }
 }
@@ -3912,6 +4206,13 @@ static void report_progress(const char *what, const char *unit, int done, int to
 
 int t2v_vae_scale_factor(const T2VModel *m) { return 1 << (m->vae->n_blocks - 1); }
 
+/* A stage's output at step i (0-based) of n must be finite: a NaN stops the run now, not after an hour. */
+static void check_step(const float *x, size_t count, const char *stage, int i, int n) {
+    char what[160];
+    snprintf(what, sizeof what, "%s at step %d of %d", stage, i + 1, n);
+    check_finite(x, count, what);
+}
+
 /* --dump of a tensor that every denoising step makes: kept per step, written as one (steps, ...) .npy at the
  * end. Without --dump (dir NULL) it holds and writes nothing. */
 typedef struct { const char *dir; float *data; size_t per_step; int steps; } StepDump;
@@ -3944,10 +4245,12 @@ static float *encode_prompt(T2VModel *m, const T2VGenerateOptions *o, int B) {
     int32_t *ids = (int32_t *)xmalloc(sizeof(int32_t) * (size_t)T, "token ids");
     t2v_tokenize(m->tokenizer, o->prompt, o->tokenizer, ids, T);
     t2v_encode_text(m, ids, prompt_embeds);
+    check_finite(prompt_embeds, (size_t)T * D, "the text states of the prompt");
     dump_tensor(o->dump_dir, "prompt_embeds.npy", prompt_embeds, 3, (int64_t[]){1, T, D});
     if (B == 2) {
         t2v_tokenize(m->tokenizer, o->negative_prompt ? o->negative_prompt : "", o->tokenizer, ids, T);
         t2v_encode_text(m, ids, context);
+        check_finite(context, (size_t)T * D, "the text states of the negative prompt");
         dump_tensor(o->dump_dir, "negative_prompt_embeds.npy", context, 3, (int64_t[]){1, T, D});
     }
     free(ids);
@@ -4004,6 +4307,7 @@ static float *prepare_video_latents(T2VModel *m, const T2VGenerateOptions *o, co
         }
     }
     torch_randn(&g, noise, n);                       /* add_noise's noise, (F, C, h, w) */
+    check_finite(video_latents, n, "the encoded video");
     memcpy(latents, video_latents, n * sizeof(float));
     scheduler_add_noise(s, latents, noise);
     dump_tensor(o->dump_dir, "video_latents.npy", video_latents, 4, (int64_t[]){F, C, h, w});
@@ -4044,7 +4348,9 @@ static void denoising_loop(T2VModel *m, const T2VGenerateOptions *o, Scheduler *
             for (j = 0; j < n; j++) noise_pred[j] = unet_out[j] + (float)o->guidance * (unet_out[n + j] - unet_out[j]);
         else
             memcpy(noise_pred, unet_out, n * sizeof(float));
+        check_step(noise_pred, n, "the noise prediction", i, steps);
         scheduler_step(s, noise_pred, latents);
+        check_step(latents, n, "the latents", i, steps);
         step_dump_record(&dump_in, i, unet_in);
         step_dump_record(&dump_out, i, unet_out);
         step_dump_record(&dump_noise, i, noise_pred);
@@ -4070,12 +4376,15 @@ static float *decode_latents(T2VModel *m, const T2VGenerateOptions *o, const flo
     float *frames = alloc_floats(mul_size((size_t)F * frame_px, 3), "frames");
     float *z = alloc_floats((size_t)C * h * w, "latent frame"), *decoded = alloc_floats(frame_px * 3, "decoded frame");
     const double start = now_seconds();
+    char what[96];
     int f, c;
     size_t p;
     for (f = 0; f < F; f++) {
         for (c = 0; c < C; c++)     /* z: frame f of (1, C, F, h, w) as (1, C, h, w) */
             for (p = 0; p < (size_t)h * w; p++) z[(size_t)c * h * w + p] = latents[((size_t)c * F + f) * h * w + p] * inv_scaling;
         t2v_vae_decode(m, z, 1, h, w, decoded);
+        snprintf(what, sizeof what, "the VAE's decoded frame %d of %d", f + 1, F);
+        check_finite(decoded, frame_px * 3, what);
         for (p = 0; p < frame_px; p++)
             for (c = 0; c < 3; c++) {
                 float v = decoded[(size_t)c * frame_px + p] / 2.0f + 0.5f;
@@ -4108,7 +4417,9 @@ static void zero_backward_loop(T2VModel *m, const T2VGenerateOptions *o, Schedul
         memcpy(unet_in + n, latents, n * sizeof(float));
         t2v_unet_2d(m, unet_in, 2 * N, h, w, (double)s->timesteps[s->step_index], context, 2, unet_out, NULL);
         for (j = 0; j < n; j++) noise_pred[j] = unet_out[j] + (float)o->guidance * (unet_out[n + j] - unet_out[j]);
+        check_step(noise_pred, n, "the noise prediction", i, steps);
         scheduler_step(s, noise_pred, latents);
+        check_step(latents, n, "the latents", i, steps);
         if (!o->quiet) report_progress(what, "step", i + 1, steps, start);
     }
     free(unet_in);
@@ -4350,9 +4661,9 @@ float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
     if (m->unet->is_2d) return text_to_video_zero(m, o);
     check_unet_memory(m->unet, B * F, h, w);
 
-    context = encode_prompt(m, o, B);
-    scheduler_config_read(m, o->scheduler, &scheduler_config);
+    scheduler_config_read(m, o->scheduler, &scheduler_config); /* a bad config is refused before any work */
     scheduler_init(&scheduler, o->scheduler, &scheduler_config, o->steps, (size_t)C * F * h * w);
+    context = encode_prompt(m, o, B);
     if (o->init_frames) {
         scheduler_begin_at_strength(&scheduler, o->strength);
         latents = prepare_video_latents(m, o, &scheduler, C, F, h, w);
@@ -4374,7 +4685,7 @@ float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
 /* rounded to the nearest of 0..255 */
 static unsigned char clamp_byte(float v) {
     v += 0.5f;
-    return (unsigned char)(v < 0.0f ? 0 : v > 255.0f ? 255 : (int)v);
+    return (unsigned char)(v >= 0.0f ? (v < 255.0f ? (int)v : 255) : 0); /* NaN fails v >= 0: 0, never (int)NaN */
 }
 
 static unsigned char to_byte(float v) { return clamp_byte(v * 255.0f); } /* [0,1] -> 0..255 */
@@ -4389,14 +4700,16 @@ static void rgb_to_ycbcr(const float *rgb, float *y, float *cb, float *cr) {
 }
 
 /* YUV4MPEG2: a text header, then per frame "FRAME\n" and the Y, Cb, Cr planes. 4:2:0 averages each 2x2
- * block's chroma (centred, "420jpeg" siting); 4:4:4 keeps it per pixel. Written to path.tmp, then renamed. */
+ * block's chroma (centred, "420jpeg" siting); 4:4:4 keeps it per pixel. Written by open_output. */
 static void write_y4m(const char *path, const float *frames, int n_frames, int H, int W, int fps_num, int fps_den,
                       int yuv444) {
-    char tmp[4096];
-    FILE *f = open_output(path, tmp, sizeof tmp);
+    Output out;
+    FILE *f;
     const int cw = yuv444 ? W : (W + 1) / 2, ch = yuv444 ? H : (H + 1) / 2;
     unsigned char *plane = (unsigned char *)xmalloc((size_t)H * W, "video frame");
     int n, x, y, c;
+    open_output(&out, path);
+    f = out.f;
     fprintf(f, "YUV4MPEG2 W%d H%d F%d:%d Ip A1:1 %s XCOLORRANGE=LIMITED\n", W, H, fps_num, fps_den, yuv444 ? "C444" : "C420jpeg");
     for (n = 0; n < n_frames; n++) {
         const float *rgb = frames + (size_t)n * H * W * 3;
@@ -4429,7 +4742,12 @@ static void write_y4m(const char *path, const float *frames, int n_frames, int H
         }
     }
     free(plane);
-    close_output(f, tmp, path);
+    close_output(&out);
+}
+
+/* DIR/frame_0000.ppm ... */
+static void frame_path(const char *dir, int n, char *path, size_t size) {
+    if ((size_t)snprintf(path, size, "%s/frame_%04d.ppm", dir, n) >= size) t2v_die("--frames-dir path too long: %s", dir);
 }
 
 /* ---- reading Y4M (video-to-video input) ---- */
@@ -4465,7 +4783,7 @@ static const Y4MChroma *y4m_chroma(const char *name) {
  * with or without parameters. Chroma is upsampled by repeating each sample over the pixels it covers.
  * Anything else (interlaced, more than 8 bits, alpha) is refused with a message. */
 static Video read_y4m(const char *path) {
-    FILE *f = fopen(path, "rb");
+    FILE *f = open_input(path, "", 0);
     char header[1024], colour[32] = "420jpeg";
     const Y4MChroma *chroma;
     Video v;
@@ -4476,7 +4794,6 @@ static Video read_y4m(const char *path) {
     memset(&v, 0, sizeof v);
     v.fps_num = 25;
     v.fps_den = 1;
-    if (!f) t2v_die("cannot open %s: %s", path, strerror(errno));
     while (len < (int)sizeof header - 1 && (c = fgetc(f)) != EOF && c != '\n') header[len++] = (char)c;
     header[len] = 0;
     if (strncmp(header, "YUV4MPEG2 ", 10) || c != '\n') t2v_die("%s is not a Y4M video (no YUV4MPEG2 header line)", path);
@@ -4557,16 +4874,16 @@ static void write_ppm_frames(const char *dir, const float *frames, int n_frames,
     unsigned char *row = (unsigned char *)xmalloc((size_t)W * 3, "image row");
     int n, y, x;
     for (n = 0; n < n_frames; n++) {
-        char path[4096], tmp[4096];
-        FILE *f;
-        snprintf(path, sizeof path, "%s/frame_%04d.ppm", dir, n);
-        f = open_output(path, tmp, sizeof tmp);
-        fprintf(f, "P6\n%d %d\n255\n", W, H);
+        char path[4096];
+        Output out;
+        frame_path(dir, n, path, sizeof path);
+        open_output(&out, path);
+        fprintf(out.f, "P6\n%d %d\n255\n", W, H);
         for (y = 0; y < H; y++) {
             for (x = 0; x < W * 3; x++) row[x] = to_byte(frames[((size_t)n * H + y) * W * 3 + x]);
-            fwrite(row, 1, (size_t)W * 3, f);
+            fwrite(row, 1, (size_t)W * 3, out.f);
         }
-        close_output(f, tmp, path);
+        close_output(&out);
     }
     free(row);
 }
@@ -4575,7 +4892,6 @@ static void write_ppm_frames(const char *dir, const float *frames, int n_frames,
  * 11. The command line
  * ============================================================================================ */
 
-#ifndef TESTING
 static void usage(FILE *f) {
     fprintf(f,
         "t2v: text to video with ModelScope's model, as Diffusers' TextToVideoSDPipeline computes it, in C.\n"
@@ -4590,13 +4906,18 @@ static void usage(FILE *f) {
         "                  sample (B,4,F,H,W), context (B,77,D) -> noise prediction (B,4,F,H,W); a Stable Diffusion\n"
         "                  file: (N,4,H,W), context (N,77,D) -> (N,4,H,W); --cross-frame: Text2Video-Zero's\n"
         "                  cross-frame attention (CrossFrameAttnProcessor(batch_size=2))\n"
+        "                  TIMESTEP: an integer in [0, num_train_timesteps), 0..999 for this model\n"
         "  t2v vae-decode  MODEL.t2v LATENTS.npy OUT.npy           (N,4,h,w), already / scaling_factor -> (N,3,8h,8w)\n"
         "  t2v vae-encode  MODEL.t2v IMAGES.npy MEAN.npy [LOGVAR.npy]   (N,3,H,W) in [-1,1] -> (N,4,H/8,W/8)\n"
         "\n"
         "generate options (defaults are Diffusers' for this model):\n"
-        "  -p, --prompt TEXT          what to show (required)\n"
+        "  -p, --prompt TEXT          what to show (required, or --prompt-file)\n"
         "  -n, --negative-prompt TEXT what to avoid (default: empty)\n"
-        "  -o, --output FILE.y4m      the video (default: output.y4m); YUV4MPEG2, plays in ffmpeg/mpv/VLC\n"
+        "  --prompt-file FILE, --negative-prompt-file FILE\n"
+        "                             read the prompt from FILE, any length ('-': standard input)\n"
+        "  -o, --output FILE.y4m      the video (default: output.y4m); YUV4MPEG2, plays in ffmpeg/mpv/VLC;\n"
+        "                             '-': to standard output (t2v ... -o - | ffplay -). A FIFO or device is\n"
+        "                             written in place; a file is replaced only when the video is complete\n"
         "  --frames N                 number of frames (default 16)\n"
         "  --height H, --width W      size in pixels, multiples of 8 (default: the UNet's sample_size x 8, 256)\n"
         "  --steps N                  denoising steps (default 50)\n"
@@ -4624,8 +4945,10 @@ static void usage(FILE *f) {
         "                             steps run; 1 keeps only the video's size (default 0.6)\n"
         "  --fps N                    frame rate written in the video (default 8, or the input video's)\n"
         "  --yuv444                   full-resolution chroma instead of 4:2:0\n"
-        "  --frames-dir DIR           also write every frame as DIR/frame_0000.ppm (binary PPM)\n"
-        "  --dump DIR                 write every stage's tensors as .npy (the golden pipeline/ files)\n"
+        "  --frames-dir DIR           also write every frame as DIR/frame_0000.ppm (binary PPM); DIR is\n"
+        "                             created if missing, its parent folder must exist\n"
+        "  --dump DIR                 write every stage's tensors as .npy (the golden pipeline/ files);\n"
+        "                             DIR as for --frames-dir\n"
         "  -q, --quiet                no progress on stderr\n"
         "\n"
         "options of every command:\n"
@@ -4640,20 +4963,36 @@ typedef struct {
     const char *positional[8];
     int n_positional;
     T2VGenerateOptions gen;
-    const char *output, *frames_dir, *latents_path, *init_video_path, *init_frames_path;
+    const char *output, *frames_dir, *latents_path, *init_video_path, *init_frames_path, *prompt_file, *negative_prompt_file;
+    char *prompt_text, *negative_prompt_text;  /* read from the prompt files */
+    const char *inputs[MAX_INPUTS];            /* the files read: no output may be one of them */
+    int n_inputs;
     int threads, fps_num, fps_den, yuv444, random_seed;
     int frames_given, guidance_given, strength_given;   /* video-to-video takes its own defaults */
     int cross_frame;             /* unet --cross-frame: CrossFrameAttnProcessor(batch_size=2) */
     int scheduler_given, zero_option_given;             /* Text2Video-Zero takes its own defaults and options */
 } Args;
 
+/* Adds a file the command reads to a->inputs (see protect_inputs); returns it. */
+static const char *add_input(Args *a, const char *path) {
+    if (a->n_inputs == MAX_INPUTS) t2v_die("too many input files");
+    a->inputs[a->n_inputs++] = path;
+    return path;
+}
+
 static long long parse_number(const char *opt, const char *v, long long lo, long long hi) {
     char *end;
     long long x;
     errno = 0;
     x = strtoll(v, &end, 10);
-    if (end == v || *end || errno || x < lo || x > hi) t2v_die("%s expects an integer in [%lld, %lld], got '%s'", opt, lo, hi, v);
+    if (!is_decimal(v, 1) || end == v || *end || errno || x < lo || x > hi)
+        t2v_die("%s expects an integer in [%lld, %lld], got '%s'", opt, lo, hi, v);
     return x;
+}
+
+/* "-1" is a value (--seed -1) or a positional argument (a TIMESTEP), never an option. */
+static int looks_like_option(const char *s) {
+    return s[0] == '-' && s[1] && !is_decimal(s, 0);
 }
 
 static int is_option(const char *arg, const char *name, const char *other_name) {
@@ -4664,7 +5003,6 @@ static int is_option(const char *arg, const char *name, const char *other_name) 
 static void parse_args(int argc, char **argv, Args *a) {
     int i;
     memset(a, 0, sizeof *a);
-    a->gen.negative_prompt = "";
     a->gen.frames = 16;
     a->gen.steps = 50;
     a->gen.guidance = 9.0;
@@ -4680,10 +5018,12 @@ static void parse_args(int argc, char **argv, Args *a) {
         if (is_option(s, "-q", "--quiet")) { a->gen.quiet = 1; takes_value = 0; }
         else if (is_option(s, "--yuv444", NULL)) { a->yuv444 = 1; takes_value = 0; }
         else if (is_option(s, "--cross-frame", NULL)) { a->cross_frame = 1; takes_value = 0; }
-        else if (s[0] == '-' && s[1] && strcmp(s, "-") && !v) t2v_die("%s needs a value (see t2v --help)", s);
+        else if (looks_like_option(s) && !v) t2v_die("%s needs a value (see t2v --help)", s);
         if (!takes_value) continue;
         if (is_option(s, "-p", "--prompt")) a->gen.prompt = v;
         else if (is_option(s, "-n", "--negative-prompt")) a->gen.negative_prompt = v;
+        else if (is_option(s, "--prompt-file", NULL)) a->prompt_file = add_input(a, v);
+        else if (is_option(s, "--negative-prompt-file", NULL)) a->negative_prompt_file = add_input(a, v);
         else if (is_option(s, "-o", "--output")) a->output = v;
         else if (is_option(s, "--frames", NULL)) {
             a->gen.frames = (int)parse_number(s, v, 1, 4096);
@@ -4693,33 +5033,27 @@ static void parse_args(int argc, char **argv, Args *a) {
         else if (is_option(s, "--width", "-W")) a->gen.width = (int)parse_number(s, v, 1, 16384);
         else if (is_option(s, "--steps", NULL)) a->gen.steps = (int)parse_number(s, v, 1, 1000000);
         else if (is_option(s, "--fps", NULL)) a->fps_num = (int)parse_number(s, v, 1, 1000);
-        else if (is_option(s, "--init-video", NULL)) a->init_video_path = v;
-        else if (is_option(s, "--init-frames", NULL)) a->init_frames_path = v;
+        else if (is_option(s, "--init-video", NULL)) a->init_video_path = add_input(a, v);
+        else if (is_option(s, "--init-frames", NULL)) a->init_frames_path = add_input(a, v);
         else if (is_option(s, "--strength", NULL)) {
-            char *end;
-            a->gen.strength = strtod(v, &end);
             a->strength_given = 1;
-            if (end == v || *end || !(a->gen.strength > 0.0 && a->gen.strength <= 1.0))
-                t2v_die("--strength expects a number in (0, 1], got '%s'", v);
+            if (!parse_decimal(v, &a->gen.strength) || !(a->gen.strength > 0.0 && a->gen.strength <= 1.0))
+                t2v_die("--strength expects a decimal number in (0, 1], got '%s'", v);
         }
         else if (is_option(s, "--threads", NULL)) a->threads = (int)parse_number(s, v, 1, 4096);
-        else if (is_option(s, "--latents", NULL)) a->latents_path = v;
+        else if (is_option(s, "--latents", NULL)) a->latents_path = add_input(a, v);
         else if (is_option(s, "--frames-dir", NULL)) a->frames_dir = v;
         else if (is_option(s, "--dump", NULL)) a->gen.dump_dir = v;
         else if (is_option(s, "--seed", "-s")) {
             if (!strcmp(v, "-1")) a->random_seed = 1;
             else a->gen.seed = (uint64_t)parse_number(s, v, 0, LLONG_MAX);
         } else if (is_option(s, "--guidance", "--cfg-scale")) {
-            char *end;
-            a->gen.guidance = strtod(v, &end);
+            if (!parse_decimal(v, &a->gen.guidance)) t2v_die("--guidance expects a finite decimal number, got '%s'", v);
             a->guidance_given = 1;
-            if (end == v || *end || !isfinite(a->gen.guidance)) t2v_die("--guidance expects a finite number, got '%s'", v);
         } else if (is_option(s, "--motion-x", "--motion-y")) {
-            char *end;
             double *motion = !strcmp(s, "--motion-x") ? &a->gen.motion_x : &a->gen.motion_y;
-            *motion = strtod(v, &end);
+            if (!parse_decimal(v, motion) || !(fabs(*motion) <= 1e6)) t2v_die("%s expects a decimal number, got '%s'", s, v);
             a->zero_option_given = 1;
-            if (end == v || *end || !(fabs(*motion) <= 1e6)) t2v_die("%s expects a number, got '%s'", s, v);
         } else if (is_option(s, "--t0", "--t1")) {
             *(!strcmp(s, "--t0") ? &a->gen.t0 : &a->gen.t1) = (int)parse_number(s, v, 0, 1000000);
             a->zero_option_given = 1;
@@ -4736,7 +5070,7 @@ static void parse_args(int argc, char **argv, Args *a) {
             if (!strcmp(v, "diffusers")) a->gen.tokenizer = T2V_TOKENIZER_DIFFUSERS;
             else if (!strcmp(v, "openclip")) a->gen.tokenizer = T2V_TOKENIZER_OPENCLIP;
             else t2v_die("--tokenizer must be diffusers or openclip, not '%s'", v);
-        } else if (s[0] == '-' && s[1] && strcmp(s, "-")) {
+        } else if (looks_like_option(s)) {
             t2v_die("unknown option %s (see t2v --help)", s);
         } else {
             if (a->n_positional == 8) t2v_die("too many arguments (see t2v --help)");
@@ -4754,46 +5088,13 @@ static void need_positional(const Args *a, int lo, int hi, const char *cmd) {
     if (a->n_positional < lo || a->n_positional > hi) t2v_die("%s: wrong number of arguments (see t2v --help)", cmd);
 }
 
-/* mkdir -p */
-static void make_dump_dir(const char *dir) {
-#if T2V_POSIX
-    char path[4096];
-    size_t i, n = strlen(dir);
-    struct stat st;
-    if (n >= sizeof path) t2v_die("path too long: %s", dir);
-    memcpy(path, dir, n + 1);
-    for (i = 1; i <= n; i++)
-        if (path[i] == '/' || path[i] == 0) {
-            char c = path[i];
-            path[i] = 0;
-            if (mkdir(path, 0777) != 0 && errno != EEXIST) t2v_die("cannot create %s: %s", path, strerror(errno));
-            path[i] = c;
-        }
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) t2v_die("%s is not a directory", dir);
-#else
-    (void)dir; /* C99 has no mkdir: the folder must exist */
-#endif
-}
-
-/* Checks early that the output can be written, so that a long run does not fail at its end. */
-static void check_writable(const char *path) {
-    char tmp[4096];
-    FILE *f;
-#if T2V_POSIX
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) t2v_die("cannot write %s: it is a directory", path);
-#endif
-    f = open_output(path, tmp, sizeof tmp);
-    fclose(f);
-    remove(tmp);
-    g_partial_output[0] = 0;
-}
-
 /* The start of every subcommand but generate: the argument count, then that the outputs (positional
  * arguments from first_output on) can be written, before the model is loaded and any work is done. */
-static T2VModel *start_command(const Args *a, const char *cmd, int lo, int hi, int first_output) {
+static T2VModel *start_command(Args *a, const char *cmd, int lo, int hi, int first_output) {
     int i;
     need_positional(a, lo, hi, cmd);
+    for (i = 0; i < first_output; i++) add_input(a, a->positional[i]); /* a prompt, too: harmless, never a file */
+    protect_inputs(a->inputs, a->n_inputs);
     for (i = first_output; i < a->n_positional; i++) check_writable(a->positional[i]);
     return t2v_load(a->positional[0]);
 }
@@ -4805,7 +5106,7 @@ static int32_t *tokenize_prompt(T2VModel *m, const char *prompt, T2VTokenizerMod
     return ids;
 }
 
-static int cmd_tokenize(const Args *a) {
+static int cmd_tokenize(Args *a) {
     T2VModel *m;
     int32_t *ids;
     int i, n;
@@ -4819,7 +5120,7 @@ static int cmd_tokenize(const Args *a) {
     return 0;
 }
 
-static int cmd_encode_text(const Args *a) {
+static int cmd_encode_text(Args *a) {
     T2VModel *m;
     int32_t *ids;
     float *states;
@@ -4831,6 +5132,7 @@ static int cmd_encode_text(const Args *a) {
     dims[2] = t2v_text_hidden_size(m);
     states = alloc_floats((size_t)dims[1] * dims[2], "text states");
     t2v_encode_text(m, ids, states);
+    check_finite(states, (size_t)dims[1] * dims[2], "the text states");
     npy_save_f32(a->positional[2], states, 3, dims);
     free(states);
     free(ids);
@@ -4838,12 +5140,12 @@ static int cmd_encode_text(const Args *a) {
     return 0;
 }
 
-static int cmd_unet(const Args *a) {
+static int cmd_unet(Args *a) {
     T2VModel *m;
     Shape ss, cs;
     int64_t want[5] = {-1, -1, -1, -1, -1}, want_ctx[3] = {-1, -1, -1};
     float *sample, *context, *out;
-    char *end;
+    SchedulerConfig scheduler;
     double timestep, t0;
     m = start_command(a, "unet", 5, 5, 4);
     want[1] = m->unet->in_channels;
@@ -4856,15 +5158,15 @@ static int cmd_unet(const Args *a) {
         if (a->cross_frame) t2v_die("unet: --cross-frame is for Stable Diffusion (UNet2DConditionModel) files");
         sample = npy_load_expect(a->positional[1], &ss, 5, want, "(B, in_channels, F, H, W)");
     }
-    timestep = strtod(a->positional[2], &end);
-    if (end == a->positional[2] || *end || !isfinite(timestep)) t2v_die("TIMESTEP must be a number, not '%s'", a->positional[2]);
+    scheduler_config_read(m, T2V_SCHEDULER_DDIM, &scheduler);
+    timestep = (double)parse_number("TIMESTEP", a->positional[2], 0, scheduler.num_train_timesteps - 1LL);
     want_ctx[0] = ss.shape[0];
     want_ctx[1] = t2v_context_length(m);
     want_ctx[2] = m->unet->cross_dim;
     context = npy_load_expect(a->positional[3], &cs, 3, want_ctx, "(B, 77, cross_attention_dim) with the sample's B");
     if (ss.shape[0] > 64 || ss.shape[2] > 4096 || ss.shape[3] > 4096 || ss.shape[4] > 4096) t2v_die("unet: sample too large");
     out = alloc_floats(shape_numel(&ss), "unet output");
-    if (a->gen.dump_dir) make_dump_dir(a->gen.dump_dir);
+    if (a->gen.dump_dir) make_output_dir(a->gen.dump_dir, "--dump");
     t0 = now_seconds();
     if (m->unet->is_2d)
         t2v_unet_2d(m, sample, (int)ss.shape[0], (int)ss.shape[3], (int)ss.shape[4], timestep, context,
@@ -4878,6 +5180,7 @@ static int cmd_unet(const Args *a) {
                 (long long)ss.shape[3], (long long)ss.shape[4], num_threads(), num_threads() > 1 ? "s" : "",
                 m->unet->arena.peak * 4.0 / 1048576.0);
     ss.shape[1] = m->unet->out_channels;
+    check_finite(out, shape_numel(&ss), "the unet output");
     if (m->unet->is_2d) {        /* back to (N, C, H, W) */
         memmove(ss.shape + 2, ss.shape + 3, 2 * sizeof ss.shape[0]);
         ss.ndim = 4;
@@ -4898,7 +5201,7 @@ static float *load_nchw(const char *path, int channels, int max_size, const char
     return x;
 }
 
-static int cmd_vae_decode(const Args *a) {
+static int cmd_vae_decode(Args *a) {
     T2VModel *m = start_command(a, "vae-decode", 3, 3, 2);
     const VAE *v = m->vae;
     const int scale = t2v_vae_scale_factor(m);
@@ -4909,6 +5212,7 @@ static int cmd_vae_decode(const Args *a) {
     s.shape[1] = v->out_channels;
     s.shape[2] *= scale;
     s.shape[3] *= scale;
+    check_finite(images, shape_numel(&s), "the decoded images");
     npy_save(a->positional[2], images, 0, &s);
     free(latents);
     free(images);
@@ -4916,7 +5220,7 @@ static int cmd_vae_decode(const Args *a) {
     return 0;
 }
 
-static int cmd_vae_encode(const Args *a) {
+static int cmd_vae_encode(Args *a) {
     T2VModel *m = start_command(a, "vae-encode", 3, 4, 2);
     const VAE *v = m->vae;
     const int scale = t2v_vae_scale_factor(m);
@@ -4932,6 +5236,8 @@ static int cmd_vae_encode(const Args *a) {
     s.shape[1] = v->latent_channels;
     s.shape[2] /= scale;
     s.shape[3] /= scale;
+    check_finite(mean, latent_n, "the latent mean");
+    check_finite(logvar, latent_n, "the latent log-variance");
     npy_save(a->positional[2], mean, 0, &s);
     if (a->n_positional == 4) npy_save(a->positional[3], logvar, 0, &s);
     free(images);
@@ -5017,6 +5323,30 @@ static float *load_init_video(Args *a, int scale) {
     return v.frames;
 }
 
+/* --prompt-file / --negative-prompt-file, "-" for standard input: prompts of any length (argv stops at
+ * 128 KiB per argument). */
+static void read_prompt_files(Args *a) {
+    const size_t max_bytes = (size_t)16 << 20;
+    if (a->prompt_file && a->gen.prompt) t2v_die("give -p or --prompt-file, not both");
+    if (a->negative_prompt_file && a->gen.negative_prompt) t2v_die("give -n or --negative-prompt-file, not both");
+    if (a->prompt_file && a->negative_prompt_file && !strcmp(a->prompt_file, "-") && !strcmp(a->negative_prompt_file, "-"))
+        t2v_die("--prompt-file and --negative-prompt-file cannot both read standard input");
+    if (a->prompt_file) a->gen.prompt = a->prompt_text = read_text_file(a->prompt_file, "prompt file ", max_bytes);
+    if (a->negative_prompt_file)
+        a->gen.negative_prompt = a->negative_prompt_text = read_text_file(a->negative_prompt_file, "prompt file ", max_bytes);
+}
+
+/* --frames-dir: the folder is made now, and no frame file may be an input. */
+static void check_frames_dir(const char *dir, int frames) {
+    int n;
+    make_output_dir(dir, "--frames-dir");
+    for (n = 0; n < frames; n++) {
+        char path[4096];
+        frame_path(dir, n, path, sizeof path);
+        refuse_output_equal_to_inputs(path);
+    }
+}
+
 static int cmd_generate(Args *a) {
     T2VModel *m;
     T2VGenerateOptions *g = &a->gen;
@@ -5024,10 +5354,13 @@ static int cmd_generate(Args *a) {
     int scale;
     double t0 = now_seconds();
     need_positional(a, 1, 1, "generate");
+    add_input(a, a->positional[0]);
+    protect_inputs(a->inputs, a->n_inputs);
+    read_prompt_files(a);
     if (!g->prompt) t2v_die("generate: a prompt is required (-p \"a panda playing a guitar\")");
     check_writable(a->output);
-    if (a->frames_dir) make_dump_dir(a->frames_dir);
-    if (g->dump_dir) make_dump_dir(g->dump_dir);
+    if (g->dump_dir) make_output_dir(g->dump_dir, "--dump");
+    if (a->frames_dir) check_frames_dir(a->frames_dir, g->frames);
     m = t2v_load(a->positional[0]);
     scale = t2v_vae_scale_factor(m);
     if (a->init_video_path || a->init_frames_path) init_frames = load_init_video(a, scale);
@@ -5075,20 +5408,27 @@ static int cmd_generate(Args *a) {
     frames = t2v_generate(m, g);
     write_y4m(a->output, frames, g->frames, g->height, g->width, a->fps_num, a->fps_den, a->yuv444);
     if (a->frames_dir) write_ppm_frames(a->frames_dir, frames, g->frames, g->height, g->width);
-    if (!g->quiet) fprintf(stderr, "t2v: wrote %s (%d frames, %dx%d, %g fps) in %.1f s\n", a->output, g->frames, g->width,
+    if (!g->quiet) fprintf(stderr, "t2v: wrote %s (%d frames, %dx%d, %g fps) in %.1f s\n",
+                           strcmp(a->output, "-") ? a->output : "the video to standard output", g->frames, g->width,
                            g->height, (double)a->fps_num / a->fps_den, now_seconds() - t0);
     free(frames);
     free(latents);
     free(init_frames);
+    free(a->prompt_text);
+    free(a->negative_prompt_text);
     t2v_free(m);
     return 0;
 }
 
+#ifndef TESTING
 int main(int argc, char **argv) {
     Args a;
     const char *cmd = argc > 1 ? argv[1] : "";
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+#if T2V_POSIX
+    signal(SIGPIPE, SIG_IGN); /* a reader that goes away is a write error (EPIPE) with a message, not a kill */
+#endif
     if (argc < 2 || !strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;

@@ -723,7 +723,7 @@ static void openclip_encode(const T2VTokenizer *t, Scratch *w, const uint32_t *s
     end = b.n;
     str_strip(t, b.v, &begin, &end);
     a.n = 0;
-    whitespace_clean(t, b.v + begin, end - begin, &a);
+    whitespace_clean(t, end > begin ? b.v + begin : b.v, end - begin, &a); /* b.v is NULL for an empty prompt */
     b.n = 0;
     str_lower(t, a.v, a.n, &b);
     clip_regex_bpe(t, w, b.v, b.n, ids);

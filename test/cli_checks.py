@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -188,7 +189,8 @@ def check_help(t2v):
     # short options beside their long spelling, so "-p" cannot be found inside "--prompt"
     paired = ["-p, --prompt", "-n, --negative-prompt", "-o, --output", "-q, --quiet"]
     options = ["--frames", "--height", "--width", "--steps", "--guidance", "--scheduler", "--seed", "--latents",
-               "--threads", "--fps", "--dump", "--tokenizer", "--frames-dir", "--yuv444"]
+               "--threads", "--fps", "--dump", "--tokenizer", "--frames-dir", "--yuv444", "--prompt-file",
+               "--negative-prompt-file"]
     commands = ["generate", "tokenize", "encode-text", "unet", "vae-decode", "vae-encode"]
     missing = [o for o in paired if o not in text]
     missing += [o for o in options + commands if not whole_token(o).search(text)]
@@ -512,6 +514,334 @@ def check_export(t2v, model):
     expect_error("export: no such folder", export_py + [os.path.join(T.OUT, "nope"), out], ["no such folder"])
 
 
+# ---- the hostile-input table: files, paths, non-finite numbers, model fields, the command line ----
+# Every row asserts the exact outcome: the exit code (never a signal), for a refusal exactly one stderr line
+# 't2v: error: ...' holding every word, and the row's folder unchanged byte for byte afterwards (its inputs
+# unchanged, no stray or temporary file) unless the row names the files it must write.
+
+def snapshot(folder):
+    """{relative path: what it is}: a link's target, a FIFO, or a regular file's bytes (hashed)"""
+    import hashlib
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            st = os.lstat(path)
+            rel = os.path.relpath(path, folder)
+            if os.path.islink(path):
+                out[rel] = ("link", os.readlink(path))
+            elif stat.S_ISFIFO(st.st_mode):
+                out[rel] = ("fifo",)
+            elif stat.S_ISDIR(st.st_mode):
+                out[rel] = ("dir",)
+            else:
+                out[rel] = ("file", hashlib.sha256(open(path, "rb").read()).hexdigest())
+    return out
+
+
+def parse_table(data):
+    """entries of a .t2v file's table (as read_table), from its bytes"""
+    (config_size,) = struct.unpack_from("<Q", data, 16)
+    pos = 24 + config_size
+    (n,) = struct.unpack_from("<I", data, pos)
+    pos += 4
+    entries = []
+    for _ in range(n):
+        (ln,) = struct.unpack_from("<H", data, pos)
+        name = data[pos + 2: pos + 2 + ln].decode()
+        pos += 2 + ln
+        (ndim,) = struct.unpack_from("<B", data, pos + 1)
+        pos += 6 + 8 * ndim
+        entries.append({"name": name, "offset_pos": pos})
+        pos += 32
+    return entries
+
+
+def with_config(data, key, value):
+    """the model file with config line key=value (replaced, or added), tensor offsets moved to match"""
+    (config_size,) = struct.unpack_from("<Q", data, 16)
+    lines = [line for line in data[24:24 + config_size].decode().splitlines() if not line.startswith(key + "=")]
+    config = ("\n".join(lines + [f"{key}={value}"]) + "\n").encode()
+    entries = parse_table(data)
+    table_start, table_end = 24 + config_size, entries[-1]["offset_pos"] + 32
+    table = bytearray(data[table_start:table_end])
+    fields = [struct.unpack_from("<QQQQ", data, e["offset_pos"]) for e in entries]
+    first = min([f[0] for f in fields] + [f[2] for f in fields if f[3]])
+    header_len = 24 + len(config) + len(table)
+    new_first = (header_len + 63) // 64 * 64
+    shift = new_first - first
+    for e, (off, nbytes, scale_off, scale_bytes) in zip(entries, fields):
+        struct.pack_into("<QQQQ", table, e["offset_pos"] - table_start, off + shift, nbytes,
+                         scale_off + shift if scale_bytes else scale_off, scale_bytes)
+    return data[:16] + struct.pack("<Q", len(config)) + config + bytes(table) + bytes(new_first - header_len) + data[first:]
+
+
+def with_tensor_nan(data, name):
+    """the model file with every value of float tensor name set to NaN"""
+    out = bytearray(data)
+    e = next(e for e in parse_table(data) if e["name"] == name)
+    off, nbytes = struct.unpack_from("<QQ", data, e["offset_pos"])
+    out[off:off + nbytes] = np.full(nbytes // 4, np.nan, np.float32).tobytes()
+    return bytes(out)
+
+
+class Hostile:
+    """One folder per row (T.OUT/hostile/NAME); the model is linked in where a row needs it there."""
+
+    def __init__(self, t2v, model):
+        self.t2v, self.model = t2v, model
+        self.root = os.path.join(T.OUT, "hostile")
+        shutil.rmtree(self.root, ignore_errors=True)
+        os.makedirs(self.root)
+        self.data = open(model, "rb").read()
+        self.n = 0
+
+    def folder(self):
+        self.n += 1
+        d = os.path.join(self.root, f"case{self.n:02d}")
+        os.makedirs(d)
+        return d
+
+    def gen(self, model, out, *extra):
+        return [self.t2v, "generate", model, "-p", "a cat", "--frames", "2", "--height", "16", "--width", "16",
+                "--steps", "2", "-q", "-o", out] + list(extra)
+
+    def row(self, name, d, cmd, code, words=(), writes=(), stdin=None, timeout=60, stdout_check=None):
+        before = snapshot(d)
+        try:
+            p = subprocess.run(cmd, capture_output=True, input=stdin, timeout=timeout, cwd=d)
+        except subprocess.TimeoutExpired:
+            T.record(f"hostile: {name}", False, f"hung (no exit in {timeout} s)")
+            return None
+        after = snapshot(d)
+        lines = p.stderr.decode("utf-8", "replace").strip().splitlines()
+        if code == 0:
+            message_ok = True
+        else:
+            message_ok = (len(lines) == 1 and lines[0].startswith("t2v: error: ")
+                          and all(w.lower() in lines[0].lower() for w in words))
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        files_ok = changed == sorted(writes)
+        extra_ok = stdout_check(p.stdout) if stdout_check else True
+        detail = f"-> exit {p.returncode}: {(lines[-1] if lines else '')[:100]!r}"
+        if not files_ok:
+            detail += f" changed {changed}, expected {sorted(writes)}"
+        T.record(f"hostile: {name}", p.returncode == code and message_ok and files_ok and extra_ok, detail)
+        return p
+
+
+def check_hostile_outputs(h):
+    # the output is an input: refused before any work, whatever path leads to the input
+    d = h.folder()
+    os.link(h.model, os.path.join(d, "m.t2v"))
+    h.row("-o naming the model", d, h.gen("m.t2v", "m.t2v"), 1, ["m.t2v", "never writes over its inputs"])
+    os.symlink("m.t2v", os.path.join(d, "link.y4m"))
+    h.row("-o: a symlink to the model", d, h.gen("m.t2v", "link.y4m"), 1, ["never writes over its inputs"])
+    os.link(os.path.join(d, "m.t2v"), os.path.join(d, "hard.y4m"))
+    h.row("-o: a hard link to the model", d, h.gen("m.t2v", "hard.y4m"), 1, ["never writes over its inputs"])
+    np.save(os.path.join(d, "lat.npy"), np.zeros((1, 4, 2, 2, 2), np.float32))
+    h.row("-o naming the --latents file", d, h.gen(h.model, "lat.npy", "--latents", "lat.npy"), 1, ["lat.npy", "inputs"])
+    open(os.path.join(d, "p.txt"), "w").write("a cat")
+    cmd = h.gen(h.model, "p.txt")
+    cmd.remove("-p"), cmd.remove("a cat")
+    h.row("-o naming the --prompt-file", d, cmd + ["--prompt-file", "p.txt"], 1, ["p.txt", "inputs"])
+    os.makedirs(os.path.join(d, "frames"))
+    os.link(os.path.join(d, "m.t2v"), os.path.join(d, "frames", "frame_0001.ppm"))
+    h.row("--frames-dir holding a link to the model", d, h.gen("m.t2v", "v.y4m", "--frames-dir", "frames"), 1,
+          ["frame_0001.ppm", "inputs"])
+    os.makedirs(os.path.join(d, "dump"))
+    os.link(os.path.join(d, "lat.npy"), os.path.join(d, "dump", "latents_init.npy"))
+    h.row("--dump holding the --latents file", d, h.gen(h.model, "v2.y4m", "--dump", "dump", "--latents", "lat.npy"),
+          1, ["latents_init.npy", "inputs"], writes=["dump/prompt_embeds.npy", "dump/negative_prompt_embeds.npy"])
+    sample = os.path.join(d, "sample.npy")
+    np.save(sample, np.zeros((1, 4, 2, 8, 8), np.float32))
+    np.save(os.path.join(d, "ctx.npy"), np.zeros((1, 77, 32), np.float32))
+    h.row("unet OUT.npy naming SAMPLE.npy", d, [h.t2v, "unet", h.model, "sample.npy", "10", "ctx.npy", "sample.npy"], 1,
+          ["sample.npy", "inputs"])
+    np.save(os.path.join(d, "z.npy"), np.zeros((1, 4, 2, 2), np.float32))
+    h.row("vae-decode OUT.npy naming LATENTS.npy", d, [h.t2v, "vae-decode", h.model, "z.npy", "z.npy"], 1, ["inputs"])
+    h.row("encode-text OUT.npy naming the model", d, [h.t2v, "encode-text", "m.t2v", "a cat", "m.t2v"], 1, ["inputs"])
+
+    # devices and pipes are written in place, never replaced; their write errors are errors. The devices are
+    # reached through links in the row's folder, so that a t2v that replaced its output would replace the
+    # link, never the machine's /dev/full or /dev/null.
+    d = h.folder()
+    os.symlink("/dev/full", os.path.join(d, "full"))
+    os.symlink("/dev/null", os.path.join(d, "null"))
+    h.row("-o /dev/full: write error reported", d, h.gen(h.model, "full"), 1, ["full", "no space"])
+    h.row("-o /dev/null: written in place", d, h.gen(h.model, "null"), 0)
+    h.row("npy output /dev/full: write error reported", d, [h.t2v, "encode-text", h.model, "a", "full"], 1, ["no space"])
+    T.record("hostile: /dev/full and /dev/null are still character devices",
+             stat.S_ISCHR(os.stat("/dev/full").st_mode) and stat.S_ISCHR(os.stat("/dev/null").st_mode))
+    reference = os.path.join(d, "ref.y4m")
+    h.row("-o FILE (the reference for the streams)", d, h.gen(h.model, "ref.y4m"), 0, writes=["ref.y4m"])
+    want = open(reference, "rb").read() if os.path.exists(reference) else None
+    h.row("-o - streams the Y4M to standard output", d, h.gen(h.model, "-"), 0,
+          stdout_check=lambda out: out == want and out.startswith(b"YUV4MPEG2 "))
+    p = subprocess.Popen(h.gen(h.model, "-"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=d)
+    p.stdout.close()
+    err = p.stderr.read().decode().strip().splitlines()
+    p.wait(timeout=60)
+    T.record("hostile: -o - into a closed pipe: exit 1 (EPIPE), not SIGPIPE",
+             p.returncode == 1 and len(err) == 1 and "standard output" in err[0], f"-> exit {p.returncode}: {err[-1:]!r}")
+    fifo = os.path.join(d, "video.fifo")
+    os.mkfifo(fifo)
+    got = []
+    import threading
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    h.row("-o FIFO: written in place", d, h.gen(h.model, "video.fifo"), 0)
+    reader.join(timeout=60)
+    T.record("hostile: the FIFO's reader got the video; it is still a FIFO", got == [want] and stat.S_ISFIFO(os.stat(fifo).st_mode))
+
+    # regular files: a temporary created exclusively beside the target, never a planted link
+    d = h.folder()
+    victim = os.path.join(d, "victim.txt")
+    open(victim, "w").write("precious")
+    os.symlink("victim.txt", os.path.join(d, "out.y4m.tmp"))
+    h.row("a symlink planted at the old temporary name is not followed", d, h.gen(h.model, "out.y4m"), 0,
+          writes=["out.y4m"])
+    os.symlink("victim.txt", os.path.join(d, "via-link.y4m"))
+    h.row("-o a symlink: the link is replaced, its target untouched", d, h.gen(h.model, "via-link.y4m"), 0,
+          writes=["via-link.y4m"])
+    T.record("hostile: the output replaced the link with a regular file; the target still holds its bytes",
+             not os.path.islink(os.path.join(d, "via-link.y4m")) and open(victim).read() == "precious")
+    runs = [subprocess.Popen(h.gen(h.model, "same.y4m"), cwd=d, stderr=subprocess.PIPE) for _ in range(2)]
+    codes = [r.wait(timeout=120) for r in runs]
+    T.record("hostile: two runs writing the same -o both succeed, the file is whole, no temporaries",
+             codes == [0, 0] and want and open(os.path.join(d, "same.y4m"), "rb").read() == want
+             and not glob.glob(os.path.join(d, "*t2v-tmp*")), f"exit codes {codes}")
+    h.row("-o naming a folder", d, h.gen(h.model, "."), 1, ["directory"])
+    h.row("--frames-dir whose parent is missing: refused", d, h.gen(h.model, "x.y4m", "--frames-dir", "no/such"), 1,
+          ["--frames-dir", "parent folder must exist"])
+    h.row("--dump whose parent is missing: refused", d, h.gen(h.model, "x.y4m", "--dump", "no/such"), 1,
+          ["--dump", "parent folder must exist"])
+    h.row("--frames-dir missing, parent present: created", d, h.gen(h.model, "x.y4m", "--frames-dir", "fr"), 0,
+          writes=["x.y4m", "fr", "fr/frame_0000.ppm", "fr/frame_0001.ppm"])
+
+
+def check_hostile_inputs(h):
+    d = h.folder()
+    os.mkfifo(os.path.join(d, "model.fifo"))
+    h.row("a FIFO as the model: refused without blocking", d, [h.t2v, "tokenize", "model.fifo", "x"], 1,
+          ["model.fifo", "not a regular file"], timeout=20)
+    os.mkfifo(os.path.join(d, "lat.fifo"))
+    h.row("a FIFO with no writer as --latents: no hang", d, h.gen(h.model, "v.y4m", "--latents", "lat.fifo"), 1,
+          ["lat.fifo", "not a .npy"], timeout=20)
+    h.row("a folder as the model", d, [h.t2v, "tokenize", ".", "x"], 1, ["directory"])
+    for label, value in (("NaN", np.nan), ("+Inf", np.inf), ("-Inf", -np.inf)):
+        a = np.zeros((1, 4, 2, 2, 2), np.float32)
+        a[0, 2, 1, 0, 1] = value
+        np.save(os.path.join(d, "lat.npy"), a)
+        h.row(f"--latents holding {label}: refused", d, h.gen(h.model, "v.y4m", "--latents", "lat.npy"), 1,
+              ["lat.npy", "value 21 of 32", "NaN" if label == "NaN" else "infinite"])
+    np.save(os.path.join(d, "sample.npy"), np.full((1, 4, 2, 8, 8), np.nan, np.float32))
+    np.save(os.path.join(d, "ctx.npy"), np.zeros((1, 77, 32), np.float32))
+    h.row("unet SAMPLE.npy of NaN: refused", d, [h.t2v, "unet", h.model, "sample.npy", "10", "ctx.npy", "o.npy"], 1,
+          ["sample.npy", "NaN"])
+    np.save(os.path.join(d, "big.npy"), np.full((1, 4, 2, 2), 1e300, np.float64))
+    h.row("vae-decode float64 beyond float32's range: refused", d, [h.t2v, "vae-decode", h.model, "big.npy", "o.npy"], 1,
+          ["big.npy", "infinite"])
+    npy_header_bytes = b"{'descr': '<f4', 'fortran_order': False, 'shape': (100000, 100000), }"
+    huge = b"\x93NUMPY\x01\x00" + struct.pack("<H", 118) + npy_header_bytes.ljust(117) + b"\n" + bytes(10)
+    open(os.path.join(d, "huge.npy"), "wb").write(huge)
+    h.row("a 138-byte .npy announcing 40 GB: truncated, nothing allocated up front", d,
+          [h.t2v, "vae-decode", h.model, "huge.npy", "o.npy"], 1, ["huge.npy", "truncated"])
+    # prompts from files and standard input
+    open(os.path.join(d, "p.txt"), "w").write("a cat")
+    open(os.path.join(d, "nul.txt"), "wb").write(b"a\0cat")
+    base = [h.t2v, "generate", h.model, "--frames", "2", "--height", "16", "--width", "16", "--steps", "1", "-q"]
+    h.row("--prompt-file", d, base + ["--prompt-file", "p.txt", "-o", "pf.y4m"], 0, writes=["pf.y4m"])
+    h.row("-p: the same video as --prompt-file", d, base + ["-p", "a cat", "-o", "pp.y4m"], 0, writes=["pp.y4m"])
+    videos = [open(os.path.join(d, f), "rb").read() if os.path.exists(os.path.join(d, f)) else None for f in ("pf.y4m", "pp.y4m")]
+    T.record("hostile: --prompt-file gives -p's video", videos[0] is not None and videos[0] == videos[1])
+    megabyte = ("a panda playing a guitar on a mountain " * 27000).encode()
+    h.row("a 1 MB prompt on standard input (--prompt-file -)", d, base + ["--prompt-file", "-", "-o", "mb.y4m"], 0,
+          writes=["mb.y4m"], stdin=megabyte)
+    h.row("--negative-prompt-file -", d, base + ["-p", "x", "--negative-prompt-file", "-", "-o", "n.y4m"], 0,
+          writes=["n.y4m"], stdin=b"blurry")
+    h.row("--prompt-file with a NUL byte", d, base + ["--prompt-file", "nul.txt", "-o", "v.y4m"], 1, ["nul.txt", "NUL"])
+    h.row("--prompt-file missing", d, base + ["--prompt-file", "nope.txt", "-o", "v.y4m"], 1, ["cannot open", "nope.txt"])
+    h.row("-p and --prompt-file", d, base + ["-p", "x", "--prompt-file", "p.txt", "-o", "v.y4m"], 1, ["not both"])
+    h.row("both prompt files on standard input", d,
+          base + ["--prompt-file", "-", "--negative-prompt-file", "-", "-o", "v.y4m"], 1, ["standard input"])
+
+
+def check_hostile_numbers(h):
+    d = h.folder()
+    np.save(os.path.join(d, "sample.npy"), np.zeros((1, 4, 2, 8, 8), np.float32))
+    np.save(os.path.join(d, "ctx.npy"), np.zeros((1, 77, 32), np.float32))
+    for value, words in (("0x10", ["--guidance", "0x10"]), ("inf", ["--guidance"]), ("nan", ["--guidance"]),
+                         ("1e999", ["--guidance"]), (" 9", ["--guidance"])):
+        h.row(f"--guidance {value!r}: refused", d, h.gen(h.model, "v.y4m", "--guidance", value), 1, words)
+    for value in ("0x10", "+-3", "4.0", " 2"):
+        h.row(f"--steps {value!r}: refused (decimal integers only)", d, h.gen(h.model, "v.y4m", "--steps", value), 1,
+              ["--steps", "integer"])
+    h.row("--seed -1 is a value (random seed), not an option", d, h.gen(h.model, "s.y4m", "--seed", "-1"), 0,
+          writes=["s.y4m"])
+    h.row("--guidance -2.5 is a value", d, h.gen(h.model, "g.y4m", "--guidance", "-2.5"), 0, writes=["g.y4m"])
+    unet = [h.t2v, "unet", h.model, "sample.npy", None, "ctx.npy", "o.npy"]
+    for value in ("1e30", "-1", "1000", "2.5", "0x10", "nan"):
+        cmd = list(unet)
+        cmd[4] = value
+        h.row(f"unet TIMESTEP {value}: refused", d, cmd, 1, ["TIMESTEP", "[0, 999]"])
+    cmd = list(unet)
+    cmd[4] = "999"
+    h.row("unet TIMESTEP 999 (the last one)", d, cmd, 0, writes=["o.npy"])
+
+
+def check_hostile_model(h):
+    d = h.folder()
+    bad = os.path.join(d, "bad.t2v")
+
+    def model_row(name, data, words, cmd=None):
+        open(bad, "wb").write(data)
+        h.row(name, d, cmd or h.gen("bad.t2v", "v.y4m"), 1, words)
+
+    data = h.data
+    model_row("model flags not 0", data[:12] + struct.pack("<I", 1) + data[16:], ["bad.t2v", "flags"])
+    entries = parse_table(data)
+    a, b = entries[10], entries[11]
+    out = bytearray(data)
+    (off_a,) = struct.unpack_from("<Q", data, a["offset_pos"])
+    (off_b, nbytes_b) = struct.unpack_from("<QQ", data, b["offset_pos"])
+    struct.pack_into("<Q", out, b["offset_pos"], off_a)  # b's data now starts where a's does
+    model_row("two tensors sharing bytes", bytes(out), ["bad.t2v", "overlap", a["name"]])
+    for key, value in (("unet.norm_eps", "nan"), ("text_encoder.layer_norm_eps", "-1"), ("vae.scaling_factor", "inf"),
+                       ("scheduler.num_train_timesteps", "inf"), ("unet.sample_size", "2147483647"),
+                       ("unet.norm_eps", "0x1p-4"), ("unet.in_channels", "4.0"), ("unet.layers_per_block", "-1"),
+                       ("scheduler.beta_start", "0x1p-4"), ("scheduler.beta_end", "nan"), ("scheduler.steps_offset", "1e3"),
+                       ("text_encoder.hidden_size", "99999999999")):
+        cmd = [h.t2v, "generate", "bad.t2v", "-p", "a", "--frames", "1", "--steps", "1", "-q", "-o", "v.y4m"]
+        if key != "unet.sample_size":
+            cmd += ["-H", "16", "-W", "16"]
+        model_row(f"config {key}={value}", with_config(data, key, value), [key.split(".", 1)[1], value], cmd)
+    model_row("config beta_start=2 (out of range)", with_config(data, "scheduler.beta_start", "2"), ["beta_start"])
+    model_row("config without a key it needs (unet.norm_eps)",
+              with_config(data, "unet.norm_eps", "1e-5").replace(b"unet.norm_eps=", b"unet.norm_epz="), ["unet.norm_eps"])
+
+    # a stage that makes NaN stops the run, naming the stage and the step
+    for tensor, words in (("text_encoder/text_model.final_layer_norm.bias", ["text states of the prompt"]),
+                          ("unet/conv_out.bias", ["noise prediction at step 1 of 2"]),
+                          ("vae/decoder.conv_out.bias", ["decoded frame 1 of 2"])):
+        model_row(f"NaN weights in {tensor}: stopped", with_tensor_nan(data, tensor), words + ["non-finite"])
+    open(bad, "wb").write(with_tensor_nan(data, "unet/conv_out.bias"))
+    h.row("unet command: a NaN output is refused", d, [h.t2v, "unet", "bad.t2v", os.path.join(T.OUT, "sample_cli.npy"),
+          "10", os.path.join(T.OUT, "ctx_cli.npy"), "o.npy", "-q"], 1, ["unet output", "non-finite"])
+
+
+def check_hostile(t2v, model):
+    """t2v: the plain (no OpenMP) build, which does not spin on a busy machine: the table runs it ~150 times"""
+    h = Hostile(t2v, model)
+    before = snapshot(os.path.dirname(model)).get(os.path.basename(model))
+    check_hostile_outputs(h)
+    check_hostile_inputs(h)
+    check_hostile_numbers(h)
+    check_hostile_model(h)
+    T.record("hostile: the model file is unchanged after the table",
+             snapshot(os.path.dirname(model)).get(os.path.basename(model)) == before)
+
+
 def run_all(exes):
     T.section("command line, video files, export.py, README")
     t2v = exes["omp"]
@@ -526,6 +856,7 @@ def run_all(exes):
     check_model_files(t2v, model)
     check_prompts(t2v, model)
     check_generate_errors(t2v, model)
+    check_hostile(exes["plain"], model)
     check_video(t2v, model)
     if have_golden:
         check_export(t2v, model)

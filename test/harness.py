@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(ROOT, "test", "out")
+OUT = os.path.abspath(os.environ.get("T2V_TEST_OUT", os.path.join(ROOT, "test", "out")))  # make sanitize, make cross-test: their own
 GOLDEN_ROOT = os.environ.get("T2V_GOLDEN", os.path.join(ROOT, "..", "shared", "golden"))
 GOLDEN = os.path.join(GOLDEN_ROOT, "tiny")
 PY = sys.executable

@@ -604,6 +604,33 @@ static void test_scheduler_refusals(void) {
     report("unsupported scheduler settings are refused by name", bad, 0.0);
 }
 
+/* Numbers as the command line and the config take them: decimal only (no hex, inf, nan, spaces). */
+static void test_decimal_numbers(void) {
+    static const char *const good[] = {"0", "-1", "+7", "9.5", "-2.5e-3", "1E6", ".5", "5."};
+    static const char *const bad[] = {"", "-", "0x10", "inf", "-inf", "nan", " 9", "9 ", "1e", "1e+", "--1", "1.2.3", "e5"};
+    double x;
+    size_t i;
+    int wrong = 0;
+    for (i = 0; i < sizeof good / sizeof good[0]; i++) wrong += !is_decimal(good[i], 0) || !parse_decimal(good[i], &x);
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) wrong += is_decimal(bad[i], 0);
+    wrong += parse_decimal("1e999", &x) || !parse_decimal("-2.5", &x) || x != -2.5;
+    wrong += is_decimal("9.5", 1) || !is_decimal("-12", 1) || is_decimal("1e3", 1);
+    wrong += looks_like_option("-1") || looks_like_option("-2.5") || !looks_like_option("-p") || !looks_like_option("--seed");
+    report("decimal numbers only: no hex, inf, nan or spaces", wrong, 0.0);
+}
+
+/* A NaN never reaches the float -> int cast of a pixel, and the finite checks find the first bad value. */
+static void test_non_finite(void) {
+    float x[6] = {0.0f, 1.0f, -2.0f, 0.5f, 0.25f, 0.0f};
+    int wrong = clamp_byte(NAN) != 0 || clamp_byte(-INFINITY) != 0 || clamp_byte(INFINITY) != 255 || to_byte(NAN) != 0;
+    wrong += clamp_byte(127.4f) != 127 || clamp_byte(127.5f) != 128 || clamp_byte(300.0f) != 255;
+    wrong += first_non_finite(x, 6) != 6;
+    x[4] = INFINITY;
+    x[5] = NAN;
+    wrong += first_non_finite(x, 6) != 4 || first_non_finite(x, 4) != 4;
+    report("NaN/Inf: clamp_byte defined, first_non_finite finds index 4", wrong, 0.0);
+}
+
 int main(int argc, char **argv) {
     printf("C unit tests (t2v.c building blocks, %d thread%s)\n", num_threads(), num_threads() > 1 ? "s" : "");
     test_matmul();
@@ -624,6 +651,8 @@ int main(int argc, char **argv) {
     test_mt19937();
     test_randn_moments();
     test_scheduler_refusals();
+    test_decimal_numbers();
+    test_non_finite();
     if (argc > 1) { /* argv[1]: the golden folder (../shared/golden); its tiny/ fixture is used */
         static char dir[4096];
         char probe[4200];
