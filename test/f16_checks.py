@@ -97,7 +97,7 @@ def check_t2vz(t2v):
     if os.path.exists(f32):
         size_line("t2vz tiny", f32, model)
     gu = os.path.join(g, "unet")
-    t = str(float(np.load(os.path.join(gu, "timestep.npy"))))
+    t = str(int(np.load(os.path.join(gu, "timestep.npy")).reshape(-1)[0]))  # the unet command takes an integer timestep
     out = os.path.join(T.OUT, "f16_t2vz_unet.npy")
     if T.run([t2v, "unet", model, os.path.join(gu, "sample.npy"), t, os.path.join(gu, "encoder_hidden_states.npy"),
               out]).returncode == 0:

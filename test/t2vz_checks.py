@@ -43,7 +43,7 @@ def check_text(t2v, model):
 
 def check_unet(exes, model):
     g = os.path.join(GOLDEN, "unet")
-    t = str(float(np.load(os.path.join(g, "timestep.npy"))))
+    t = str(int(np.load(os.path.join(g, "timestep.npy")).reshape(-1)[0]))  # the unet command takes an integer timestep
     outs = {}
     for flag, ref in (([], "out"), (["--cross-frame"], "out_cross_frame")):
         for build, threads in (("omp", 2), ("omp", 1), ("plain", None)):
