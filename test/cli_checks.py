@@ -35,8 +35,13 @@ def no_leftovers(name, path):
 # ---- model files ----
 
 def read_table(path):
-    """(header_end, entries) of a .t2v file: entries are dicts with name, offsets of their fields."""
+    """(data, entries) of a .t2v file: see parse_table"""
     data = open(path, "rb").read()
+    return data, parse_table(data)
+
+
+def parse_table(data):
+    """the table entries of a .t2v file's bytes: dicts with the name and the offsets of its shape and data fields"""
     (config_size,) = struct.unpack_from("<Q", data, 16)
     pos = 24 + config_size
     (n,) = struct.unpack_from("<I", data, pos)
@@ -46,13 +51,12 @@ def read_table(path):
         (ln,) = struct.unpack_from("<H", data, pos)
         name = data[pos + 2: pos + 2 + ln].decode()
         pos += 2 + ln
-        dtype, ndim, _ = struct.unpack_from("<BBI", data, pos)
-        pos += 6
-        shape_pos = pos
-        pos += 8 * ndim
+        (ndim,) = struct.unpack_from("<B", data, pos + 1)
+        shape_pos = pos + 6
+        pos = shape_pos + 8 * ndim
         entries.append({"name": name, "shape_pos": shape_pos, "offset_pos": pos})
         pos += 32
-    return data, entries
+    return entries
 
 
 def read_model_tensors(path):
@@ -537,24 +541,6 @@ def snapshot(folder):
             else:
                 out[rel] = ("file", hashlib.sha256(open(path, "rb").read()).hexdigest())
     return out
-
-
-def parse_table(data):
-    """entries of a .t2v file's table (as read_table), from its bytes"""
-    (config_size,) = struct.unpack_from("<Q", data, 16)
-    pos = 24 + config_size
-    (n,) = struct.unpack_from("<I", data, pos)
-    pos += 4
-    entries = []
-    for _ in range(n):
-        (ln,) = struct.unpack_from("<H", data, pos)
-        name = data[pos + 2: pos + 2 + ln].decode()
-        pos += 2 + ln
-        (ndim,) = struct.unpack_from("<B", data, pos + 1)
-        pos += 6 + 8 * ndim
-        entries.append({"name": name, "offset_pos": pos})
-        pos += 32
-    return entries
 
 
 def with_config(data, key, value):
