@@ -1118,6 +1118,53 @@ static int thread_index(void) {
 #endif
 }
 
+/* ---- where the time goes: T2V_PROFILE=1 ----
+ * Every layer function adds its wall time, and the floating-point operations it counts from its shapes (a
+ * multiply-add is 2), to one row of this table, which the command prints on exit. Rows never nest: a
+ * convolution's patch gathering and its matmul are separate rows, attention() excludes its projections
+ * (they are linear rows), so the rows add up to the forward. Called from the serial level only. */
+typedef enum {
+    WORK_CONV_GATHER, WORK_CONV_MATMUL, WORK_TEMPORAL_CONV_GATHER, WORK_TEMPORAL_CONV_MATMUL, WORK_LINEAR,
+    WORK_ATTENTION, WORK_GROUP_NORM, WORK_LAYER_NORM, WORK_GEGLU, WORK_ELEMENTWISE, WORK_COPIES, WORK_KINDS
+} WorkKind;
+static const char *const work_names[WORK_KINDS] = {
+    "3x3 conv: patch gathering", "3x3 conv: matmul", "temporal conv: patch gathering", "temporal conv: matmul",
+    "linear, 1x1 conv", "attention (scores, softmax, values)", "GroupNorm (+SiLU)", "LayerNorm",
+    "GEGLU activation", "residual adds, SiLU, scaling", "layout copies, skip concat, upsample"
+};
+static struct { double seconds, flops; long calls; } g_work[WORK_KINDS];
+static int g_profiling = -1;
+
+static double work_begin(void) {
+    if (g_profiling < 0) {
+        const char *v = getenv("T2V_PROFILE");
+        g_profiling = v && *v && strcmp(v, "0") != 0;
+    }
+    return g_profiling ? now_seconds() : 0.0;
+}
+
+static void work_end(WorkKind kind, double start, double flops) {
+    if (!g_profiling) return;
+    g_work[kind].seconds += now_seconds() - start;
+    g_work[kind].flops += flops;
+    g_work[kind].calls++;
+}
+
+void t2v_profile_report(void) {
+    FILE *f = stderr;
+    double total = 0.0;
+    int i;
+    if (g_profiling <= 0) return;
+    for (i = 0; i < WORK_KINDS; i++) total += g_work[i].seconds;
+    fprintf(f, "profile: %-38s %9s %7s %9s %9s %7s\n", "work", "seconds", "share", "GFLOP", "GFLOP/s", "calls");
+    for (i = 0; i < WORK_KINDS; i++)
+        if (g_work[i].calls)
+            fprintf(f, "profile: %-38s %9.3f %6.1f%% %9.2f %9.1f %7ld\n", work_names[i], g_work[i].seconds,
+                    total > 0 ? 100.0 * g_work[i].seconds / total : 0.0, g_work[i].flops * 1e-9,
+                    g_work[i].seconds > 0 ? g_work[i].flops * 1e-9 / g_work[i].seconds : 0.0, g_work[i].calls);
+    fprintf(f, "profile: %-38s %9.3f\n", "all layers", total);
+}
+
 /* IEEE half (binary16) -> float, exactly, in integer bit operations so that it needs no compiler support for
  * _Float16 and no particular FPU mode: normal halves move their exponent from bias 15 to bias 127, subnormals
  * (mant * 2^-24) are converted through an exact int -> float and a power-of-two product, infinities and NaNs
@@ -1379,6 +1426,27 @@ static float *mm_get_scratch(size_t n) {
     return mm_scratch;
 }
 
+/* A stride-1 convolution with zero padding 1 is a sum over its taps of shifted products: output pixel m gets
+ * in[m + shift(tap)] . w[tap] for each tap, 3x3 (ky, kx) or temporal (frame offset). When the input is stored
+ * zero-padded (a border of zeros around each frame for a 3x3 convolution; an empty frame before and after each
+ * video for a temporal one), the rows one tap reads for MR consecutive output pixels of one image row (or
+ * frame) are MR consecutive padded pixels, so the matmul reads them in place at row stride C: no patch is
+ * gathered ("implicit GEMM"). PaddedRows says where output row m's input pixel lives in the padded buffer:
+ * rows come in segments of `length` (an image row of W pixels, or a frame of H*W), `per_group` segments make a
+ * group (a frame of H rows, or a video of F frames) stored with one zero segment before and after it, padded
+ * segments are `stride` rows apart and begin with `lead` zero rows (the left border column). */
+typedef struct {
+    int length, per_group, stride, lead;
+    int taps;
+    ptrdiff_t tap_shift[9];      /* rows between an output pixel's padded position and tap t's input pixel */
+} PaddedRows;
+
+static size_t padded_row(const PaddedRows *pr, size_t m) {
+    const size_t segment = m / pr->length;
+    return ((segment / pr->per_group) * (pr->per_group + 2) + segment % pr->per_group + 1) * pr->stride + pr->lead +
+           m % pr->length;
+}
+
 struct mm_args {
     float *out;
     const float *a, *bias;
@@ -1387,8 +1455,19 @@ struct mm_args {
     ptrdiff_t ldo, lda, ldw;
     int M, K, N, kcb, ncb, accum;
     int taps;       /* w's rows are [K / taps][taps], reduced tap-major (weight_column); 1: plain */
+    const PaddedRows *shifted; /* a convolution's padded input read in place (k = tap * C + channel); NULL: a */
     float *bp, *bb; /* packed W block [ncb/NR][kc][NR]; zero-padded bias [ncb] */
 };
+
+/* where row m of the reduction's operand begins, for k from pc to the end of pc's tap: a[m][pc..], or with
+ * `shifted` the input pixel of output pixel m under tap pc / C, channel pc % C */
+static const float *mm_row(const struct mm_args *g, size_t m, int pc) {
+    const PaddedRows *pr = g->shifted;
+    int channels;
+    if (!pr) return g->a + m * g->lda + pc;
+    channels = g->K / pr->taps;
+    return g->a + ((ptrdiff_t)padded_row(pr, m) + pr->tap_shift[pc / channels]) * g->lda + pc % channels;
+}
 
 /* a tile that sticks out of out (mr < MR and/or nr < NR): run the kernel on a
  * temporary tile.  If mr < MR the tile is shifted up so that it reads only
@@ -1412,13 +1491,12 @@ static void mm_edge(const struct mm_args *g, int mr, int nr, int kc, const float
 static void mm_simple(const struct mm_args *g) {
     int m, n, k;
     for (m = 0; m < g->M; m++) {
-        const float *ar = g->a + (size_t)m * g->lda;
         for (n = 0; n < g->N; n++) {
             const size_t wr = (size_t)n * g->ldw;
             float *o = g->out + (size_t)m * g->ldo + n;
             float s = g->accum ? *o : 0.0f;
             for (k = 0; k < g->K; k++)
-                s = MM_FMA(ar[k], weight_at(g->w, g->wtype, wr + weight_column(k, g->K, g->taps)), s);
+                s = MM_FMA(*mm_row(g, (size_t)m, k), weight_at(g->w, g->wtype, wr + weight_column(k, g->K, g->taps)), s);
             *o = g->bias ? s + g->bias[n] : s;
         }
     }
@@ -1463,7 +1541,7 @@ static void mm_run(const struct mm_args *g) {
                 const int m0 = ti * MM_MR, n0 = p2 * MM_NR;
                 const int mr = M - m0 < MM_MR ? M - m0 : MM_MR;
                 const int nr = nc - n0 < MM_NR ? nc - n0 : MM_NR;
-                const float *ap = g->a + (size_t)m0 * g->lda + pc;
+                const float *ap = mm_row(g, (size_t)m0, pc);
                 const float *bpp = bp + (size_t)p2 * kc * MM_NR;
                 float *cp = g->out + (size_t)m0 * g->ldo + jc + n0;
                 const float *bi = (last && g->bias) ? bb + n0 : NULL;
@@ -1476,66 +1554,79 @@ static void mm_run(const struct mm_args *g) {
     }
 }
 
-/* General entry.  out[m*ldo + n] = (accumulate ? out[m*ldo + n] : 0)
- *                                  + sum_k a[m*lda + k] * w[n*ldw + weight_column(k)] (+ bias[n])
- * Each element is one multiply-add chain over k = 0 .. K-1 (bias added last),
- * so the result does not depend on blocking or thread count. */
-static void matmul_general(float *out, int ldo, const float *a, int lda, const void *w, int wtype, int ldw,
-                           const float *bias, int M, int K, int N, int accumulate, int taps) {
-    struct mm_args g;
+/* Runs one product described by g (operands, sizes, accumulate, taps, shifted set; blocking and scratch are
+ * chosen here). Each element is one multiply-add chain over k = 0 .. K-1 (bias added last), so the result does
+ * not depend on blocking or thread count. */
+static void mm_execute(struct mm_args *g) {
+    const int M = g->M, K = g->K, N = g->N;
     float stackbuf[MM_STACK_FLOATS];
     float *buf;
     size_t need, apad = 0;
     int nb;
-    if (M <= 0 || N <= 0) return;
-    if (use_naive_matmul()) {
-        matmul_naive(out, ldo, a, lda, w, wtype, ldw, bias, M, K, N, accumulate, taps);
-        return;
-    }
     if (K <= 0) { /* degenerate: out = bias (or unchanged + bias) */
         int m, n;
         for (m = 0; m < M; m++)
             for (n = 0; n < N; n++) {
-                float v = accumulate ? out[(size_t)m * ldo + n] : 0.0f;
-                out[(size_t)m * ldo + n] = bias ? v + bias[n] : v;
+                float v = g->accum ? g->out[(size_t)m * g->ldo + n] : 0.0f;
+                g->out[(size_t)m * g->ldo + n] = g->bias ? v + g->bias[n] : v;
             }
         return;
     }
-    g.out = out; g.a = a; g.w = w; g.wtype = wtype; g.bias = bias;
-    g.ldo = ldo; g.lda = lda; g.ldw = ldw;
-    g.M = M; g.K = K; g.N = N; g.accum = accumulate != 0; g.taps = taps;
     if ((double)M * N * K <= MM_TINY) { /* packing would cost more than it saves */
-        mm_simple(&g);
+        mm_simple(g);
         return;
     }
-    /* balanced block sizes: ceil(K / ceil(K / KC)), same for N (multiple of NR) */
+    /* balanced block sizes: ceil(K / ceil(K / KC)), same for N (multiple of NR); a shifted operand's K blocks
+     * never straddle two taps, so each block of a row is contiguous in the padded input */
     nb = (K + MM_KC - 1) / MM_KC;
-    g.kcb = (K + nb - 1) / nb;
+    g->kcb = (K + nb - 1) / nb;
+    if (g->shifted) {
+        const int channels = K / g->shifted->taps;
+        nb = (channels + MM_KC - 1) / MM_KC;
+        while (channels % nb) nb++;
+        g->kcb = channels / nb;
+    }
     nb = (N + MM_NC - 1) / MM_NC;
-    g.ncb = ((N + nb - 1) / nb + MM_NR - 1) / MM_NR * MM_NR;
-    need = (size_t)g.kcb * g.ncb + g.ncb;
-    if (M < MM_MR) apad = (size_t)MM_MR * K; /* tiny M: a is copied, zero-padded to MR rows */
+    g->ncb = ((N + nb - 1) / nb + MM_NR - 1) / MM_NR * MM_NR;
+    need = (size_t)g->kcb * g->ncb + g->ncb;
+    if (M < MM_MR) apad = (size_t)MM_MR * K; /* tiny M: a is copied, zero-padded to MR rows (never shifted) */
     buf = need + apad <= MM_STACK_FLOATS ? stackbuf : mm_get_scratch(need + apad);
     if (!buf) { /* out of memory: same arithmetic, unblocked */
-        mm_simple(&g);
+        mm_simple(g);
         return;
     }
-    g.bp = buf;
-    g.bb = buf + (size_t)g.kcb * g.ncb;
+    g->bp = buf;
+    g->bb = buf + (size_t)g->kcb * g->ncb;
     if (apad) {
         float *at = buf + need;
         int i, k;
         const int r0 = MM_MR - M; /* a's rows go to the bottom of at (see mm_edge) */
         for (i = 0; i < MM_MR; i++)
             for (k = 0; k < K; k++)
-                at[(size_t)i * K + k] = i >= r0 ? a[(size_t)(i - r0) * lda + k] : 0.0f;
-        g.a = at + (size_t)r0 * K;
-        g.lda = K;
+                at[(size_t)i * K + k] = i >= r0 ? g->a[(size_t)(i - r0) * g->lda + k] : 0.0f;
+        g->a = at + (size_t)r0 * K;
+        g->lda = K;
     }
     /* always inside a parallel region, possibly of one thread: mm_run's worksharing loops must never bind
      * to the team of a caller that is itself a parallel loop */
     OMP(parallel if (2.0 * M * N * K >= MM_PAR_MIN_FLOPS))
-    mm_run(&g);
+    mm_run(g);
+}
+
+/* General entry.  out[m*ldo + n] = (accumulate ? out[m*ldo + n] : 0)
+ *                                  + sum_k a[m*lda + k] * w[n*ldw + weight_column(k)] (+ bias[n]) */
+static void matmul_general(float *out, int ldo, const float *a, int lda, const void *w, int wtype, int ldw,
+                           const float *bias, int M, int K, int N, int accumulate, int taps) {
+    struct mm_args g;
+    if (M <= 0 || N <= 0) return;
+    if (use_naive_matmul()) {
+        matmul_naive(out, ldo, a, lda, w, wtype, ldw, bias, M, K, N, accumulate, taps);
+        return;
+    }
+    g.out = out; g.a = a; g.w = w; g.wtype = wtype; g.bias = bias;
+    g.ldo = ldo; g.lda = lda; g.ldw = ldw;
+    g.M = M; g.K = K; g.N = N; g.accum = accumulate != 0; g.taps = taps; g.shifted = NULL;
+    mm_execute(&g);
 }
 
 /* strided rows, optional accumulation (attention's per-head products) */
@@ -1554,6 +1645,19 @@ static void matmul(float *out, const float *a, const void *w, int wtype, const f
 static void matmul_conv(float *out, const float *patches, const void *w, int wtype, const float *bias, int M, int K,
                         int N, int taps) {
     matmul_general(out, N, patches, K, w, wtype, K, bias, M, K, N, 0, taps);
+}
+
+/* the same convolution reading its input in place: padded [..][C = K / taps] laid out as pr says (implicit GEMM);
+ * pr->length must be a multiple of MM_MR so that no row tile straddles two segments */
+static void matmul_conv_shifted(float *out, const float *padded, const PaddedRows *pr, const void *w, int wtype,
+                                const float *bias, int M, int K, int N) {
+    struct mm_args g;
+    if (M <= 0 || N <= 0) return;
+    if (pr->length % MM_MR || M % pr->length || K % pr->taps) t2v_die("internal: implicit convolution shape");
+    g.out = out; g.a = padded; g.w = w; g.wtype = wtype; g.bias = bias;
+    g.ldo = N; g.lda = K / pr->taps; g.ldw = K;
+    g.M = M; g.K = K; g.N = N; g.accum = 0; g.taps = pr->taps; g.shifted = pr;
+    mm_execute(&g);
 }
 /* ---- layer weights, looked up by their Diffusers / transformers names ---- */
 
@@ -1727,31 +1831,119 @@ static float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.7071067811
 static float quick_gelu(float x) { return x / (1.0f + exp_approx(-1.702f * x)); }
 
 static void silu_inplace(float *x, size_t n) {
+    const double start = work_begin();
     size_t i;
     PARALLEL_FOR(schedule(static))
     for (i = 0; i < n; i++) x[i] = silu(x[i]);
+    work_end(WORK_ELEMENTWISE, start, 0.0);
 }
 
 static void add_inplace(float *y, const float *x, size_t n) {
+    const double start = work_begin();
     size_t i;
     PARALLEL_FOR(schedule(static))
     for (i = 0; i < n; i++) y[i] += x[i];
+    work_end(WORK_ELEMENTWISE, start, 0.0);
 }
 
 /* nn.Linear over `tokens` rows */
 static void linear(const Linear *l, const float *in, float *out, size_t tokens) {
+    const double start = work_begin();
     size_t t, step = (size_t)1 << 20;
     for (t = 0; t < tokens; t += step) {
         size_t n = tokens - t < step ? tokens - t : step;
         matmul(out + t * l->out, in + t * l->in, l->w, l->wtype, l->b, (int)n, l->in, l->out);
     }
+    work_end(WORK_LINEAR, start, 2.0 * tokens * l->in * l->out);
+}
+
+/* The input of a stride-1, padding-1 convolution (3x3 or temporal), in the layout the convolution reads fastest:
+ * zero-padded for the implicit GEMM (see PaddedRows) where that applies, plain channels-last otherwise (the
+ * patches are then gathered). The layer before the convolution (GroupNorm, upsampling) writes straight into it,
+ * so the padding costs no extra pass. */
+typedef struct { float *data; int channels, padded; PaddedRows rows; } ConvInput;
+
+/* The implicit GEMM needs row tiles inside one image row (or frame) and channel blocks worth a tap each; the
+ * reference matmul (T2V_MATMUL=naive) reads gathered patches. */
+static int implicit_conv_applies(int length, int channels) {
+    return !use_naive_matmul() && length % MM_MR == 0 && channels >= 16;
+}
+
+/* where compact channels-last token t goes in x */
+static float *conv_input_token(const ConvInput *x, size_t t) {
+    return x->data + (x->padded ? padded_row(&x->rows, t) : t) * x->channels;
+}
+
+static ConvInput conv_input_alloc(Arena *a, int groups, int channels, PaddedRows rows, int padded, size_t tokens) {
+    ConvInput x;
+    const size_t C = (size_t)channels, padded_segments = (size_t)groups * (rows.per_group + 2);
+    x.channels = channels;
+    x.padded = padded;
+    x.rows = rows;
+    x.data = arena_alloc(a, padded ? padded_segments * rows.stride * C : tokens * C);
+    if (padded) {                /* zero the padding: the first and last segment of a group, each border */
+        long seg;
+        PARALLEL_FOR(schedule(static))
+        for (seg = 0; seg < (long)padded_segments; seg++) {
+            float *row = x.data + (size_t)seg * rows.stride * C;
+            const long in_group = seg % (rows.per_group + 2);
+            if (in_group == 0 || in_group == rows.per_group + 1) {
+                memset(row, 0, (size_t)rows.stride * C * sizeof(float));
+            } else {
+                memset(row, 0, (size_t)rows.lead * C * sizeof(float));
+                memset(row + (size_t)(rows.lead + rows.length) * C, 0,
+                       (size_t)(rows.stride - rows.lead - rows.length) * C * sizeof(float));
+            }
+        }
+    }
+    return x;
+}
+
+/* for a 3x3 convolution over `frames` frames of H x W: each frame gets a border of zeros */
+static ConvInput conv_input_3x3(Arena *a, int frames, int H, int W, int channels) {
+    PaddedRows rows;
+    int ky, kx;
+    rows.length = W;
+    rows.per_group = H;
+    rows.stride = W + 2;
+    rows.lead = 1;
+    rows.taps = 9;
+    for (ky = 0; ky < 3; ky++)
+        for (kx = 0; kx < 3; kx++) rows.tap_shift[ky * 3 + kx] = (ptrdiff_t)(ky - 1) * (W + 2) + (kx - 1);
+    return conv_input_alloc(a, frames, channels, rows, implicit_conv_applies(W, channels), (size_t)frames * H * W);
+}
+
+/* for TemporalConvLayer's (3, 1, 1) convolution over B videos of F frames of P pixels: each video gets an empty
+ * frame before and after it */
+static ConvInput conv_input_temporal(Arena *a, int B, int F, size_t P, int channels) {
+    PaddedRows rows;
+    int dt;
+    rows.length = (int)P;
+    rows.per_group = F;
+    rows.stride = (int)P;
+    rows.lead = 0;
+    rows.taps = 3;
+    for (dt = 0; dt < 3; dt++) rows.tap_shift[dt] = (ptrdiff_t)(dt - 1) * (ptrdiff_t)P;
+    return conv_input_alloc(a, B, channels, rows, implicit_conv_applies((int)P, channels), (size_t)B * F * P);
+}
+
+/* copies channels-last tokens into x */
+static void conv_input_fill(const ConvInput *x, const float *in, size_t tokens) {
+    const double start = work_begin();
+    long t;
+    PARALLEL_FOR(schedule(static))
+    for (t = 0; t < (long)tokens; t++)
+        memcpy(conv_input_token(x, (size_t)t), in + (size_t)t * x->channels, (size_t)x->channels * sizeof(float));
+    work_end(WORK_CONV_GATHER, start, 0.0);
 }
 
 /* nn.GroupNorm over `sets` independent sets of `tokens` consecutive channels-last tokens (optionally
  * followed by SiLU). A set is one frame for Diffusers' 4-D GroupNorm on (B*F, C, H, W), and all F frames
  * of a batch item for the 5-D GroupNorm of TemporalConvLayer and TransformerTemporalModel. Statistics in
  * double, two passes (population variance, as torch). */
-static void group_norm(Arena *a, const GroupNorm *g, const float *in, float *out, int sets, size_t tokens, int with_silu) {
+static void group_norm_rows(Arena *a, const GroupNorm *g, const float *in, float *out, const PaddedRows *out_rows,
+                            int sets, size_t tokens, int with_silu) {
+    const double start = work_begin();
     ArenaMark mark = arena_mark(a);
     const int C = g->channels, G = g->groups, cpg = C / G;
     float *scale = arena_alloc(a, (size_t)sets * C), *shift = arena_alloc(a, (size_t)sets * C);
@@ -1783,7 +1975,7 @@ static void group_norm(Arena *a, const GroupNorm *g, const float *in, float *out
     PARALLEL_FOR(schedule(static))
     for (t = 0; t < (size_t)sets * tokens; t++) {
         const float *x = in + t * C, *sc = scale + (t / tokens) * C, *sh = shift + (t / tokens) * C;
-        float *y = out + t * C;
+        float *y = out + (out_rows ? padded_row(out_rows, t) : t) * C;
         int c;
         if (with_silu)
             for (c = 0; c < C; c++) y[c] = silu(x[c] * sc[c] + sh[c]);
@@ -1791,10 +1983,22 @@ static void group_norm(Arena *a, const GroupNorm *g, const float *in, float *out
             for (c = 0; c < C; c++) y[c] = x[c] * sc[c] + sh[c];
     }
     arena_reset(a, mark);
+    work_end(WORK_GROUP_NORM, start, 0.0);
+}
+
+static void group_norm(Arena *a, const GroupNorm *g, const float *in, float *out, int sets, size_t tokens, int with_silu) {
+    group_norm_rows(a, g, in, out, NULL, sets, tokens, with_silu);
+}
+
+/* the same, written into a convolution's input (out may not overlap in there) */
+static void group_norm_into(Arena *a, const GroupNorm *g, const float *in, const ConvInput *x, int sets, size_t tokens,
+                            int with_silu) {
+    group_norm_rows(a, g, in, x->data, x->padded ? &x->rows : NULL, sets, tokens, with_silu);
 }
 
 /* nn.LayerNorm over the last dimension of each token */
 static void layer_norm(const LayerNorm *l, const float *in, float *out, size_t tokens) {
+    const double start = work_begin();
     size_t t;
     PARALLEL_FOR(schedule(static))
     for (t = 0; t < tokens; t++) {
@@ -1809,6 +2013,7 @@ static void layer_norm(const LayerNorm *l, const float *in, float *out, size_t t
         rstd = (float)(1.0 / sqrt(var / l->dim + l->eps));
         for (i = 0; i < l->dim; i++) y[i] = (x[i] - mean) * rstd * l->w[i] + l->b[i];
     }
+    work_end(WORK_LAYER_NORM, start, 0.0);
 }
 
 static void softmax_row(float *x, int n) {
@@ -1827,26 +2032,20 @@ static void softmax_row(float *x, int n) {
  * pixel's patch is gathered tap by tap, (kh, kw, in), as whole input pixels, and one matmul reduces it in
  * that order against the weight's (in, kh, kw) rows (matmul_conv); done in chunks of pixels so the
  * gathered patches stay small. */
-static void conv2d(Arena *a, const Conv *c, const float *in, float *out, int frames, int H, int W, int stride,
-                   int pad_t, int pad_l, int Ho, int Wo) {
+static void conv2d_gathered(Arena *a, const Conv *c, const float *in, float *out, int frames, int H, int W,
+                            int stride, int pad_t, int pad_l, int Ho, int Wo) {
     const int K = c->in * c->kh * c->kw, kk = c->kh * c->kw;
     const size_t total = (size_t)frames * Ho * Wo;
+    ArenaMark mark = arena_mark(a);
     size_t rows, r0;
-    ArenaMark mark;
     float *patches;
-    if (kk == 1 && stride == 1 && Ho == H && Wo == W && pad_t == 0 && pad_l == 0) {
-        Linear l;
-        l.w = c->w; l.wtype = c->wtype; l.b = c->b; l.in = c->in; l.out = c->out;
-        linear(&l, in, out, total);
-        return;
-    }
-    mark = arena_mark(a);
     rows = ((size_t)1 << 22) / (size_t)K;
     if (rows < 64) rows = 64;
     if (rows > total) rows = total;
     patches = arena_alloc(a, rows * K);
     for (r0 = 0; r0 < total; r0 += rows) {
         const size_t n = total - r0 < rows ? total - r0 : rows;
+        double start = work_begin();
         size_t i;
         PARALLEL_FOR(schedule(static))
         for (i = 0; i < n; i++) {
@@ -1864,15 +2063,53 @@ static void conv2d(Arena *a, const Conv *c, const float *in, float *out, int fra
                         memcpy(dst, in + ((f * H + iy) * W + ix) * c->in, (size_t)c->in * sizeof(float));
                 }
         }
+        work_end(WORK_CONV_GATHER, start, 0.0);
+        start = work_begin();
         matmul_conv(out + r0 * c->out, patches, c->w, c->wtype, c->b, (int)n, K, c->out, kk);
+        work_end(WORK_CONV_MATMUL, start, 2.0 * n * K * c->out);
     }
     arena_reset(a, mark);
+}
+
+/* a 3x3 convolution, stride 1, padding 1, from its prepared input x (conv_input_3x3) */
+static void conv2d_3x3_from(Arena *a, const Conv *c, const ConvInput *x, float *out, int frames, int H, int W) {
+    const size_t total = (size_t)frames * H * W;
+    double start;
+    if (!x->padded) {
+        conv2d_gathered(a, c, x->data, out, frames, H, W, 1, 1, 1, H, W);
+        return;
+    }
+    start = work_begin();
+    matmul_conv_shifted(out, x->data, &x->rows, c->w, c->wtype, c->b, (int)total, 9 * c->in, c->out);
+    work_end(WORK_CONV_MATMUL, start, 2.0 * total * 9 * c->in * c->out);
+}
+
+/* nn.Conv2d on channels-last frames [frames][H][W][in] -> [frames][Ho][Wo][out]: a 1x1 convolution is a Linear
+ * layer; a 3x3 one with stride 1 and padding 1 reads a padded copy of its input in place where it can; the rest
+ * (Downsample2D's stride 2, inputs too narrow for the implicit GEMM) gather their patches. */
+static void conv2d(Arena *a, const Conv *c, const float *in, float *out, int frames, int H, int W, int stride,
+                   int pad_t, int pad_l, int Ho, int Wo) {
+    const size_t total = (size_t)frames * Ho * Wo;
+    if (c->kh == 1 && c->kw == 1 && stride == 1 && Ho == H && Wo == W && pad_t == 0 && pad_l == 0) {
+        Linear l;
+        l.w = c->w; l.wtype = c->wtype; l.b = c->b; l.in = c->in; l.out = c->out;
+        linear(&l, in, out, total);
+    } else if (c->kh == 3 && c->kw == 3 && stride == 1 && pad_t == 1 && pad_l == 1 && Ho == H && Wo == W &&
+               implicit_conv_applies(W, c->in)) {
+        const ArenaMark mark = arena_mark(a);
+        const ConvInput x = conv_input_3x3(a, frames, H, W, c->in);
+        conv_input_fill(&x, in, total);
+        conv2d_3x3_from(a, c, &x, out, frames, H, W);
+        arena_reset(a, mark);
+    } else {
+        conv2d_gathered(a, c, in, out, frames, H, W, stride, pad_t, pad_l, Ho, Wo);
+    }
 }
 
 /* TemporalConvLayer's nn.Conv3d with kernel (3, 1, 1) and padding (1, 0, 0): a convolution over frames at
  * every pixel. in/out [B][F][P][channels]; the patch of a token is (3 frames, in), reduced against the weight's
  * (in, 3) rows by matmul_conv. */
-static void conv_temporal(Arena *a, const Conv *c, const float *in, float *out, int B, int F, size_t P) {
+static void conv_temporal_gathered(Arena *a, const Conv *c, const float *in, float *out, int B, int F, size_t P) {
     const int K = c->in * 3;
     const size_t total = (size_t)B * F * P;
     size_t rows = ((size_t)1 << 22) / (size_t)K, r0;
@@ -1882,6 +2119,7 @@ static void conv_temporal(Arena *a, const Conv *c, const float *in, float *out, 
     patches = arena_alloc(a, rows * K);
     for (r0 = 0; r0 < total; r0 += rows) {
         const size_t n = total - r0 < rows ? total - r0 : rows;
+        double start = work_begin();
         size_t i;
         PARALLEL_FOR(schedule(static))
         for (i = 0; i < n; i++) {
@@ -1897,10 +2135,27 @@ static void conv_temporal(Arena *a, const Conv *c, const float *in, float *out, 
                     memcpy(row + (size_t)dt * c->in, in + ((bf - f + src_f) * P + p) * c->in, (size_t)c->in * sizeof(float));
             }
         }
+        work_end(WORK_TEMPORAL_CONV_GATHER, start, 0.0);
+        start = work_begin();
         matmul_conv(out + r0 * c->out, patches, c->w, c->wtype, c->b, (int)n, K, c->out, 3);
+        work_end(WORK_TEMPORAL_CONV_MATMUL, start, 2.0 * n * K * c->out);
     }
     arena_reset(a, mark);
 }
+
+/* the same from its prepared input x (conv_input_temporal), read in place when padded */
+static void conv_temporal_from(Arena *a, const Conv *c, const ConvInput *x, float *out, int B, int F, size_t P) {
+    const size_t total = (size_t)B * F * P;
+    double start;
+    if (!x->padded) {
+        conv_temporal_gathered(a, c, x->data, out, B, F, P);
+        return;
+    }
+    start = work_begin();
+    matmul_conv_shifted(out, x->data, &x->rows, c->w, c->wtype, c->b, (int)total, 3 * c->in, c->out);
+    work_end(WORK_TEMPORAL_CONV_MATMUL, start, 2.0 * total * 3 * c->in * c->out);
+}
+
 
 /* Multi-head scaled dot-product attention, softmax(q k^T * head_dim^-0.5) v, as Diffusers' Attention
  * processors compute it. q, k, v and out are token-major with the heads side by side ([tokens][heads *
@@ -1980,6 +2235,7 @@ static void attention(Arena *a, float *out, const float *q, const float *k, cons
 /* Nearest-neighbour resize of channels-last frames, as torch's F.interpolate(mode="nearest"):
  * source index floor(dst * (in / out)) computed in float. */
 static void upsample_nearest(const float *in, float *out, int frames, int H, int W, int Ho, int Wo, int C) {
+    const double start = work_begin();
     const float sy = (float)H / (float)Ho, sx = (float)W / (float)Wo;
     long fy;
     PARALLEL_FOR(schedule(static))
@@ -1994,6 +2250,7 @@ static void upsample_nearest(const float *in, float *out, int frames, int H, int
                    (size_t)C * sizeof(float));
         }
     }
+    work_end(WORK_COPIES, start, 0.0);
 }
 
 /* hidden_states in the UNet and the VAE: `frames` images of H x W pixels with C channels, channels-last, so
@@ -2507,14 +2764,19 @@ static void resnet_block_2d(Arena *a, const ResnetBlock2D *r, const float *in, f
                             const float *silu_temb, int frames_per_temb) {
     const size_t P = (size_t)H * W, tokens = (size_t)frames * P;
     ArenaMark mark = arena_mark(a);
-    float *x = arena_alloc(a, tokens * r->in), *y = arena_alloc(a, tokens * r->out);
+    const ConvInput x1 = conv_input_3x3(a, frames, H, W, r->in);
+    float *y = arena_alloc(a, tokens * r->out), *x;
+    ConvInput x2;
+    double start;
     size_t t;
-    group_norm(a, &r->norm1, in, x, frames, P, 1);
-    conv2d(a, &r->conv1, x, y, frames, H, W, 1, 1, 1, H, W);
+    group_norm_into(a, &r->norm1, in, &x1, frames, P, 1);
+    conv2d_3x3_from(a, &r->conv1, &x1, y, frames, H, W);
     if (r->has_temb) {
         const int n_temb = frames / frames_per_temb;
         float *proj = arena_alloc(a, (size_t)n_temb * r->out);
+        double start;
         linear(&r->time_emb_proj, silu_temb, proj, (size_t)n_temb);
+        start = work_begin();
         PARALLEL_FOR(schedule(static))
         for (t = 0; t < tokens; t++) {
             const float *p = proj + (t / P / frames_per_temb) * r->out;
@@ -2522,16 +2784,20 @@ static void resnet_block_2d(Arena *a, const ResnetBlock2D *r, const float *in, f
             int c;
             for (c = 0; c < r->out; c++) v[c] += p[c];
         }
+        work_end(WORK_ELEMENTWISE, start, 0.0);
     }
-    group_norm(a, &r->norm2, y, y, frames, P, 1);
-    if (r->in < r->out) x = arena_alloc(a, tokens * r->out);
-    conv2d(a, &r->conv2, y, x, frames, H, W, 1, 1, 1, H, W);
+    x2 = conv_input_3x3(a, frames, H, W, r->out);
+    group_norm_into(a, &r->norm2, y, &x2, frames, P, 1);
+    x = arena_alloc(a, tokens * r->out);
+    conv2d_3x3_from(a, &r->conv2, &x2, x, frames, H, W);
     if (r->has_shortcut) {
         conv2d(a, &r->conv_shortcut, in, y, frames, H, W, 1, 0, 0, H, W);
         in = y;
     }
+    start = work_begin();
     PARALLEL_FOR(schedule(static))
     for (t = 0; t < tokens * r->out; t++) out[t] = (in[t] + x[t]) / r->output_scale_factor;
+    work_end(WORK_ELEMENTWISE, start, 0.0);
     arena_reset(a, mark);
 }
 
@@ -2548,16 +2814,17 @@ static void attention_block(Arena *a, const Attention *at, const float *x, float
                             const float *context, int kv_seqs, int kv_len) {
     const size_t tokens = (size_t)n_seq * seq_len, dim = (size_t)at->to_q.out;
     const size_t kv_tokens = context ? (size_t)kv_seqs * kv_len : tokens;
+    const int n_kv = context ? kv_len : seq_len;
     ArenaMark mark = arena_mark(a);
     float *q = arena_alloc(a, tokens * dim), *k = arena_alloc(a, kv_tokens * dim), *v = arena_alloc(a, kv_tokens * dim);
     float *o = arena_alloc(a, tokens * dim);
+    double start;
     linear(&at->to_q, x, q, tokens);
     linear(&at->to_k, context ? context : x, k, kv_tokens);
     linear(&at->to_v, context ? context : x, v, kv_tokens);
-    if (context)
-        attention(a, o, q, k, v, n_seq, seq_len, kv_len, n_seq / kv_seqs, at->heads, at->head_dim);
-    else
-        attention(a, o, q, k, v, n_seq, seq_len, seq_len, 1, at->heads, at->head_dim);
+    start = work_begin();
+    attention(a, o, q, k, v, n_seq, seq_len, n_kv, context ? n_seq / kv_seqs : 1, at->heads, at->head_dim);
+    work_end(WORK_ATTENTION, start, 4.0 * tokens * n_kv * dim);
     linear(&at->to_out, o, q, tokens);
     add_inplace(h, q, tokens * dim);
     arena_reset(a, mark);
@@ -2597,13 +2864,12 @@ static void conv_3x3(Arena *a, const Conv *conv, Hidden *h) {
 static void temporal_conv_layer(const UNetRun *r, const TemporalConvLayer *tc, Hidden *h) {
     const size_t P = (size_t)h->H * h->W, tokens = hidden_numel(h) / h->C;
     ArenaMark mark = arena_mark(r->a);
-    float *x = arena_alloc(r->a, tokens * h->C), *y = arena_alloc(r->a, tokens * h->C);
+    const ConvInput x = conv_input_temporal(r->a, r->B, r->F, P, h->C);
+    float *y = arena_alloc(r->a, tokens * h->C);
     int i;
-    group_norm(r->a, &tc->norm[0], h->data, x, r->B, (size_t)r->F * P, 1);
-    conv_temporal(r->a, &tc->conv[0], x, y, r->B, r->F, P);
-    for (i = 1; i < 4; i++) {
-        group_norm(r->a, &tc->norm[i], y, x, r->B, (size_t)r->F * P, 1);
-        conv_temporal(r->a, &tc->conv[i], x, y, r->B, r->F, P);
+    for (i = 0; i < 4; i++) {
+        group_norm_into(r->a, &tc->norm[i], i == 0 ? h->data : y, &x, r->B, (size_t)r->F * P, 1);
+        conv_temporal_from(r->a, &tc->conv[i], &x, y, r->B, r->F, P);
     }
     add_inplace(h->data, y, tokens * h->C);
     arena_reset(r->a, mark);
@@ -2619,7 +2885,9 @@ static void feed_forward_geglu(Arena *a, const BasicTransformerBlock *b, const f
     for (t0 = 0; t0 < tokens; t0 += chunk) {
         const size_t n = tokens - t0 < chunk ? tokens - t0 : chunk;
         size_t t;
+        double start;
         linear(&b->ff_proj, x + t0 * b->dim, proj, n);
+        start = work_begin();
         PARALLEL_FOR(schedule(static))
         for (t = 0; t < n; t++) {
             const float *value = proj + t * 2 * d4, *gate = value + d4;
@@ -2627,6 +2895,7 @@ static void feed_forward_geglu(Arena *a, const BasicTransformerBlock *b, const f
             size_t i;
             for (i = 0; i < d4; i++) out[i] = value[i] * gelu_erf(gate[i]);
         }
+        work_end(WORK_GEGLU, start, 0.0);
         linear(&b->ff_out, act, y, n);
         add_inplace(h + t0 * b->dim, y, n * b->dim);
     }
@@ -2675,6 +2944,7 @@ static void transformer_2d_model(const UNetRun *r, const Transformer *tr, Hidden
 
 /* [B][F][P][C] <-> [B][P][F][C] */
 static void swap_frames_and_pixels(const float *in, float *out, int B, int F, size_t P, int C, int to_pixel_major) {
+    const double start = work_begin();
     long bf;
     PARALLEL_FOR(schedule(static))
     for (bf = 0; bf < (long)B * F; bf++) {
@@ -2686,6 +2956,7 @@ static void swap_frames_and_pixels(const float *in, float *out, int B, int F, si
             else memcpy(out + frame_major, in + pixel_major, (size_t)C * sizeof(float));
         }
     }
+    work_end(WORK_COPIES, start, 0.0);
 }
 
 /* TransformerTemporalModel: GroupNorm over all frames of a batch item, then each pixel's F frames are one
@@ -2747,6 +3018,7 @@ typedef struct { float *data; int C, H, W; ArenaMark mark; } Skip;
 typedef struct { Skip items[1 + MAX_BLOCKS * (MAX_LAYERS + 1)]; int n; } SkipStack;
 
 static void skip_push(const UNetRun *r, SkipStack *s, const Hidden *h) {
+    const double start = work_begin();
     Skip *k = &s->items[s->n++];
     k->mark = arena_mark(r->a);
     k->data = arena_alloc(r->a, hidden_numel(h));
@@ -2754,6 +3026,7 @@ static void skip_push(const UNetRun *r, SkipStack *s, const Hidden *h) {
     k->C = h->C;
     k->H = h->H;
     k->W = h->W;
+    work_end(WORK_COPIES, start, 0.0);
 }
 
 /* torch.cat([hidden_states, res_hidden_states], dim=1) with the newest skip, which is then released.
@@ -2762,6 +3035,7 @@ static void concat_skip(const UNetRun *r, SkipStack *s, Hidden *h) {
     const Skip *k = &s->items[--s->n];
     const size_t pixels = (size_t)h->frames * h->H * h->W;
     const int C = h->C, total = h->C + k->C;
+    const double start = work_begin();
     long px;
     if (k->H != h->H || k->W != h->W) t2v_die("internal: skip connection size mismatch");
     PARALLEL_FOR(schedule(static))
@@ -2772,6 +3046,7 @@ static void concat_skip(const UNetRun *r, SkipStack *s, Hidden *h) {
     hidden_swap(h);
     h->C = total;
     arena_reset(r->a, k->mark);
+    work_end(WORK_COPIES, start, 0.0);
 }
 
 /* One layer of a 3D UNet block, in Diffusers' order: resnets[j], temp_convs[j] and, in the blocks with
@@ -2960,6 +3235,7 @@ static void check_unet_memory(const UNet3D *u, int frames, int H, int W) {
 
 /* (B, C, F, H, W), Diffusers' video layout, to t2v's channels-last frames [B*F][H*W][C], or back */
 static void convert_video_layout(const float *in, float *out, int B, int C, int F, size_t P, int to_frames) {
+    const double start = work_begin();
     long bcf;
     PARALLEL_FOR(schedule(static))
     for (bcf = 0; bcf < (long)B * C * F; bcf++) {     /* one (batch item, channel, frame) plane per item */
@@ -2971,6 +3247,7 @@ static void convert_video_layout(const float *in, float *out, int B, int C, int 
             else out[video] = in[frames];
         }
     }
+    work_end(WORK_COPIES, start, 0.0);
 }
 
 /* UNet3DConditionModel.forward(sample, timestep, encoder_hidden_states).sample, or UNet2DConditionModel's
@@ -5426,6 +5703,7 @@ int main(int argc, char **argv) {
     const char *cmd = argc > 1 ? argv[1] : "";
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    atexit(t2v_profile_report);       /* T2V_PROFILE=1: where the time went, printed on exit */
 #if T2V_POSIX
     signal(SIGPIPE, SIG_IGN); /* a reader that goes away is a write error (EPIPE) with a message, not a kill */
 #endif

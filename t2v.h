@@ -88,6 +88,9 @@ void t2v_vae_decode(T2VModel *m, const float *latents, int N, int h, int w, floa
 /* images (N,3,H,W) in [-1,1] -> latent distribution mean and clamped logvar (N,4,H/8,W/8); logvar may be NULL. */
 void t2v_vae_encode(T2VModel *m, const float *images, int N, int H, int W, float *mean, float *logvar);
 
+/* T2V_PROFILE=1 in the environment: time and GFLOP per kind of layer work since the start, printed on stderr. */
+void t2v_profile_report(void);
+
 /* ---- the whole pipeline ---- */
 /* PNDM: PNDMScheduler with skip_prk_steps (PLMS), Stable Diffusion's default (Text2Video-Zero only) */
 typedef enum { T2V_SCHEDULER_DDIM = 0, T2V_SCHEDULER_DPM = 1, T2V_SCHEDULER_PNDM = 2 } T2VSchedulerKind;

@@ -179,7 +179,9 @@ static void conv2d_reference(const Conv *c, const float *in, float *out, int fra
 static void test_conv2d(void) {
     /* (k, stride, pad, H, W, in, out) as the UNet and VAE use them */
     static const int cases[][7] = {{3, 1, 1, 5, 7, 3, 4}, {3, 2, 1, 5, 7, 4, 6}, {3, 2, 0, 8, 6, 5, 3},
-                                   {1, 1, 0, 4, 4, 6, 5}, {3, 1, 1, 1, 1, 8, 8}, {3, 2, 1, 1, 3, 2, 2}};
+                                   {1, 1, 0, 4, 4, 6, 5}, {3, 1, 1, 1, 1, 8, 8}, {3, 2, 1, 1, 3, 2, 2},
+                                   /* wide enough for the implicit GEMM (rows of W = 8k pixels) */
+                                   {3, 1, 1, 5, 16, 16, 9}, {3, 1, 1, 3, 8, 33, 40}, {3, 1, 1, 1, 24, 64, 17}};
     size_t s;
     double worst = 0.0;
     Arena a;
@@ -204,13 +206,21 @@ static void test_conv2d(void) {
         if (e > worst) worst = e;
         free(in); free(w); free(b); free(out); free(ref);
     }
-    report("conv2d (3x3/1x1, stride 1/2, padding 0/1) vs direct", worst, 1e-5);
+    report("conv2d (3x3/1x1, stride 1/2, padding 0/1, gathered and implicit) vs direct", worst, 1e-5);
     arena_free(&a);
 }
 
-static void test_conv_temporal(void) {
-    const int B = 2, F = 5, C = 6, O = 7;
-    const size_t P = 3;
+/* TemporalConvLayer's convolution from plain [B][F][P][in], as temporal_conv_layer runs it */
+static void conv_temporal(Arena *a, const Conv *c, const float *in, float *out, int B, int F, size_t P) {
+    const ArenaMark mark = arena_mark(a);
+    const ConvInput x = conv_input_temporal(a, B, F, P, c->in);
+    conv_input_fill(&x, in, (size_t)B * F * P);
+    conv_temporal_from(a, c, &x, out, B, F, P);
+    arena_reset(a, mark);
+}
+
+static void test_conv_temporal_case(int C, size_t P) {
+    const int B = 2, F = 5, O = 7;
     float *in = random_floats((size_t)B * F * P * C), *w = random_floats((size_t)O * C * 3), *b = random_floats(O);
     float *out = alloc_floats((size_t)B * F * P * O, "t"), *ref = alloc_floats((size_t)B * F * P * O, "t");
     Conv c;
@@ -232,8 +242,49 @@ static void test_conv_temporal(void) {
                         }
                     ref[(((size_t)bb * F + f) * P + p) * O + o] = (float)sum;
                 }
-    report("temporal conv (3,1,1) with frame padding vs direct", max_rel_diff(out, ref, (size_t)B * F * P * O), 1e-5);
+    report(P % MM_MR ? "temporal conv (3,1,1), gathered, vs direct" : "temporal conv (3,1,1), implicit, vs direct",
+           max_rel_diff(out, ref, (size_t)B * F * P * O), 1e-5);
     free(in); free(w); free(b); free(out); free(ref);
+    arena_free(&a);
+}
+
+static void test_conv_temporal(void) {
+    test_conv_temporal_case(6, 3);
+    test_conv_temporal_case(24, 2 * MM_MR);
+}
+
+/* The implicit GEMM reads the padded input in place; the gathered path copies each patch first. Both reduce
+ * k = tap * C + channel in the same order, so they agree bit for bit, whatever the blocking (C past MM_KC). */
+static void test_conv_implicit_vs_gathered(void) {
+    static const int cases[][5] = {{3, 2 * MM_MR, 16, 9, 0}, {2, MM_MR, 40, 33, 0}, {1, 3 * MM_MR, 1000, 70, 0},
+                                   {5, MM_MR, 24, 7, 1}, {7, 2 * MM_MR, 800, 40, 1}};
+    size_t s;
+    int mismatches = 0;
+    Arena a;
+    memset(&a, 0, sizeof a);
+    for (s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        const int n = cases[s][0], W = cases[s][1], temporal = cases[s][4], H = temporal ? 2 : 3;
+        const size_t tokens = (size_t)2 * n * H * W;
+        Conv c;
+        float *in, *w, *b, *fast, *gathered;
+        c.in = cases[s][2]; c.out = cases[s][3]; c.kh = 3; c.kw = temporal ? 1 : 3;
+        in = random_floats(tokens * c.in);
+        w = random_floats((size_t)c.out * c.in * c.kh * c.kw);
+        b = random_floats((size_t)c.out);
+        c.w = w; c.wtype = T2V_F32; c.b = b;
+        fast = alloc_floats(tokens * c.out, "t");
+        gathered = alloc_floats(tokens * c.out, "t");
+        if (temporal) {     /* 2 videos of n frames of H x W pixels */
+            conv_temporal(&a, &c, in, fast, 2, n, (size_t)H * W);
+            conv_temporal_gathered(&a, &c, in, gathered, 2, n, (size_t)H * W);
+        } else {            /* 2n frames of H x W */
+            conv2d(&a, &c, in, fast, 2 * n, H, W, 1, 1, 1, H, W);
+            conv2d_gathered(&a, &c, in, gathered, 2 * n, H, W, 1, 1, 1, H, W);
+        }
+        if (memcmp(fast, gathered, tokens * c.out * sizeof(float))) mismatches++;
+        free(in); free(w); free(b); free(fast); free(gathered);
+    }
+    report("conv implicit GEMM vs gathered: cases not identical", mismatches, 0);
     arena_free(&a);
 }
 
@@ -639,6 +690,7 @@ int main(int argc, char **argv) {
     test_matmul_f16();
     test_conv2d();
     test_conv_temporal();
+    test_conv_implicit_vs_gathered();
     test_group_norm();
     test_layer_norm();
     test_attention();
