@@ -1268,11 +1268,14 @@ static int use_naive_matmul(void) {
 #if MM_ROWWISE && MM_MR > 8
 #  error "MM_ROWWISE kernel supports MM_MR <= 8"
 #endif
+/* A packed block of w is KC x NC floats, and every row tile sweeps all of it: at 768 x 256 (768 KiB) it stays in
+ * a core's L2 (1-2 MiB on recent x86). 768 x 768 (2.3 MiB) did not, and ran the 8x8-level 3x3 convolution
+ * (2048 x 11520 x 1280) at less than half the speed on an AVX-512 Xeon. */
 #ifndef MM_KC
 #  define MM_KC 768
 #endif
 #ifndef MM_NC
-#  define MM_NC 768
+#  define MM_NC 256
 #endif
 
 /* use a fused multiply-add only when the hardware has it */
@@ -1940,36 +1943,73 @@ static void conv_input_fill(const ConvInput *x, const float *in, size_t tokens) 
 /* nn.GroupNorm over `sets` independent sets of `tokens` consecutive channels-last tokens (optionally
  * followed by SiLU). A set is one frame for Diffusers' 4-D GroupNorm on (B*F, C, H, W), and all F frames
  * of a batch item for the 5-D GroupNorm of TemporalConvLayer and TransformerTemporalModel. Statistics in
- * double, two passes (population variance, as torch). */
+ * double, two passes (population variance, as torch). Each pass sums whole channels-last rows into per-channel
+ * partial sums over chunks of GN_CHUNK tokens (contiguous, so it vectorises; a group's channels are a few
+ * floats of each row), then adds the partial sums of a group in a fixed order, whatever the thread count. */
+#define GN_CHUNK 64
+
+/* partial[set][chunk][c] = sum over the chunk's tokens of (x[c] - center[set][c])^power, power 1 or 2 */
+static void group_norm_partial_sums(const float *in, double *partial, const double *center, int power, int sets,
+                                    size_t tokens, size_t chunks, int C) {
+    long item;
+    PARALLEL_FOR(schedule(static))
+    for (item = 0; item < (long)(sets * chunks); item++) {
+        const size_t s = (size_t)item / chunks, t0 = (size_t)item % chunks * GN_CHUNK;
+        const size_t t1 = t0 + GN_CHUNK < tokens ? t0 + GN_CHUNK : tokens;
+        double *p = partial + (size_t)item * C;
+        const double *m = center ? center + s * C : NULL;
+        size_t t;
+        int c;
+        for (c = 0; c < C; c++) p[c] = 0.0;
+        for (t = t0; t < t1; t++) {
+            const float *x = in + (s * tokens + t) * C;
+            if (power == 1)
+                for (c = 0; c < C; c++) p[c] += x[c];
+            else
+                for (c = 0; c < C; c++) p[c] += ((double)x[c] - m[c]) * ((double)x[c] - m[c]);
+        }
+    }
+}
+
+/* the sum over one group's channels of its partial sums, chunk by chunk */
+static double group_total(const double *partial, size_t s, int c0, int cpg, size_t chunks, int C) {
+    double sum = 0.0;
+    size_t k;
+    int c;
+    for (k = 0; k < chunks; k++)
+        for (c = c0; c < c0 + cpg; c++) sum += partial[(s * chunks + k) * C + c];
+    return sum;
+}
+
 static void group_norm_rows(Arena *a, const GroupNorm *g, const float *in, float *out, const PaddedRows *out_rows,
                             int sets, size_t tokens, int with_silu) {
     const double start = work_begin();
     ArenaMark mark = arena_mark(a);
     const int C = g->channels, G = g->groups, cpg = C / G;
+    const size_t chunks = (tokens + GN_CHUNK - 1) / GN_CHUNK, n = (size_t)tokens * cpg;
     float *scale = arena_alloc(a, (size_t)sets * C), *shift = arena_alloc(a, (size_t)sets * C);
+    double *partial = (double *)(void *)arena_alloc(a, 2 * (size_t)sets * chunks * C);
+    double *mean = (double *)(void *)arena_alloc(a, 2 * (size_t)sets * C); /* the group's mean, per channel */
     int sg;
     size_t t;
-    PARALLEL_FOR(schedule(dynamic))
+    group_norm_partial_sums(in, partial, NULL, 1, sets, tokens, chunks, C);
+    PARALLEL_FOR(schedule(static))
     for (sg = 0; sg < sets * G; sg++) {
         const int s = sg / G, c0 = (sg % G) * cpg;
-        const float *x = in + (size_t)s * tokens * C + c0;
-        double sum = 0.0, var = 0.0, mean;
-        float rstd;
-        size_t i;
+        const double m = group_total(partial, (size_t)s, c0, cpg, chunks, C) / (double)n;
         int c;
-        for (i = 0; i < tokens; i++)
-            for (c = 0; c < cpg; c++) sum += x[i * C + c];
-        mean = sum / ((double)tokens * cpg);
-        for (i = 0; i < tokens; i++)
-            for (c = 0; c < cpg; c++) {
-                double d = x[i * C + c] - mean;
-                var += d * d;
-            }
-        var /= (double)tokens * cpg;
-        rstd = (float)(1.0 / sqrt(var + g->eps));
+        for (c = c0; c < c0 + cpg; c++) mean[(size_t)s * C + c] = m;
+    }
+    group_norm_partial_sums(in, partial, mean, 2, sets, tokens, chunks, C);
+    PARALLEL_FOR(schedule(static))
+    for (sg = 0; sg < sets * G; sg++) {
+        const int s = sg / G, c0 = (sg % G) * cpg;
+        const double var = group_total(partial, (size_t)s, c0, cpg, chunks, C) / (double)n;
+        const float rstd = (float)(1.0 / sqrt(var + g->eps)), m = (float)mean[(size_t)s * C + c0];
+        int c;
         for (c = c0; c < c0 + cpg; c++) {
             scale[(size_t)s * C + c] = rstd * g->w[c];
-            shift[(size_t)s * C + c] = g->b[c] - (float)mean * rstd * g->w[c];
+            shift[(size_t)s * C + c] = g->b[c] - m * rstd * g->w[c];
         }
     }
     PARALLEL_FOR(schedule(static))
@@ -2408,17 +2448,22 @@ static void clip_encoder_layer(TextEncoder *te, const CLIPEncoderLayer *L, float
     const size_t D = (size_t)te->dim, n_ff = (size_t)T * te->ff;
     float *x = arena_alloc(a, T * D), *q = arena_alloc(a, T * D), *k = arena_alloc(a, T * D);
     float *v = arena_alloc(a, T * D), *ff = arena_alloc(a, n_ff);
+    double start;
     size_t i;
     layer_norm(&L->layer_norm1, h, x, T);
     linear(&L->q_proj, x, q, T);
     linear(&L->k_proj, x, k, T);
     linear(&L->v_proj, x, v, T);
+    start = work_begin();
     clip_causal_self_attention(te, q, k, v, x, T);   /* x: the heads' outputs side by side, [T][dim] */
+    work_end(WORK_ATTENTION, start, 2.0 * T * (T + 1) * D);  /* causal: T(T+1)/2 scores and value rows */
     linear(&L->out_proj, x, q, T);
     add_inplace(h, q, T * D);
     layer_norm(&L->layer_norm2, h, x, T);
     linear(&L->fc1, x, ff, T);                      /* ff: [T][intermediate_size] */
+    start = work_begin();
     for (i = 0; i < n_ff; i++) ff[i] = te->quick_gelu ? quick_gelu(ff[i]) : gelu_erf(ff[i]);
+    work_end(WORK_ELEMENTWISE, start, 0.0);
     linear(&L->fc2, ff, q, T);
     add_inplace(h, q, T * D);
     arena_reset(a, mark);
@@ -5402,15 +5447,19 @@ static int cmd_encode_text(Args *a) {
     int32_t *ids;
     float *states;
     int64_t dims[3];
+    double t0;
     m = start_command(a, "encode-text", 3, 3, 2);
     ids = tokenize_prompt(m, a->positional[1], a->gen.tokenizer);
     dims[0] = 1;
     dims[1] = t2v_context_length(m);
     dims[2] = t2v_text_hidden_size(m);
     states = alloc_floats((size_t)dims[1] * dims[2], "text states");
+    t0 = now_seconds();
     t2v_encode_text(m, ids, states);
+    t0 = now_seconds() - t0;
     check_finite(states, (size_t)dims[1] * dims[2], "the text states");
     npy_save_f32(a->positional[2], states, 3, dims);
+    if (!a->gen.quiet) fprintf(stderr, "encode-text: forward %.3f s, %d thread%s\n", t0, num_threads(), num_threads() > 1 ? "s" : "");
     free(states);
     free(ids);
     t2v_free(m);
@@ -5485,12 +5534,16 @@ static int cmd_vae_decode(Args *a) {
     Shape s;
     float *latents = load_nchw(a->positional[1], v->latent_channels, 1024, "(N, latent_channels, h, w)", &s);
     float *images = alloc_floats(mul_size(shape_numel(&s) / v->latent_channels * v->out_channels, (size_t)scale * scale), "vae output");
+    double t0 = now_seconds();
     t2v_vae_decode(m, latents, (int)s.shape[0], (int)s.shape[2], (int)s.shape[3], images);
+    t0 = now_seconds() - t0;
     s.shape[1] = v->out_channels;
     s.shape[2] *= scale;
     s.shape[3] *= scale;
     check_finite(images, shape_numel(&s), "the decoded images");
     npy_save(a->positional[2], images, 0, &s);
+    if (!a->gen.quiet) fprintf(stderr, "vae-decode: forward %.2f s for %lld latents, %d thread%s\n", t0,
+                               (long long)s.shape[0], num_threads(), num_threads() > 1 ? "s" : "");
     free(latents);
     free(images);
     t2v_free(m);

@@ -1,21 +1,30 @@
 #!/usr/bin/env python3
-"""make bench: how fast t2v runs the full-size ModelScope model, against PyTorch on the same CPU and against
-the machine's peak. It uses the real configs with random weights (export.py --random ms-1.7b, 7 GB), made
-once in weights/. Timings on a shared machine are noisy: compare ratios measured in one run.
+"""make bench: how fast t2v runs the full-size ModelScope model, against the machine's FMA peak and against the real
+Diffusers 0.30.3 on the same CPU. It uses the real configs with random weights (export.py --random ms-1.7b, 7 GB),
+made once in weights/. Timings on a shared machine are noisy: compare ratios measured in one run, and look at the
+load average printed with each stage.
 
-    make bench                               UNet at (2,4,16,32,32): one step of the default 16x256x256 video
-    BENCH_SHAPE=2,4,8,16,16 make bench       a smaller UNet input
-    BENCH_TORCH=0 make bench                 without the PyTorch baseline (test/torch_unet.py, minutes)
-    BENCH_THREADS=1 make bench               thread count (default: all cores)
-    BENCH_SD=1 make bench                    then one Text2Video-Zero step: UNet2DConditionModel at (2,4,64,64),
-                                             512x512 with guidance, on export.py --random sd-1.5 (4.3 GB, made
-                                             once in weights/), against the real Diffusers when its refenv is
-                                             there (BENCH_REFENV=DIR, default /tmp/refenv; see ../shared/refenv)
-    BENCH_SD=only make bench                 that stage alone
-    BENCH_BLAS=DIR                           put DIR first on the Diffusers run's LD_LIBRARY_PATH (an unpacked
-                                             OpenBLAS: Debian's torch otherwise uses netlib's reference BLAS)
+For each stage: the wall time of the computation as t2v reports it (loading excluded; min and median of
+BENCH_REPEATS runs), the GFLOP t2v counts from the shapes (2 x multiply-adds of convolutions, linear layers and
+attention's two products, summed by T2V_PROFILE=1), GFLOP/s, % of the measured FMA peak at the same thread count,
+and the process's peak RSS (the mapped weights it touched included). Then the split of the default UNet forward
+by kind of work, and the same UNet, VAE decode and (with BENCH_SD) SD UNet in the real Diffusers.
+
+    make bench                           the stages below, 2 repeats each, then Diffusers' UNet and VAE decode
+    BENCH_REPEATS=3 make bench           more repeats
+    BENCH_THREADS=1 make bench           thread count (default: all cores)
+    BENCH_DIFFUSERS=0 make bench         without the Diffusers baseline (it needs ../shared/refenv set up in
+                                         BENCH_REFENV, default /tmp/refenv; minutes)
+    BENCH_SD=1 make bench                then one Text2Video-Zero step: UNet2DConditionModel at (2,4,64,64),
+                                         512x512 with guidance, on export.py --random sd-1.5 (4.3 GB, made once)
+    BENCH_SD=only make bench             that stage alone
+    BENCH_BLAS=DIR                       put DIR first on the Diffusers run's LD_LIBRARY_PATH (an unpacked OpenBLAS:
+                                         Debian's torch otherwise uses netlib's reference BLAS); OPENBLAS_CORETYPE
+                                         passes through to it (unset: OpenBLAS detects the core itself)
+The table is also written to test/out/bench.md.
 """
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -25,13 +34,24 @@ import numpy as np
 from harness import CC, CFLAGS, OUT, ROOT, WARN
 
 MODEL = os.environ.get("BENCH_MODEL", os.path.join(ROOT, "weights", "random-ms-1.7b.t2v"))
-SHAPE = [int(x) for x in os.environ.get("BENCH_SHAPE", "2,4,16,32,32").split(",")]
 THREADS = int(os.environ.get("BENCH_THREADS", str(os.cpu_count() or 1)))
+REPEATS = int(os.environ.get("BENCH_REPEATS", "2"))
+REFENV = os.environ.get("BENCH_REFENV", "/tmp/refenv")
+REPORT = []  # markdown lines for test/out/bench.md
 
 
-def run_measured(cmd, extra_env=None):
+def say(line=""):
+    print(line, flush=True)
+    REPORT.append(line)
+
+
+def load():
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
+def run_measured(cmd, extra_env=None, threads=THREADS):
     """(wall seconds, peak RSS in MiB, stdout, stderr) of one child process"""
-    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS), **(extra_env or {}))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), **(extra_env or {}))
     with open(os.path.join(OUT, "bench_stdout"), "w+") as out, open(os.path.join(OUT, "bench_stderr"), "w+") as err:
         t0 = time.time()
         p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
@@ -52,7 +72,144 @@ def build(name, source_files):
     return exe
 
 
-def bench_sd(t2v):
+def parse_profile(stderr):
+    """T2V_PROFILE's rows: {work: (seconds, GFLOP)}"""
+    rows = {}
+    for line in stderr.splitlines():
+        if line.startswith("profile: ") and not line.startswith("profile: work "):
+            name, numbers = line[9:47].strip(), line[47:].split()
+            if name == "all layers":
+                continue
+            rows[name] = (float(numbers[0]), float(numbers[2]))
+    return rows
+
+
+def forward_seconds(stderr, what):
+    line = [x for x in stderr.splitlines() if x.startswith(what + ": forward")][-1]
+    return float(line.split("forward ")[1].split(" s")[0])
+
+
+class Stage:
+    """One t2v command run REPEATS times (the last with T2V_PROFILE=1, which costs nothing measurable)."""
+
+    def __init__(self, name, cmd, what, threads=THREADS, repeats=REPEATS):
+        self.name, self.threads = name, threads
+        self.times, self.rss = [], 0.0
+        for i in range(repeats):
+            extra = {"T2V_PROFILE": "1"} if i == repeats - 1 else None
+            _, rss, _, err = run_measured(cmd, extra, threads)
+            self.times.append(forward_seconds(err, what))
+            self.rss = max(self.rss, rss)
+        self.profile = parse_profile(err)
+        self.gflop = sum(g for _, g in self.profile.values())
+        self.best, self.median = min(self.times), statistics.median(self.times)
+
+
+def stage_row(s, peak):
+    rate = s.gflop / s.best
+    return (f"| {s.name} | {s.threads} | {s.best:.2f} | {s.median:.2f} | {s.gflop:.0f} | {rate:.0f} | "
+            f"{100 * rate / peak[s.threads]:.0f}% | {s.rss:.0f} |")
+
+
+def diffusers(args, label):
+    """the real Diffusers module on the same file: (seconds, GFLOP, RSS MiB, line) or None"""
+    if os.environ.get("BENCH_DIFFUSERS", "1") == "0" or not os.path.isdir(os.path.join(REFENV, "diffusers")):
+        return None
+    env = {"PYTHONPATH": REFENV}
+    if os.environ.get("BENCH_BLAS"):
+        env["LD_LIBRARY_PATH"] = os.environ["BENCH_BLAS"] + ":" + os.environ.get("LD_LIBRARY_PATH", "")
+    _, _, stdout, _ = run_measured([sys.executable, os.path.join(ROOT, "test", "diffusers_bench.py")] + args +
+                                   ["--threads", str(THREADS), "--repeat", str(REPEATS)], env)
+    lines = [x for x in stdout.splitlines() if x.startswith("diffusers_bench:")]
+    gflop = float([x for x in lines if "GFLOP (" in x][-1].split(": ")[1].split(" GFLOP")[0])
+    last = lines[-1]
+    seconds = float(last.split("forward ")[1].split(" s")[0])
+    rss = float(last.split("peak RSS ")[1].split(" MiB")[0])
+    print(f"  Diffusers {label}: {last.split(': ', 1)[1]}", flush=True)
+    return seconds, gflop, rss, last.split("blas ")[-1]
+
+
+def bench_kernels(kernels):
+    say("## Kernels\n")
+    _, _, stdout, _ = run_measured([kernels])
+    peak = {}
+    say("```")
+    for line in stdout.rstrip().splitlines():
+        say(line)
+        if line.startswith("FMA peak"):
+            peak[1] = float(line.split("GFLOP/s on 1 thread")[0].split()[-1])
+            peak[THREADS] = float(line.split("GFLOP/s on")[-2].split()[-1]) if THREADS > 1 else peak[1]
+    say("```\n")
+    return peak
+
+
+def bench_modelscope(t2v, peak):
+    rng = np.random.default_rng(0)
+
+    def inputs(shape):
+        sample, context = os.path.join(OUT, f"bench_sample_{'x'.join(map(str, shape))}.npy"), os.path.join(OUT, "bench_context.npy")
+        np.save(sample, rng.standard_normal(shape).astype(np.float32))
+        np.save(context, rng.standard_normal((shape[0], 77, 1024)).astype(np.float32))
+        return sample, context
+
+    def unet(shape, threads=THREADS, repeats=REPEATS):
+        sample, context = inputs(shape)
+        print(f"  UNet {shape}, {threads} threads, {load()}", flush=True)
+        return Stage(f"UNet3DConditionModel {tuple(shape)}", [t2v, "unet", MODEL, sample, "981", context,
+                                                               os.path.join(OUT, "bench_out.npy")], "unet", threads, repeats)
+
+    latent = os.path.join(OUT, "bench_latent.npy")
+    np.save(latent, rng.standard_normal((1, 4, 32, 32)).astype(np.float32))
+    stages = [unet([2, 4, 16, 32, 32]), unet([2, 4, 8, 16, 16])]
+    print(f"  VAE decode, {load()}", flush=True)
+    stages.append(Stage("VAE decode, one 256x256 frame", [t2v, "vae-decode", MODEL, latent,
+                                                           os.path.join(OUT, "bench_frame.npy")], "vae-decode"))
+    print(f"  text encoder, {load()}", flush=True)
+    stages.append(Stage("CLIP text encoder, one prompt", [t2v, "encode-text", MODEL, "a panda playing a guitar",
+                                                           os.path.join(OUT, "bench_text.npy")], "encode-text"))
+    one = unet([2, 4, 8, 16, 16], 1) if THREADS > 1 else None
+
+    say(f"## t2v ({THREADS} threads; {load()} at the end)\n")
+    say("| stage | threads | min s | median s | GFLOP | GFLOP/s | % of FMA peak | peak RSS MiB |")
+    say("|---|---|---|---|---|---|---|---|")
+    for s in stages + ([one] if one else []):
+        say(stage_row(s, peak))
+    if one:
+        say(f"\n{THREADS} threads are {one.best / stages[1].best:.2f}x as fast as 1 on the UNet at (2,4,8,16,16).")
+
+    default = stages[0]
+    total = sum(sec for sec, _ in default.profile.values())
+    matmul = sum(sec for name, (sec, g) in default.profile.items() if g > 0)
+    say(f"\n### Where the default UNet forward's time goes (T2V_PROFILE=1, {default.times[-1]:.1f} s)\n")
+    say("| work | seconds | share | GFLOP | GFLOP/s |")
+    say("|---|---|---|---|---|")
+    for name, (sec, g) in sorted(default.profile.items(), key=lambda kv: -kv[1][0]):
+        say(f"| {name} | {sec:.2f} | {100 * sec / total:.1f}% | {g:.0f} | {g / sec if g else 0:.0f} |")
+    say(f"\nmatmul-like work (rows with GFLOP): {100 * matmul / total:.1f}% of the layers' time; the rest "
+        f"(norms, activations, copies, padding): {100 * (total - matmul) / total:.1f}%.")
+    total_video = 50 * default.best + 16 * stages[2].best + 2 * stages[3].best
+    say(f"\nThe default video (16 frames 256x256, 50 DDIM steps with guidance): {default.best:.0f} s per step, about "
+        f"{total_video / 60:.0f} minutes in all.")
+
+    rows = []
+    d = diffusers([MODEL, "--shape", "2,4,16,32,32"], "UNet3DConditionModel (2,4,16,32,32)")
+    if d:
+        rows.append(("UNet3DConditionModel (2,4,16,32,32)", default, d))
+    d = diffusers([MODEL, "--vae-decode", "--shape", "1,4,32,32"], "VAE decode")
+    if d:
+        rows.append(("VAE decode, one 256x256 frame", stages[2], d))
+    if rows:
+        say(f"\n## Against Diffusers 0.30.3 (real, torch {torch_version()}, {THREADS} threads; BLAS {rows[0][2][3]}"
+            f"{', OPENBLAS_CORETYPE=' + os.environ['OPENBLAS_CORETYPE'] if os.environ.get('OPENBLAS_CORETYPE') else ''})\n")
+        say("| stage | t2v s | Diffusers s | t2v / Diffusers time | Diffusers GFLOP (its count) | Diffusers peak RSS MiB (after loading) |")
+        say("|---|---|---|---|---|---|")
+        for name, s, (sec, gflop, rss, _) in rows:
+            say(f"| {name} | {s.best:.2f} | {sec:.2f} | {s.best / sec:.2f} | {gflop:.0f} | {rss:.0f} |")
+    elif os.environ.get("BENCH_DIFFUSERS", "1") != "0":
+        say(f"\n(no Diffusers baseline: no refenv at {REFENV}; see ../shared/refenv/README.md)")
+
+
+def bench_sd(t2v, peak):
     """One UNet2DConditionModel call of TextToVideoZeroPipeline at 512x512: latents (2, 4, 64, 64), the
     guidance batch of one frame, against Diffusers' own module on the same file's weights."""
     model = os.environ.get("BENCH_SD_MODEL", os.path.join(ROOT, "weights", "random-sd-1.5.t2v"))
@@ -64,86 +221,40 @@ def bench_sd(t2v):
     sample, context = os.path.join(OUT, "bench_sd_sample.npy"), os.path.join(OUT, "bench_sd_context.npy")
     np.save(sample, rng.standard_normal(shape).astype(np.float32))
     np.save(context, rng.standard_normal((2, 77, 768)).astype(np.float32))
-    print(f"\n== Text2Video-Zero: UNet2DConditionModel forward (SD 1.5 config), sample {shape}, {THREADS} threads, "
-          f"load {os.getloadavg()[0]:.2f}", flush=True)
-    _, rss, _, err = run_measured([t2v, "unet", model, sample, "981", context, os.path.join(OUT, "bench_sd_out.npy")])
-    line = [x for x in err.splitlines() if "forward" in x][-1]
-    t2v_s = float(line.split("forward ")[1].split(" s")[0])
-    refenv = os.environ.get("BENCH_REFENV", "/tmp/refenv")
-    gflop = None
-    if os.path.isdir(os.path.join(refenv, "diffusers")):
-        env = {"PYTHONPATH": refenv}
-        if os.environ.get("BENCH_BLAS"):
-            env["LD_LIBRARY_PATH"] = os.environ["BENCH_BLAS"] + ":" + os.environ.get("LD_LIBRARY_PATH", "")
-        _, _, stdout, _ = run_measured([sys.executable, os.path.join(ROOT, "test", "diffusers_unet2d.py"), model,
-                                        "--shape", ",".join(map(str, shape)), "--threads", str(THREADS)], env)
-        lines = [x for x in stdout.splitlines() if x.startswith("diffusers_unet2d:")]
-        gflop = float([x for x in lines if "GFLOP (" in x][-1].split(": ")[1].split(" GFLOP")[0])
-        print(f"t2v:       forward {t2v_s:.2f} s, {gflop / t2v_s:.1f} GFLOP/s, peak RSS {rss:.0f} MiB "
-              f"(whole process, mapped weights included)")
-        print(f"Diffusers: {lines[-1].split(': ', 1)[1]} (peak RSS counted from after loading)")
-        print(f"the step: {gflop:.0f} GFLOP (convolutions, linear layers, attention matmuls, counted from the "
-              f"shapes Diffusers runs); t2v / Diffusers: {float(lines[-1].split('forward ')[1].split(' s')[0]) / t2v_s:.2f}x "
-              f"the speed; load {os.getloadavg()[0]:.2f}", flush=True)
-    else:
-        print(f"t2v:       forward {t2v_s:.2f} s, peak RSS {rss:.0f} MiB (no Diffusers refenv at {refenv}: "
-              f"no baseline, no GFLOP count)", flush=True)
+    print(f"  SD UNet {shape}, {load()}", flush=True)
+    s = Stage(f"UNet2DConditionModel {shape} (SD 1.5, 512x512)", [t2v, "unet", model, sample, "981", context,
+                                                                   os.path.join(OUT, "bench_sd_out.npy")], "unet")
+    say(f"\n## Text2Video-Zero: one SD 1.5 UNet step at 512x512 with guidance ({load()} at the end)\n")
+    say("| stage | threads | min s | median s | GFLOP | GFLOP/s | % of FMA peak | peak RSS MiB |")
+    say("|---|---|---|---|---|---|---|---|")
+    say(stage_row(s, peak))
+    total = sum(sec for sec, _ in s.profile.values())
+    say("\n| work | seconds | share | GFLOP | GFLOP/s |")
+    say("|---|---|---|---|---|")
+    for name, (sec, g) in sorted(s.profile.items(), key=lambda kv: -kv[1][0]):
+        say(f"| {name} | {sec:.2f} | {100 * sec / total:.1f}% | {g:.0f} | {g / sec if g else 0:.0f} |")
+    d = diffusers([model, "--shape", ",".join(map(str, shape))], "UNet2DConditionModel (2,4,64,64)")
+    if d:
+        say(f"\nDiffusers 0.30.3: {d[0]:.2f} s ({d[1]:.0f} GFLOP by its count, peak RSS {d[2]:.0f} MiB after loading, "
+            f"BLAS {d[3]}); t2v takes {s.best / d[0]:.2f}x its time.")
 
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    if os.environ.get("BENCH_SD") == "only":
-        t2v = build("t2v-bench", ["t2v.c", "tokenizer.c"])
-        print(f"CPU: {cpu_name()}, {THREADS} threads, {' '.join([CC] + CFLAGS)} -fopenmp", flush=True)
-        bench_sd(t2v)
-        return
-    if not os.path.exists(MODEL):
-        print(f"bench: writing {MODEL} (full-size configs, random weights, 7 GB; about a minute)", flush=True)
-        subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "--random", "ms-1.7b", MODEL], check=True)
     t2v = build("t2v-bench", ["t2v.c", "tokenizer.c"])
     kernels = build("bench_kernels", ["test/bench_kernels.c", "tokenizer.c"])
-    print(f"CPU: {cpu_name()}, {THREADS} threads, {' '.join([CC] + CFLAGS)} -fopenmp\n", flush=True)
-
-    print("== kernels (matmul at the UNet's shapes)", flush=True)
-    _, _, stdout, _ = run_measured([kernels])
-    print(stdout.rstrip(), flush=True)
-
-    B, C, F, H, W = SHAPE
-    rng = np.random.default_rng(0)
-    sample, context = os.path.join(OUT, "bench_sample.npy"), os.path.join(OUT, "bench_context.npy")
-    np.save(sample, rng.standard_normal(SHAPE).astype(np.float32))
-    np.save(context, rng.standard_normal((B, 77, 1024)).astype(np.float32))
-    print(f"\n== UNet3DConditionModel forward, sample {tuple(SHAPE)}, {THREADS} threads", flush=True)
-    _, rss, _, err = run_measured([t2v, "unet", MODEL, sample, "981", context, os.path.join(OUT, "bench_out.npy")])
-    line = [x for x in err.splitlines() if "forward" in x][-1]
-    unet_s = float(line.split("forward ")[1].split(" s")[0])
-    print(f"t2v:     forward {unet_s:.1f} s, peak RSS {rss:.0f} MiB (mapped weights included)", flush=True)
-    torch_s = None
-    if os.environ.get("BENCH_TORCH", "1") != "0":
-        _, torch_rss, stdout, _ = run_measured([sys.executable, os.path.join(ROOT, "test", "torch_unet.py"), MODEL,
-                                                "--shape", ",".join(map(str, SHAPE)), "--threads", str(THREADS), "--repeat", "2"])
-        line = [x for x in stdout.splitlines() if "forward" in x][-1]
-        torch_s = float(line.split("forward ")[1].split(" s")[0])
-        if "openblas" not in line.lower() and "mkl" not in line.lower():
-            print("  (torch is using a slow reference BLAS: apt-get install libopenblas0-pthread for a fair baseline)")
-        print(f"PyTorch: forward {torch_s:.1f} s (best of 2 after a warm-up), peak RSS {torch_rss:.0f} MiB "
-              f"(torch {torch_version()}, the ops Diffusers runs; {line.split('blas ')[-1] if 'blas' in line else ''})",
-              flush=True)
-        print(f"t2v / PyTorch: {torch_s / unet_s:.2f}x the speed", flush=True)
-
-    print("\n== the other stages", flush=True)
-    latent = os.path.join(OUT, "bench_latent.npy")
-    np.save(latent, rng.standard_normal((1, 4, 32, 32)).astype(np.float32))
-    vae_s, _, _, _ = run_measured([t2v, "vae-decode", MODEL, latent, os.path.join(OUT, "bench_frame.npy")])
-    text_s, _, _, _ = run_measured([t2v, "encode-text", MODEL, "a panda playing a guitar", os.path.join(OUT, "bench_text.npy")])
-    print(f"VAE decode of one 256x256 frame: {vae_s:.1f} s (process, with loading)")
-    print(f"text encoder, one prompt: {text_s:.1f} s (process, with loading)")
-    if SHAPE == [2, 4, 16, 32, 32]:
-        total = 50 * unet_s + 16 * vae_s + 2 * text_s
-        print(f"\nthe default video (16 frames 256x256, 50 DDIM steps): {unet_s:.0f} s per step, about "
-              f"{total / 60:.0f} minutes in all on this machine")
+    say(f"# make bench: {cpu_name()}, {THREADS} threads, {' '.join([CC] + CFLAGS)} -fopenmp, {load()}\n")
+    peak = bench_kernels(kernels)
+    if os.environ.get("BENCH_SD") != "only":
+        if not os.path.exists(MODEL):
+            print(f"bench: writing {MODEL} (full-size configs, random weights, 7 GB; about a minute)", flush=True)
+            subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "--random", "ms-1.7b", MODEL], check=True)
+        bench_modelscope(t2v, peak)
     if os.environ.get("BENCH_SD", "0") not in ("0", ""):
-        bench_sd(t2v)
+        bench_sd(t2v, peak)
+    with open(os.path.join(OUT, "bench.md"), "w") as f:
+        f.write("\n".join(REPORT) + "\n")
+    print(f"\n(written to {os.path.join(OUT, 'bench.md')})")
 
 
 def cpu_name():

@@ -10,27 +10,44 @@ static float *filled(size_t n) {
     return p;
 }
 
-/* The machine's attainable peak: the matmul micro-kernel on operands that stay in L1 (so only the FMA units
- * limit it), on every thread at once. On Zen 4 this is ~32 FLOP/cycle/core (2 x 256-bit FMA pipes). */
-static double measure_peak(void) {
-    enum { KC = 256, REPS = 400000 };
-    double t0 = now_seconds(), flops;
-    int threads = num_threads(), t;
-    float total = 0.0f;
-    PARALLEL_FOR(schedule(static) reduction(+ : total))
-    for (t = 0; t < threads; t++) {
-        float a[MM_MR * KC], b[KC * MM_NR]; /* per thread, in its L1 */
-        float c[MM_MR * MM_NR];
-        int i, r;
-        for (i = 0; i < MM_MR * KC; i++) a[i] = 1e-3f * (float)(i % 7);
-        for (i = 0; i < KC * MM_NR; i++) b[i] = 1e-3f * (float)(i % 5);
-        for (i = 0; i < MM_MR * MM_NR; i++) c[i] = 0.0f;
-        for (r = 0; r < REPS; r++) mm_kernel(KC, a, KC, b, c, MM_NR, 1, NULL);
-        total += c[3];
+/* The machine's FMA peak: 12 independent multiply-add chains, each one vector of the widest width the build
+ * targets (16 floats with AVX-512, 8 otherwise), enough to cover the FMA latency on every pipe, on every thread at
+ * once. Nothing is loaded, so only the FMA units limit it. The chains are spelled out one by one, as the matmul's
+ * micro-kernel is, so that gcc keeps each in a register (a loop over chains makes it load and store them). */
+#if defined(__AVX512F__)
+#  define PEAK_LANES 16
+#else
+#  define PEAK_LANES 8
+#endif
+#define PEAK_CHAINS_(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define PEAK_DECL_(c) float chain##c[PEAK_LANES];
+#define PEAK_INIT_(c) for (l = 0; l < PEAK_LANES; l++) chain##c[l] = (float)c;
+#define PEAK_STEP_(c) for (l = 0; l < PEAK_LANES; l++) chain##c[l] = MM_FMA(chain##c[l], mul, add[l]);
+#define PEAK_SUM_(c) for (l = 0; l < PEAK_LANES; l++) total += chain##c[l];
+
+static float fma_chains(long reps, int seed) {
+    PEAK_CHAINS_(PEAK_DECL_)
+    float mul = 0.999999f, add[PEAK_LANES], total = 0.0f;
+    long r;
+    int l;
+    for (l = 0; l < PEAK_LANES; l++) add[l] = 1e-6f * (float)(l + seed);
+    PEAK_CHAINS_(PEAK_INIT_)
+    for (r = 0; r < reps; r++) {
+        PEAK_CHAINS_(PEAK_STEP_)
     }
-    flops = 2.0 * KC * MM_MR * MM_NR * REPS * threads / (now_seconds() - t0);
+    PEAK_CHAINS_(PEAK_SUM_)
+    return total;
+}
+
+static double measure_fma_peak(int threads) {
+    const long reps = 40000000L / PEAK_LANES;
+    double t0 = now_seconds();
+    float total = 0.0f;
+    int t;
+    PARALLEL_FOR(num_threads(threads) schedule(static) reduction(+ : total))
+    for (t = 0; t < threads; t++) total += fma_chains(reps, t);
     if (total == 12345.0f) printf(" ");
-    return flops;
+    return 2.0 * 12 * PEAK_LANES * reps * threads / (now_seconds() - t0);
 }
 
 static double time_matmul(int M, int K, int N, double *gflops) {
@@ -47,11 +64,37 @@ static double time_matmul(int M, int K, int N, double *gflops) {
     return best;
 }
 
+/* a 3x3 (or temporal) convolution as the UNet runs it: from its padded input, read in place */
+static double time_conv(int frames, int H, int W, int C, int O, int temporal, double *gflops) {
+    const size_t tokens = (size_t)frames * H * W;
+    float *in = filled(tokens * C), *w = filled((size_t)O * C * (temporal ? 3 : 9)), *b = filled((size_t)O);
+    float *out = alloc_floats(tokens * O, "bench");
+    double best = 1e30;
+    Arena a;
+    ConvInput x;
+    Conv c;
+    int r;
+    memset(&a, 0, sizeof a);
+    c.in = C; c.out = O; c.kh = 3; c.kw = temporal ? 1 : 3; c.w = w; c.wtype = T2V_F32; c.b = b;
+    x = temporal ? conv_input_temporal(&a, 2, frames / 2, (size_t)H * W, C) : conv_input_3x3(&a, frames, H, W, C);
+    conv_input_fill(&x, in, tokens);
+    for (r = 0; r < 3; r++) {
+        double t0 = now_seconds();
+        if (temporal) conv_temporal_from(&a, &c, &x, out, 2, frames / 2, (size_t)H * W);
+        else conv2d_3x3_from(&a, &c, &x, out, frames, H, W);
+        if (now_seconds() - t0 < best) best = now_seconds() - t0;
+    }
+    *gflops = 2.0 * tokens * C * (temporal ? 3 : 9) * O / best / 1e9;
+    free(in); free(w); free(b); free(out);
+    arena_free(&a);
+    return best;
+}
+
 int main(void) {
     static const struct { const char *what; int M, K, N; } shapes[] = {
-        {"conv 3x3, 320 ch, 32x32 (im2col)", 32768, 2880, 320},
-        {"conv 3x3, 640 ch, 16x16", 8192, 5760, 640},
-        {"conv 3x3, 1280 ch, 8x8", 2048, 11520, 1280},
+        {"conv 3x3 patches, 320 ch, 32x32", 32768, 2880, 320},
+        {"conv 3x3 patches, 640 ch, 16x16", 8192, 5760, 640},
+        {"conv 3x3 patches, 1280 ch, 8x8", 2048, 11520, 1280},
         {"temporal conv, 320 ch", 32768, 960, 320},
         {"linear 320 -> 320 (proj, q/k/v)", 32768, 320, 320},
         {"GEGLU 640 -> 5120", 8192, 640, 5120},
@@ -60,15 +103,29 @@ int main(void) {
         {"attention P.V 1024x1024x64", 1024, 1024, 64},
         {"text encoder fc1 77x1024x4096", 77, 1024, 4096},
     };
-    double peak = measure_peak() / 1e9;
+    static const struct { const char *what; int H, W, C, temporal; } convs[] = {
+        {"conv 3x3, 320 ch, 32x32", 32, 32, 320, 0},
+        {"conv 3x3, 640 ch, 16x16", 16, 16, 640, 0},
+        {"conv 3x3, 1280 ch, 8x8", 8, 8, 1280, 0},
+        {"temporal conv (3,1,1), 320 ch, 32x32", 32, 32, 320, 1},
+    };
+    const double peak1 = measure_fma_peak(1) / 1e9, peak = measure_fma_peak(num_threads()) / 1e9;
     size_t i;
-    printf("peak (the micro-kernel on data in L1, %d threads): %.0f GFLOP/s\n", num_threads(), peak);
+    printf("FMA peak (12 independent chains of %d floats): %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d threads\n",
+           PEAK_LANES, peak1, peak, num_threads());
     printf("%-36s %22s %9s %8s %7s\n", "matmul", "M x K x N", "ms", "GFLOP/s", "% peak");
     for (i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         double g, t = time_matmul(shapes[i].M, shapes[i].K, shapes[i].N, &g);
         char dims[64];
         snprintf(dims, sizeof dims, "%d x %d x %d", shapes[i].M, shapes[i].K, shapes[i].N);
         printf("%-36s %22s %9.2f %8.1f %6.0f%%\n", shapes[i].what, dims, t * 1e3, g, 100.0 * g / peak);
+    }
+    printf("%-36s %22s %9s %8s %7s\n", "convolution, implicit GEMM", "frames x H x W, C -> O", "ms", "GFLOP/s", "% peak");
+    for (i = 0; i < sizeof convs / sizeof convs[0]; i++) {
+        double g, t = time_conv(32, convs[i].H, convs[i].W, convs[i].C, convs[i].C, convs[i].temporal, &g);
+        char dims[64];
+        snprintf(dims, sizeof dims, "32 x %d x %d, %d -> %d", convs[i].H, convs[i].W, convs[i].C, convs[i].C);
+        printf("%-36s %22s %9.2f %8.1f %6.0f%%\n", convs[i].what, dims, t * 1e3, g, 100.0 * g / peak);
     }
     return 0;
 }
