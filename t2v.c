@@ -2273,9 +2273,10 @@ static void attention(Arena *a, float *out, const float *q, const float *k, cons
 }
 
 /* Nearest-neighbour resize of channels-last frames, as torch's F.interpolate(mode="nearest"):
- * source index floor(dst * (in / out)) computed in float. */
-static void upsample_nearest(const float *in, float *out, int frames, int H, int W, int Ho, int Wo, int C) {
+ * source index floor(dst * (in / out)) computed in float. Written into the input of the convolution after it. */
+static void upsample_nearest(const float *in, const ConvInput *out, int frames, int H, int W, int Ho, int Wo) {
     const double start = work_begin();
+    const int C = out->channels;
     const float sy = (float)H / (float)Ho, sx = (float)W / (float)Wo;
     long fy;
     PARALLEL_FOR(schedule(static))
@@ -2286,7 +2287,7 @@ static void upsample_nearest(const float *in, float *out, int frames, int H, int
         for (x = 0; x < Wo; x++) {
             int ix = (int)floorf(x * sx);
             if (ix > W - 1) ix = W - 1;
-            memcpy(out + (((size_t)f * Ho + y) * Wo + x) * C, in + (((size_t)f * H + iy) * W + ix) * C,
+            memcpy(conv_input_token(out, ((size_t)f * Ho + y) * Wo + x), in + (((size_t)f * H + iy) * W + ix) * C,
                    (size_t)C * sizeof(float));
         }
     }
@@ -2891,10 +2892,13 @@ static void downsample_2d(Arena *a, const Conv *conv, int padding, Hidden *h) {
 
 /* Upsample2D: nearest-neighbour resize to Ho x Wo (twice the size, or the next skip's size), then a 3x3 conv. */
 static void upsample_2d(Arena *a, const Conv *conv, Hidden *h, int Ho, int Wo) {
-    upsample_nearest(h->data, h->spare, h->frames, h->H, h->W, Ho, Wo, h->C);
-    h->H = Ho;                   /* spare: [frames][Ho*Wo][C] */
+    const ArenaMark mark = arena_mark(a);
+    const ConvInput x = conv_input_3x3(a, h->frames, Ho, Wo, h->C);
+    upsample_nearest(h->data, &x, h->frames, h->H, h->W, Ho, Wo);
+    h->H = Ho;                   /* x: [frames][Ho*Wo][C], padded */
     h->W = Wo;
-    conv2d(a, conv, h->spare, h->data, h->frames, Ho, Wo, 1, 1, 1, Ho, Wo);
+    conv2d_3x3_from(a, conv, &x, h->data, h->frames, Ho, Wo);
+    arena_reset(a, mark);
 }
 
 /* A 3x3 convolution, stride 1, padding 1 (conv_in, conv_out). h: [frames][H*W][conv->in] -> [..][conv->out]. */

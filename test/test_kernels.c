@@ -392,10 +392,14 @@ static void test_attention(void) {
 static void test_upsample(void) {
     /* 3 -> 7 columns and 2 -> 4 rows: torch's nearest takes floor(dst * in / out) */
     float in[2 * 3], out[4 * 7];
+    ConvInput x;                 /* one channel: plain channels-last, not padded */
     int i, ok = 1;
     static const int want_x[7] = {0, 0, 0, 1, 1, 2, 2}, want_y[4] = {0, 0, 1, 1};
     for (i = 0; i < 6; i++) in[i] = (float)i;
-    upsample_nearest(in, out, 1, 2, 3, 4, 7, 1);
+    memset(&x, 0, sizeof x);
+    x.data = out;
+    x.channels = 1;
+    upsample_nearest(in, &x, 1, 2, 3, 4, 7);
     for (i = 0; i < 28; i++) ok &= out[i] == in[want_y[i / 7] * 3 + want_x[i % 7]];
     report("nearest upsample to an odd size (torch's indices)", ok ? 0.0 : 1.0, 0.0);
 }
