@@ -14,7 +14,8 @@ by kind of work, and the same UNet, VAE decode and (with BENCH_SD) SD UNet in th
     BENCH_REPEATS=3 make bench           more repeats
     BENCH_THREADS=1 make bench           thread count (default: all cores)
     BENCH_DIFFUSERS=0 make bench         without the Diffusers baseline (it needs ../shared/refenv set up in
-                                         BENCH_REFENV, default /tmp/refenv; minutes)
+                                         BENCH_REFENV, default /tmp/refenv; minutes: one untimed call, then
+                                         BENCH_DIFFUSERS_REPEATS (1) timed ones)
     BENCH_SD=1 make bench                then one Text2Video-Zero step: UNet2DConditionModel at (2,4,64,64),
                                          512x512 with guidance, on export.py --random sd-1.5 (4.3 GB, made once)
     BENCH_SD=only make bench             that stage alone
@@ -119,7 +120,7 @@ def diffusers(args, label):
     if os.environ.get("BENCH_BLAS"):
         env["LD_LIBRARY_PATH"] = os.environ["BENCH_BLAS"] + ":" + os.environ.get("LD_LIBRARY_PATH", "")
     _, _, stdout, _ = run_measured([sys.executable, os.path.join(ROOT, "test", "diffusers_bench.py")] + args +
-                                   ["--threads", str(THREADS), "--repeat", str(REPEATS)], env)
+                                   ["--threads", str(THREADS), "--repeat", os.environ.get("BENCH_DIFFUSERS_REPEATS", "1")], env)
     lines = [x for x in stdout.splitlines() if x.startswith("diffusers_bench:")]
     gflop = float([x for x in lines if "GFLOP (" in x][-1].split(": ")[1].split(" GFLOP")[0])
     last = lines[-1]
