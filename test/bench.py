@@ -104,7 +104,7 @@ def main():
     kernels = build("bench_kernels", ["test/bench_kernels.c", "tokenizer.c"])
     print(f"CPU: {cpu_name()}, {THREADS} threads, {' '.join([CC] + CFLAGS)} -fopenmp\n", flush=True)
 
-    print("== kernels (matmul at the UNet's shapes)", flush=True)
+    print("== kernels (matmul at the UNet's shapes; attention, blocked and reference, at ModelScope's and SD's)", flush=True)
     _, _, stdout, _ = run_measured([kernels])
     print(stdout.rstrip(), flush=True)
 
