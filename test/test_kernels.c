@@ -409,6 +409,20 @@ static void test_exp_approx(void) {
     report("exp_approx beyond the float range: tiny or huge, never 0 or inf", sane ? 0.0 : 1.0, 0.0);
 }
 
+/* erf_approx against libm's erff, in ulps of erff's result: a dense grid over [-6, 6] (beyond 3.92 both are +-1)
+ * and tiny arguments down to 2^-100 */
+static void test_erf_approx(void) {
+    double worst = 0.0;
+    long i;
+    for (i = 0; i <= 4000000; i++) {
+        const float x = i <= 3000000 ? -6.0f + 12.0f * (float)i / 3000000.0f : ldexpf(1.0f + (float)(i % 1000) / 1000.0f, -(int)(i % 100));
+        const float want = erff(x), got = erf_approx(x);
+        const double ulp = nextafterf(fabsf(want), INFINITY) - fabsf(want), e = fabs((double)got - want) / ulp;
+        if (e > worst) worst = e;
+    }
+    report("erf_approx vs erff on [-6, 6] and tiny x, in ulp", worst, 3.0);
+}
+
 static void test_timestep_embedding(void) {
     float emb[320];
     double e = 0.0;
@@ -681,6 +695,7 @@ int main(int argc, char **argv) {
     test_upsample();
     test_activations();
     test_exp_approx();
+    test_erf_approx();
     test_timestep_embedding();
     test_npy_roundtrip();
     test_arena_reuse();
