@@ -2124,11 +2124,10 @@ static void attention_panel(AttentionScratch *w, float *out, const float *q, int
         for (j = 0; j < valid; j++)
             for (c = 0; c < ATTENTION_PANEL; c++) {
                 const float x = p_t[j * ATTENTION_PANEL + c] - run_max[c];  /* <= 0 */
-                p_t[j * ATTENTION_PANEL + c] = x < -87.3f ? -87.3f : x;
+                const float p = exp_in_range(x < -87.3f ? -87.3f : x);
+                p_t[j * ATTENTION_PANEL + c] = p;
+                run_sum[c] += p;
             }
-        for (i = 0; i < valid * ATTENTION_PANEL; i++) p_t[i] = exp_in_range(p_t[i]);
-        for (j = 0; j < valid; j++)
-            for (c = 0; c < ATTENTION_PANEL; c++) run_sum[c] += p_t[j * ATTENTION_PANEL + c];
         for (i = valid * ATTENTION_PANEL; i < kb * ATTENTION_PANEL; i++) p_t[i] = 0.0f;
         if (j0 > 0 && moved) /* a max that moved rescales what was accumulated (else every factor is 1) */
             for (d = 0; d < dim_pad; d++)
