@@ -2036,7 +2036,7 @@ static void attention_reference(Arena *a, float *out, const float *q, const floa
  * (mm_kernel: MR rows of a broadcast against a packed [k][NR] panel, NR = ATTENTION_PANEL):
  *   scores^T [keys][queries] = K_block [keys][d] . Q^T [d][queries]      (Q^T: the panel, scaled, packed)
  *   O^T      [d][queries]   += V^T_block [d][keys] . P^T [keys][queries]  (P^T: the block's scores, in place)
- * Per panel: m[c] = -inf, l[c] = 0, O^T = 0; for each block of ATTENTION_BLOCK keys, its scores^T; per query
+ * Per panel: m[c] = -FLT_MAX, l[c] = 0, O^T = 0; for each block of ATTENTION_BLOCK keys, its scores^T; per query
  * c, m' = max(m, the block's largest score), alpha = e^(m - m'); P = e^(scores - m'); l = alpha l + sum P;
  * O^T[.][c] = alpha O^T[.][c] + V^T P^T. At the end out = O / l. The running max keeps every exponent <= 0, and
  * alpha rescales what was accumulated under a smaller max, so the result is the softmax's, up to rounding.
@@ -2044,7 +2044,8 @@ static void attention_reference(Arena *a, float *out, const float *q, const floa
  * [block][d][ATTENTION_BLOCK] (rows of one block at a short stride), both zero-padded to whole micro-kernel
  * tiles; padded keys are masked out of the max and get P = 0. A thread keeps these while consecutive items
  * of its static share are panels of the same (sequence, head). Each output element is computed by one
- * thread, in the same order whatever the thread count. */
+ * thread, in the same order whatever the thread count. Cross-attention (77 text tokens: one block) takes this
+ * path too: at heads of 40 and 64 it measured about twice as fast as attention_reference (make bench). */
 #define ATTENTION_PANEL MM_NR
 
 /* T2V_ATTENTION=reference switches long sequences to attention_reference: a way to rule the blocked one out. */
@@ -2058,7 +2059,8 @@ static int use_reference_attention(void) {
 }
 
 #ifndef ATTENTION_BLOCK
-#  define ATTENTION_BLOCK 128 /* keys per block: a multiple of MM_MR */
+#  define ATTENTION_BLOCK 128 /* keys per block, a multiple of MM_MR: the block's scores (16 KiB with AVX-512)
+                               * and, at heads of 40, its keys and values (20 KiB each) stay in L1 / L2 */
 #endif
 
 typedef struct {
