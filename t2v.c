@@ -1803,34 +1803,72 @@ static void load_layer_norm(LayerNorm *l, Weights *W, int dim, float eps, const 
 /* e^x in plain arithmetic the compiler can vectorise (libm's expf is a call per element): x = n ln2 + r with
  * n = round(x / ln2) and |r| <= ln2 / 2 (ln2 in two parts, Cody and Waite), e^r by a degree-7 polynomial
  * (Cephes' expf coefficients), 2^n made in the exponent bits. Rounding by adding 1.5 * 2^23 leaves n in the low
- * bits of the sum, so no float -> int conversion or floorf stands in the way of vectorisation. Within 1 ulp of
- * expf on [-87.3, 88.3] (test_kernels.c checks it); inputs are clamped to that range, so e^x is never 0, inf
- * or subnormal: far below 1e-37 it returns about 1.2e-38, which no caller can tell from 0, and above 88.3
- * it returns e^88.3 = 2.2e38 (the callers only take e^x of x <= 0, or e^-x where x / (1 + e^-x) is then 0). */
-static float exp_approx(float x) {
+ * bits of the sum, so no float -> int conversion or floorf stands in the way of vectorisation. The steps are
+ * fused multiply-adds where the target has them (MM_FMA): gcc compiles -std=c99 without contracting a * b + c.
+ * exp_in_range needs x in [-87.3, 88.3], so that n stays in [-126, 127]; a loop that clamps its inputs
+ * itself calls it directly, because gcc turns exp_approx's clamp into branches with constant results, which
+ * the vectoriser cannot if-convert around the fmaf calls. */
+static inline float exp_in_range(float x) {
     const float shifter = 12582912.0f;
     float rounded, n, r, p, two_n;
     uint32_t bits;
-    x = x < -87.3f ? -87.3f : x > 88.3f ? 88.3f : x;   /* n stays in [-126, 127] */
-    rounded = x * 1.44269504088896341f + shifter;
+    rounded = MM_FMA(x, 1.44269504088896341f, shifter);
     n = rounded - shifter;
-    r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
+    r = MM_FMA(n, -0.693359375f, x);
+    r = MM_FMA(n, 2.12194440e-4f, r);
     p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    p = MM_FMA(p, r, 1.3981999507e-3f);
+    p = MM_FMA(p, r, 8.3334519073e-3f);
+    p = MM_FMA(p, r, 4.1665795894e-2f);
+    p = MM_FMA(p, r, 1.6666665459e-1f);
+    p = MM_FMA(p, r, 5.0000001201e-1f);
+    p = MM_FMA(p * r, r, r) + 1.0f;
     memcpy(&bits, &rounded, sizeof bits);
     bits = (bits - 0x4B400000u + 127u) << 23;      /* n + 127 in the exponent field */
     memcpy(&two_n, &bits, sizeof two_n);
     return p * two_n;
 }
 
+/* e^x for any x: within 1 ulp of expf on [-87.3, 88.3] (test_kernels.c checks it); inputs are clamped to that
+ * range, so e^x is never 0, inf or subnormal: far below 1e-37 it returns about 1.2e-38, which no caller can
+ * tell from 0, and above 88.3 it returns e^88.3 = 2.2e38 (the callers only take e^x of x <= 0, or e^-x where
+ * x / (1 + e^-x) is then 0). */
+static float exp_approx(float x) {
+    return exp_in_range(x < -87.3f ? -87.3f : x > 88.3f ? 88.3f : x);
+}
+
+/* erf(x) in plain arithmetic the compiler can vectorise (libm's erff is a call per element; GEGLU takes tens of
+ * millions per UNet step). |x| <= 1: x P(x^2), P of degree 6; beyond: 1 - e^(-z^2) R(1/z) with z = |x| clamped to
+ * 3.92 (where erff is already 1), R of degree 8 approximating erfc(z) e^(z^2), the sign of x put back. The
+ * coefficients are weighted least-squares fits to erf(x)/x on [0, 1] and erfc(z) e^(z^2) on [1, 3.93] (relative
+ * errors about 1e-9 and 6e-8); both branches are computed and one is selected, so the loop has no branches.
+ * Within 2 ulp of erff (test_kernels.c checks it). */
+static inline float erf_approx(float x) {
+    const float ax = fabsf(x), s = x * x;
+    const float z = ax < 1.0f ? 1.0f : ax < 3.92f ? ax : 3.92f, u = 1.0f / z;
+    float p, r, tail;
+    p = 7.853988262e-05f;
+    p = MM_FMA(p, s, -8.010235707e-04f);
+    p = MM_FMA(p, s, 5.188333079e-03f);
+    p = MM_FMA(p, s, -2.685381528e-02f);
+    p = MM_FMA(p, s, 1.128358525e-01f);
+    p = MM_FMA(p, s, -3.761262584e-01f);
+    p = MM_FMA(p, s, 1.128379166e+00f);
+    r = -1.049678666e-02f;
+    r = MM_FMA(r, u, 3.356038171e-02f);
+    r = MM_FMA(r, u, 1.361379148e-02f);
+    r = MM_FMA(r, u, -2.305972974e-01f);
+    r = MM_FMA(r, u, 4.893671002e-01f);
+    r = MM_FMA(r, u, -4.684963517e-01f);
+    r = MM_FMA(r, u, 4.121415087e-02f);
+    r = MM_FMA(r, u, 5.591550958e-01f);
+    r = MM_FMA(r, u, 2.634663181e-04f);
+    tail = 1.0f - exp_in_range(-z * z) * r;
+    return ax <= 1.0f ? x * p : x < 0.0f ? -tail : tail;
+}
+
 static float silu(float x) { return x / (1.0f + exp_approx(-x)); }
-static float gelu_erf(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+static float gelu_erf(float x) { return 0.5f * x * (1.0f + erf_approx(x * 0.70710678118654752f)); }
 static float quick_gelu(float x) { return x / (1.0f + exp_approx(-1.702f * x)); }
 
 static void silu_inplace(float *x, size_t n) {
@@ -2201,73 +2239,248 @@ static void conv_temporal_from(Arena *a, const Conv *c, const ConvInput *x, floa
  * processors compute it. q, k, v and out are token-major with the heads side by side ([tokens][heads *
  * head_dim], as the to_q/to_k/to_v projections produce them). Query sequence s (n_q tokens) attends to
  * key/value sequence s / kv_div (n_kv tokens): kv_div = 1 for self-attention, frames-per-batch-item for
- * cross-attention to one text per batch item. */
-static void attention(Arena *a, float *out, const float *q, const float *k, const float *v, int n_seq, int n_q,
-                      int n_kv, int kv_div, int heads, int head_dim) {
+ * cross-attention to one text per batch item, the frames of a group for Text2Video-Zero's cross-frame
+ * attention to the group's first frame.
+ *
+ * Short key sequences (the temporal layers attend over the frames, n_kv <= ATTENTION_SHORT) take direct
+ * loops, one (sequence, head) per item, since any blocking would cost more than its work. */
+#define ATTENTION_SHORT 32
+
+static void attention_short(float *out, const float *q, const float *k, const float *v, int n_seq, int n_q,
+                            int n_kv, int kv_div, int heads, int head_dim) {
+    const int inner = heads * head_dim;
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    long item;
+    PARALLEL_FOR(schedule(static))
+    for (item = 0; item < (long)n_seq * heads; item++) {
+        const int s = (int)(item / heads), h = (int)(item % heads);
+        const size_t kv0 = (size_t)(s / kv_div) * n_kv;
+        float scores[ATTENTION_SHORT];
+        int i, j, d;
+        for (i = 0; i < n_q; i++) {
+            const float *qi = q + ((size_t)s * n_q + i) * inner + h * head_dim;
+            float *oi = out + ((size_t)s * n_q + i) * inner + h * head_dim;
+            for (j = 0; j < n_kv; j++) {
+                const float *kj = k + (kv0 + j) * inner + h * head_dim;
+                float dot = 0.0f;
+                for (d = 0; d < head_dim; d++) dot += qi[d] * kj[d];
+                scores[j] = dot * scale;
+            }
+            softmax_row(scores, n_kv);
+            for (d = 0; d < head_dim; d++) oi[d] = 0.0f;
+            for (j = 0; j < n_kv; j++) {
+                const float *vj = v + (kv0 + j) * inner + h * head_dim;
+                for (d = 0; d < head_dim; d++) oi[d] += scores[j] * vj[d];
+            }
+        }
+    }
+}
+
+/* The reference for long sequences, and what attention() did before it was blocked: per (sequence, head,
+ * chunk of 512 queries) the whole [chunk][n_kv] score matrix by one matmul, a softmax per row, and a second
+ * matmul with the values (gathered, transposed, once per (sequence, head) by the thread that needs them).
+ * test_kernels.c checks attention() against it; make bench times both. */
+static void attention_reference(Arena *a, float *out, const float *q, const float *k, const float *v, int n_seq,
+                                int n_q, int n_kv, int kv_div, int heads, int head_dim) {
     const int inner = heads * head_dim, chunk = n_q < 512 ? n_q : 512, n_chunks = (n_q + chunk - 1) / chunk;
     const float scale = 1.0f / sqrtf((float)head_dim);
+    const int threads = num_threads();
+    const size_t per_thread = (size_t)n_kv * head_dim + (size_t)chunk * n_kv;
     ArenaMark mark = arena_mark(a);
+    float *scratch;
+    long *cached, item;
+    int t;
+    if (n_kv <= ATTENTION_SHORT) {
+        attention_short(out, q, k, v, n_seq, n_q, n_kv, kv_div, heads, head_dim);
+        return;
+    }
+    scratch = arena_alloc(a, per_thread * threads);
+    cached = (long *)(void *)arena_alloc(a, (size_t)threads * sizeof(long) / sizeof(float) + 1);
+    for (t = 0; t < threads; t++) cached[t] = -1;
+    PARALLEL_FOR(schedule(static))
+    for (item = 0; item < (long)n_seq * heads * n_chunks; item++) {
+        const int s = (int)(item / ((long)heads * n_chunks)), h = (int)(item / n_chunks % heads);
+        const int i0 = (int)(item % n_chunks) * chunk, nq = n_q - i0 < chunk ? n_q - i0 : chunk;
+        const int me = thread_index();
+        float *vt = scratch + per_thread * me, *scores = vt + (size_t)n_kv * head_dim;
+        const size_t q0 = ((size_t)s * n_q + i0) * inner + h * head_dim;
+        const size_t kv0 = (size_t)(s / kv_div) * n_kv * inner + h * head_dim;
+        const long kv_key = (long)(s / kv_div) * heads + h;
+        int i, j, d;
+        if (cached[me] != kv_key) {
+            for (j = 0; j < n_kv; j++)
+                for (d = 0; d < head_dim; d++) vt[(size_t)d * n_kv + j] = v[kv0 + (size_t)j * inner + d];
+            cached[me] = kv_key;
+        }
+        matmul_ex(scores, n_kv, q + q0, inner, k + kv0, inner, NULL, nq, head_dim, n_kv, 0);
+        for (i = 0; i < nq; i++) {
+            float *row = scores + (size_t)i * n_kv;
+            for (j = 0; j < n_kv; j++) row[j] *= scale;
+            softmax_row(row, n_kv);
+        }
+        matmul_ex(out + q0, inner, scores, n_kv, vt, n_kv, NULL, nq, n_kv, head_dim, 0);
+    }
+    arena_reset(a, mark);
+}
+
+/* Long sequences: blocked attention with an online softmax, so that no score matrix larger than one block
+ * is ever written (a 4096 x 4096 one per head at SD's 512 x 512 would live in memory, not in cache).
+ *
+ * It works transposed, one panel of ATTENTION_PANEL queries at a time, so that every softmax step is a
+ * vector operation across the panel's queries and both products are the matmul micro-kernel's shape
+ * (mm_kernel: MR rows of a broadcast against a packed [k][NR] panel, NR = ATTENTION_PANEL):
+ *   scores^T [keys][queries] = K_block [keys][d] . Q^T [d][queries]      (Q^T: the panel, scaled, packed)
+ *   O^T      [d][queries]   += V^T_block [d][keys] . P^T [keys][queries]  (P^T: the block's scores, in place)
+ * Per panel: m[c] = -FLT_MAX, l[c] = 0, O^T = 0; for each block of ATTENTION_BLOCK keys, its scores^T; per query
+ * c, m' = max(m, the block's largest score), alpha = e^(m - m'); P = e^(scores - m'); l = alpha l + sum P;
+ * O^T[.][c] = alpha O^T[.][c] + V^T P^T. At the end out = O / l. The running max keeps every exponent <= 0, and
+ * alpha rescales what was accumulated under a smaller max, so the result is the softmax's, up to rounding.
+ * The keys are copied once per (sequence, head) into a contiguous [n_kv][d] array, the values transposed into
+ * [block][d][ATTENTION_BLOCK] (rows of one block at a short stride), both zero-padded to whole micro-kernel
+ * tiles; padded keys are masked out of the max and get P = 0. A thread keeps these while consecutive items
+ * of its static share are panels of the same (sequence, head). Each output element is computed by one
+ * thread, in the same order whatever the thread count. Cross-attention (77 text tokens: one block) takes this
+ * path too: at heads of 40 and 64 it measured about twice as fast as attention_reference (make bench). */
+#define ATTENTION_PANEL MM_NR
+
+/* T2V_ATTENTION=reference switches long sequences to attention_reference: a way to rule the blocked one out. */
+static int use_reference_attention(void) {
+    static int choice = -1;
+    if (choice < 0) {
+        const char *v = getenv("T2V_ATTENTION");
+        choice = v && !strcmp(v, "reference");
+    }
+    return choice;
+}
+
+#ifndef ATTENTION_BLOCK
+#  define ATTENTION_BLOCK 128 /* keys per block, a multiple of MM_MR: the block's scores (16 KiB with AVX-512)
+                               * and, at heads of 40, its keys and values (20 KiB each) stay in L1 / L2 */
+#endif
+
+typedef struct {
+    float *keys;    /* [n_kv_pad][head_dim] */
+    float *values;  /* [blocks][dim_pad][ATTENTION_BLOCK]: V^T, block by block */
+    float *q_t;     /* [head_dim][PANEL]: the panel's queries, transposed and scaled */
+    float *p_t;     /* [ATTENTION_BLOCK][PANEL]: a block's scores, then its probabilities */
+    float *o_t;     /* [dim_pad][PANEL] */
+    long cached;    /* which (key sequence, head) keys and values hold; -1: none */
+} AttentionScratch;
+
+static void attention_pack_kv(AttentionScratch *w, const float *k, const float *v, int n_kv, int inner,
+                              int head_dim) {
+    const int n_kv_pad = (n_kv + MM_MR - 1) / MM_MR * MM_MR, dim_pad = (head_dim + MM_MR - 1) / MM_MR * MM_MR;
+    const int blocks = (n_kv_pad + ATTENTION_BLOCK - 1) / ATTENTION_BLOCK;
+    int j, d, b;
+    for (j = 0; j < n_kv_pad; j++)
+        for (d = 0; d < head_dim; d++) w->keys[(size_t)j * head_dim + d] = j < n_kv ? k[(size_t)j * inner + d] : 0.0f;
+    for (b = 0; b < blocks; b++) {
+        float *vb = w->values + (size_t)b * dim_pad * ATTENTION_BLOCK;
+        const int j0 = b * ATTENTION_BLOCK;
+        for (d = 0; d < dim_pad; d++)
+            for (j = 0; j < ATTENTION_BLOCK; j++)
+                vb[(size_t)d * ATTENTION_BLOCK + j] = d < head_dim && j0 + j < n_kv ? v[(size_t)(j0 + j) * inner + d] : 0.0f;
+    }
+}
+
+/* one panel: queries q[0 .. nq) (row stride inner) -> out[0 .. nq) (row stride inner) */
+static void attention_panel(AttentionScratch *w, float *out, const float *q, int nq, int n_kv, int inner,
+                            int head_dim, float scale) {
+    const int n_kv_pad = (n_kv + MM_MR - 1) / MM_MR * MM_MR, dim_pad = (head_dim + MM_MR - 1) / MM_MR * MM_MR;
+    float *restrict q_t = w->q_t, *restrict p_t = w->p_t, *restrict o_t = w->o_t;
+    float run_max[ATTENTION_PANEL], run_sum[ATTENTION_PANEL], rescale[ATTENTION_PANEL];
+    int i, j, c, d, j0, moved;
+    for (d = 0; d < head_dim; d++)
+        for (c = 0; c < ATTENTION_PANEL; c++) q_t[d * ATTENTION_PANEL + c] = c < nq ? q[(size_t)c * inner + d] * scale : 0.0f;
+    for (c = 0; c < ATTENTION_PANEL; c++) {
+        run_max[c] = -FLT_MAX;
+        run_sum[c] = 0.0f;
+    }
+    for (i = 0; i < dim_pad * ATTENTION_PANEL; i++) o_t[i] = 0.0f;
+    for (j0 = 0; j0 < n_kv_pad; j0 += ATTENTION_BLOCK) {
+        const int kb = n_kv_pad - j0 < ATTENTION_BLOCK ? n_kv_pad - j0 : ATTENTION_BLOCK;
+        const int valid = n_kv - j0 < kb ? n_kv - j0 : kb;
+        const float *vb = w->values + (size_t)(j0 / ATTENTION_BLOCK) * dim_pad * ATTENTION_BLOCK;
+        for (j = 0; j < kb; j += MM_MR)
+            mm_kernel(head_dim, w->keys + (size_t)(j0 + j) * head_dim, head_dim, q_t, p_t + j * ATTENTION_PANEL,
+                      ATTENTION_PANEL, 0, NULL);
+        for (c = 0; c < ATTENTION_PANEL; c++) rescale[c] = run_max[c];
+        for (j = 0; j < valid; j++)
+            for (c = 0; c < ATTENTION_PANEL; c++) {
+                const float x = p_t[j * ATTENTION_PANEL + c];
+                rescale[c] = x > rescale[c] ? x : rescale[c];    /* rescale holds the new max here */
+            }
+        moved = 0;
+        for (c = 0; c < ATTENTION_PANEL; c++) {
+            const float m_new = rescale[c];
+            moved |= m_new != run_max[c];
+            rescale[c] = exp_approx(run_max[c] - m_new);
+            run_max[c] = m_new;
+            run_sum[c] *= rescale[c];
+        }
+        for (j = 0; j < valid; j++)
+            for (c = 0; c < ATTENTION_PANEL; c++) {
+                const float x = p_t[j * ATTENTION_PANEL + c] - run_max[c];  /* <= 0 */
+                const float p = exp_in_range(x < -87.3f ? -87.3f : x);
+                p_t[j * ATTENTION_PANEL + c] = p;
+                run_sum[c] += p;
+            }
+        for (i = valid * ATTENTION_PANEL; i < kb * ATTENTION_PANEL; i++) p_t[i] = 0.0f;
+        if (j0 > 0 && moved) /* a max that moved rescales what was accumulated (else every factor is 1) */
+            for (d = 0; d < dim_pad; d++)
+                for (c = 0; c < ATTENTION_PANEL; c++) o_t[d * ATTENTION_PANEL + c] *= rescale[c];
+        for (d = 0; d < dim_pad; d += MM_MR)
+            mm_kernel(kb, vb + (size_t)d * ATTENTION_BLOCK, ATTENTION_BLOCK, p_t, o_t + d * ATTENTION_PANEL,
+                      ATTENTION_PANEL, 1, NULL);
+    }
+    for (c = 0; c < ATTENTION_PANEL; c++) run_sum[c] = 1.0f / run_sum[c];
+    for (c = 0; c < nq; c++)
+        for (d = 0; d < head_dim; d++) out[(size_t)c * inner + d] = o_t[d * ATTENTION_PANEL + c] * run_sum[c];
+}
+
+static void attention(Arena *a, float *out, const float *q, const float *k, const float *v, int n_seq, int n_q,
+                      int n_kv, int kv_div, int heads, int head_dim) {
+    const int inner = heads * head_dim, panels = (n_q + ATTENTION_PANEL - 1) / ATTENTION_PANEL;
+    const int n_kv_pad = (n_kv + MM_MR - 1) / MM_MR * MM_MR, dim_pad = (head_dim + MM_MR - 1) / MM_MR * MM_MR;
+    const int blocks = (n_kv_pad + ATTENTION_BLOCK - 1) / ATTENTION_BLOCK;
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    const int threads = num_threads();
+    ArenaMark mark = arena_mark(a);
+    AttentionScratch *scratch;
     long item;
-    if (n_kv <= 32) {
-        /* short sequences (the temporal layers attend over the frames): direct loops, one (sequence, head)
-         * per item, since a matmul call would cost more than its work */
-        PARALLEL_FOR(schedule(static))
-        for (item = 0; item < (long)n_seq * heads; item++) {
-            const int s = (int)(item / heads), h = (int)(item % heads);
-            const size_t kv0 = (size_t)(s / kv_div) * n_kv;
-            float scores[32];
-            int i, j, d;
-            for (i = 0; i < n_q; i++) {
-                const float *qi = q + ((size_t)s * n_q + i) * inner + h * head_dim;
-                float *oi = out + ((size_t)s * n_q + i) * inner + h * head_dim;
-                for (j = 0; j < n_kv; j++) {
-                    const float *kj = k + (kv0 + j) * inner + h * head_dim;
-                    float dot = 0.0f;
-                    for (d = 0; d < head_dim; d++) dot += qi[d] * kj[d];
-                    scores[j] = dot * scale;
-                }
-                softmax_row(scores, n_kv);
-                for (d = 0; d < head_dim; d++) oi[d] = 0.0f;
-                for (j = 0; j < n_kv; j++) {
-                    const float *vj = v + (kv0 + j) * inner + h * head_dim;
-                    for (d = 0; d < head_dim; d++) oi[d] += scores[j] * vj[d];
-                }
-            }
+    int t;
+    if (n_kv <= ATTENTION_SHORT) {
+        attention_short(out, q, k, v, n_seq, n_q, n_kv, kv_div, heads, head_dim);
+        return;
+    }
+    if (use_reference_attention()) {
+        attention_reference(a, out, q, k, v, n_seq, n_q, n_kv, kv_div, heads, head_dim);
+        return;
+    }
+    scratch = (AttentionScratch *)(void *)arena_alloc(a, ((size_t)threads * sizeof *scratch + sizeof(float) - 1) / sizeof(float));
+    for (t = 0; t < threads; t++) {
+        AttentionScratch *w = &scratch[t];
+        w->keys = arena_alloc(a, (size_t)n_kv_pad * head_dim);
+        w->values = arena_alloc(a, (size_t)blocks * dim_pad * ATTENTION_BLOCK);
+        w->q_t = arena_alloc(a, (size_t)head_dim * ATTENTION_PANEL);
+        w->p_t = arena_alloc(a, (size_t)ATTENTION_BLOCK * ATTENTION_PANEL);
+        w->o_t = arena_alloc(a, (size_t)dim_pad * ATTENTION_PANEL);
+        w->cached = -1;
+    }
+    PARALLEL_FOR(schedule(static))
+    for (item = 0; item < (long)n_seq * heads * panels; item++) {
+        const int s = (int)(item / ((long)heads * panels)), h = (int)(item / panels % heads);
+        const int i0 = (int)(item % panels) * ATTENTION_PANEL;
+        const int nq = n_q - i0 < ATTENTION_PANEL ? n_q - i0 : ATTENTION_PANEL;
+        AttentionScratch *w = &scratch[thread_index()];
+        const size_t q0 = ((size_t)s * n_q + i0) * inner + h * head_dim;
+        const size_t kv0 = (size_t)(s / kv_div) * n_kv * inner + h * head_dim;
+        const long kv_key = (long)(s / kv_div) * heads + h;
+        if (w->cached != kv_key) {
+            attention_pack_kv(w, k + kv0, v + kv0, n_kv, inner, head_dim);
+            w->cached = kv_key;
         }
-    } else {
-        /* long sequences: per (sequence, head, chunk of queries) two matmuls that read the head's queries
-         * and keys in place (row stride = all heads) and write its output in place; only the values are
-         * gathered, transposed, once per (sequence, head) by the thread that needs them: consecutive items
-         * of a thread's static share reuse them. */
-        const int threads = num_threads();
-        const size_t per_thread = (size_t)n_kv * head_dim + (size_t)chunk * n_kv;
-        float *scratch = arena_alloc(a, per_thread * threads);
-        long *cached = (long *)(void *)arena_alloc(a, (size_t)threads * sizeof(long) / sizeof(float) + 1);
-        int t;
-        for (t = 0; t < threads; t++) cached[t] = -1;
-        PARALLEL_FOR(schedule(static))
-        for (item = 0; item < (long)n_seq * heads * n_chunks; item++) {
-            const int s = (int)(item / ((long)heads * n_chunks)), h = (int)(item / n_chunks % heads);
-            const int i0 = (int)(item % n_chunks) * chunk, nq = n_q - i0 < chunk ? n_q - i0 : chunk;
-            const int me = thread_index();
-            float *vt = scratch + per_thread * me, *scores = vt + (size_t)n_kv * head_dim;
-            const size_t q0 = ((size_t)s * n_q + i0) * inner + h * head_dim;
-            const size_t kv0 = (size_t)(s / kv_div) * n_kv * inner + h * head_dim;
-            const long kv_key = (long)(s / kv_div) * heads + h;
-            int i, j, d;
-            if (cached[me] != kv_key) {
-                for (j = 0; j < n_kv; j++)
-                    for (d = 0; d < head_dim; d++) vt[(size_t)d * n_kv + j] = v[kv0 + (size_t)j * inner + d];
-                cached[me] = kv_key;
-            }
-            matmul_ex(scores, n_kv, q + q0, inner, k + kv0, inner, NULL, nq, head_dim, n_kv, 0);
-            for (i = 0; i < nq; i++) {
-                float *row = scores + (size_t)i * n_kv;
-                for (j = 0; j < n_kv; j++) row[j] *= scale;
-                softmax_row(row, n_kv);
-            }
-            matmul_ex(out + q0, inner, scores, n_kv, vt, n_kv, NULL, nq, n_kv, head_dim, 0);
-        }
+        attention_panel(w, out + q0, q + q0, nq, n_kv, inner, head_dim, scale);
     }
     arena_reset(a, mark);
 }
@@ -2463,7 +2676,10 @@ static void clip_encoder_layer(TextEncoder *te, const CLIPEncoderLayer *L, float
     layer_norm(&L->layer_norm2, h, x, T);
     linear(&L->fc1, x, ff, T);                      /* ff: [T][intermediate_size] */
     start = work_begin();
-    for (i = 0; i < n_ff; i++) ff[i] = te->quick_gelu ? quick_gelu(ff[i]) : gelu_erf(ff[i]);
+    if (te->quick_gelu)                             /* two loops: each vectorises on its own */
+        for (i = 0; i < n_ff; i++) ff[i] = quick_gelu(ff[i]);
+    else
+        for (i = 0; i < n_ff; i++) ff[i] = gelu_erf(ff[i]);
     work_end(WORK_ELEMENTWISE, start, 0.0);
     linear(&L->fc2, ff, q, T);
     add_inplace(h, q, T * D);

@@ -1,5 +1,6 @@
 /* make bench: GFLOP/s of t2v's kernels at the shapes of the full-size UNet (16 frames of 256x256, batch 2),
- * against the machine's measured peak (an FMA-bound loop). Includes t2v.c (TESTING leaves out main). */
+ * against the machine's measured peak (an FMA-bound loop), then attention (blocked, and its reference) at the
+ * shapes of ModelScope at 256x256 and SD at 512x512. Includes t2v.c (TESTING leaves out main). */
 #define TESTING
 #include "../t2v.c"
 
@@ -90,7 +91,61 @@ static double time_conv(int frames, int H, int W, int C, int O, int temporal, do
     return best;
 }
 
-int main(void) {
+typedef void (*AttentionFn)(Arena *, float *, const float *, const float *, const float *, int, int, int, int, int,
+                            int);
+
+/* best of `reps` runs; GFLOP/s counts the two products, 4 n_q n_kv head_dim per (sequence, head) */
+static double time_attention(AttentionFn fn, int n_seq, int n_q, int n_kv, int kv_seqs, int heads, int hd, int reps,
+                             double *gflops) {
+    const size_t inner = (size_t)heads * hd;
+    float *q = filled((size_t)n_seq * n_q * inner), *k = filled((size_t)kv_seqs * n_kv * inner);
+    float *v = filled((size_t)kv_seqs * n_kv * inner), *o = alloc_floats((size_t)n_seq * n_q * inner, "bench");
+    double best = 1e30;
+    Arena a;
+    int r;
+    memset(&a, 0, sizeof a);
+    for (r = 0; r < reps; r++) {
+        double t0 = now_seconds();
+        fn(&a, o, q, k, v, n_seq, n_q, n_kv, n_seq / kv_seqs, heads, hd);
+        if (now_seconds() - t0 < best) best = now_seconds() - t0;
+    }
+    *gflops = 4.0 * n_seq * heads * (double)n_q * n_kv * hd / best / 1e9;
+    free(q); free(k); free(v); free(o);
+    arena_free(&a);
+    return best;
+}
+
+static void bench_attention(void) {
+    /* n_seq query sequences over kv_seqs key/value sequences (cross-attention: one text per batch item) */
+    static const struct { const char *what; int n_seq, n_q, n_kv, kv_seqs, heads, hd; } shapes[] = {
+        {"SD 512x512 level 1 self", 2, 4096, 4096, 2, 8, 40},
+        {"SD 512x512 level 1 cross", 2, 4096, 77, 2, 8, 40},
+        {"SD 512x512 level 2 self", 2, 1024, 1024, 2, 8, 80},
+        {"SD 512x512 level 3 self", 2, 256, 256, 2, 8, 160},
+        {"SD 512x512 level 3 cross", 2, 256, 77, 2, 8, 160},
+        {"MS 256x256 level 1 self (4 of 32 fr)", 4, 1024, 1024, 4, 5, 64},
+        {"MS 256x256 level 1 cross (4 of 32)", 4, 1024, 77, 2, 5, 64},
+        {"MS 256x256 level 2 self (32 fr)", 32, 256, 256, 32, 10, 64},
+        {"VAE mid 256x256 (1 head of 512)", 1, 1024, 1024, 1, 1, 512},
+    };
+    size_t i;
+    printf("\n%-38s %26s %9s %8s %9s %8s %7s\n", "attention (blocked vs reference)", "seqs x n_q x n_kv x h x d",
+           "ms", "GFLOP/s", "ref ms", "GFLOP/s", "speedup");
+    for (i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        double g_fast, g_ref, t_fast, t_ref;
+        char dims[64];
+        t_ref = time_attention(attention_reference, shapes[i].n_seq, shapes[i].n_q, shapes[i].n_kv, shapes[i].kv_seqs,
+                               shapes[i].heads, shapes[i].hd, 2, &g_ref);
+        t_fast = time_attention(attention, shapes[i].n_seq, shapes[i].n_q, shapes[i].n_kv, shapes[i].kv_seqs,
+                                shapes[i].heads, shapes[i].hd, 2, &g_fast);
+        snprintf(dims, sizeof dims, "%d x %d x %d x %d x %d", shapes[i].n_seq, shapes[i].n_q, shapes[i].n_kv,
+                 shapes[i].heads, shapes[i].hd);
+        printf("%-38s %26s %9.2f %8.1f %9.2f %8.1f %6.2fx\n", shapes[i].what, dims, t_fast * 1e3, g_fast, t_ref * 1e3,
+               g_ref, t_ref / t_fast);
+    }
+}
+
+int main(int argc, char **argv) {
     static const struct { const char *what; int M, K, N; } shapes[] = {
         {"conv 3x3 patches, 320 ch, 32x32", 32768, 2880, 320},
         {"conv 3x3 patches, 640 ch, 16x16", 8192, 5760, 640},
@@ -109,8 +164,14 @@ int main(void) {
         {"conv 3x3, 1280 ch, 8x8", 8, 8, 1280, 0},
         {"temporal conv (3,1,1), 320 ch, 32x32", 32, 32, 320, 1},
     };
-    const double peak1 = measure_fma_peak(1) / 1e9, peak = measure_fma_peak(num_threads()) / 1e9;
+    double peak1, peak;
     size_t i;
+    if (argc > 1 && !strcmp(argv[1], "attention")) { /* bench_kernels attention: that table alone */
+        bench_attention();
+        return 0;
+    }
+    peak1 = measure_fma_peak(1) / 1e9;
+    peak = measure_fma_peak(num_threads()) / 1e9;
     printf("FMA peak (12 independent chains of %d floats): %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d threads\n",
            PEAK_LANES, peak1, peak, num_threads());
     printf("%-36s %22s %9s %8s %7s\n", "matmul", "M x K x N", "ms", "GFLOP/s", "% peak");
@@ -127,5 +188,6 @@ int main(void) {
         snprintf(dims, sizeof dims, "32 x %d x %d, %d -> %d", convs[i].H, convs[i].W, convs[i].C, convs[i].C);
         printf("%-36s %22s %9.2f %8.1f %6.0f%%\n", convs[i].what, dims, t * 1e3, g, 100.0 * g / peak);
     }
+    bench_attention();
     return 0;
 }

@@ -394,10 +394,46 @@ static double attention_error(int n_seq, int n_q, int n_kv, int kv_seqs, int hea
     return e;
 }
 
+/* The blocked attention against its naive twin (attention_reference: whole score rows, softmax, matmul), as
+ * max |fast - naive| / max |naive|. q is scaled by `sharpness` to make the softmax peaky, so the running max
+ * moves from block to block and the rescaling of what was accumulated matters. */
+static double attention_vs_reference(int n_seq, int n_q, int n_kv, int kv_seqs, int heads, int hd, float sharpness) {
+    const int inner = heads * hd;
+    const size_t nq_all = (size_t)n_seq * n_q * inner;
+    float *q = random_floats(nq_all), *k = random_floats((size_t)kv_seqs * n_kv * inner);
+    float *v = random_floats((size_t)kv_seqs * n_kv * inner);
+    float *out = alloc_floats(nq_all, "t"), *ref = alloc_floats(nq_all, "t");
+    Arena a;
+    size_t i;
+    double e;
+    memset(&a, 0, sizeof a);
+    for (i = 0; i < nq_all; i++) q[i] *= sharpness;
+    attention(&a, out, q, k, v, n_seq, n_q, n_kv, n_seq / kv_seqs, heads, hd);
+    attention_reference(&a, ref, q, k, v, n_seq, n_q, n_kv, n_seq / kv_seqs, heads, hd);
+    e = max_rel_diff(out, ref, nq_all);
+    free(q); free(k); free(v); free(out); free(ref);
+    arena_free(&a);
+    return e;
+}
+
 static void test_attention(void) {
+    static const struct { int n_q, n_kv, hd; float sharpness; } cases[] = {
+        {1, 33, 40, 1.0f},    {7, 769, 64, 1.0f},   {33, 1031, 37, 1.0f}, {769, 33, 40, 1.0f},
+        {1031, 769, 40, 4.0f}, {769, 1031, 64, 4.0f}, {1000, 77, 37, 1.0f}, {1, 1031, 64, 8.0f},
+        {257, 1031, 160, 8.0f}, {33, 7, 40, 1.0f},  {1, 1, 64, 1.0f},
+    };
+    size_t i;
     report("attention, short sequences (direct loops), cross", attention_error(4, 5, 3, 2, 3, 4), 1e-5);
-    report("attention, long sequences (chunked matmuls), cross", attention_error(6, 300, 77, 2, 2, 8), 1e-5);
-    report("attention, long sequences, self", attention_error(3, 150, 150, 3, 3, 16), 1e-5);
+    report("attention, long sequences (blocked), cross", attention_error(6, 300, 77, 2, 2, 8), 1e-5);
+    report("attention, long sequences (blocked), self", attention_error(3, 150, 150, 3, 3, 16), 1e-5);
+    report("attention, blocked, 1500 keys, head 40", attention_error(2, 40, 1500, 1, 2, 40), 1e-5);
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "attention vs naive: %d q x %d kv, head %d, x%g", cases[i].n_q, cases[i].n_kv,
+                 cases[i].hd, cases[i].sharpness);
+        /* 4 query sequences over 2 key/value sequences: the kv mapping of cross-attention and cross-frame */
+        report(name, attention_vs_reference(4, cases[i].n_q, cases[i].n_kv, 2, 2, cases[i].hd, cases[i].sharpness), 1e-5);
+    }
 }
 
 static void test_upsample(void) {
@@ -437,6 +473,20 @@ static void test_exp_approx(void) {
     sane = exp_approx(-1000.0f) > 0.0f && exp_approx(-1000.0f) < 1e-37f && isfinite(exp_approx(1000.0f)) &&
            exp_approx(0.0f) == 1.0f;
     report("exp_approx beyond the float range: tiny or huge, never 0 or inf", sane ? 0.0 : 1.0, 0.0);
+}
+
+/* erf_approx against libm's erff, in ulps of erff's result: a dense grid over [-6, 6] (beyond 3.92 both are +-1)
+ * and tiny arguments down to 2^-100 */
+static void test_erf_approx(void) {
+    double worst = 0.0;
+    long i;
+    for (i = 0; i <= 4000000; i++) {
+        const float x = i <= 3000000 ? -6.0f + 12.0f * (float)i / 3000000.0f : ldexpf(1.0f + (float)(i % 1000) / 1000.0f, -(int)(i % 100));
+        const float want = erff(x), got = erf_approx(x);
+        const double ulp = nextafterf(fabsf(want), INFINITY) - fabsf(want), e = fabs((double)got - want) / ulp;
+        if (e > worst) worst = e;
+    }
+    report("erf_approx vs erff on [-6, 6] and tiny x, in ulp", worst, 3.0);
 }
 
 static void test_timestep_embedding(void) {
@@ -712,6 +762,7 @@ int main(int argc, char **argv) {
     test_upsample();
     test_activations();
     test_exp_approx();
+    test_erf_approx();
     test_timestep_embedding();
     test_npy_roundtrip();
     test_arena_reuse();
