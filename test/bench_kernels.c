@@ -39,7 +39,8 @@ static double time_matmul(int M, int K, int N, double *gflops) {
     int r;
     for (r = 0; r < 3; r++) {
         double t0 = now_seconds();
-        matmul(o, a, w, T2V_F32, b, M, K, N);
+        const StoredWeight sw = float32_weight(w);
+        matmul(o, a, &sw, b, M, K, N);
         if (now_seconds() - t0 < best) best = now_seconds() - t0;
     }
     *gflops = 2.0 * M * K * N / best / 1e9;
