@@ -1964,21 +1964,20 @@ static const T2VTensor *weight_tensor(Weights *W, int ndim, const int64_t *shape
 }
 
 /* A big weight (Linear, Conv, the token embedding), used in place in its stored dtype. An int8 one's groups
- * must lie within its rows (the reduction), which the file's table alone does not promise. */
-static StoredWeight tensor_weight(Weights *W, int ndim, const int64_t *shape, const char *fmt, ...) {
+ * must lie within its rows (the reduction), which the file's table alone does not promise. (Returned through
+ * *s: tcc 0.9.27 garbles the variable arguments of a function that returns a struct.) */
+static void tensor_weight(StoredWeight *s, Weights *W, int ndim, const int64_t *shape, const char *fmt, ...) {
     char local[400];
     const T2VTensor *t;
-    StoredWeight s;
     FORMAT_NAME(local, fmt);
     t = weight_tensor(W, ndim, shape, local, 1);
     if (t->dtype == T2V_I8 && shape[0] > 0 && (t->nbytes / (size_t)shape[0]) % (size_t)t->group_size)
         t2v_die("%s: int8 tensor %s/%s: its rows of %zu values do not split into groups of %d", W->m->path,
             W->component, local, t->nbytes / (size_t)shape[0], t->group_size);
-    s.data = t->data;
-    s.scales = t->scales;
-    s.dtype = t->dtype;
-    s.group_size = t->group_size;
-    return s;
+    s->data = t->data;
+    s->scales = t->scales;
+    s->dtype = t->dtype;
+    s->group_size = t->group_size;
 }
 
 /* A small tensor (norm, bias, positional embedding) as float32: in place for a float32 file; a float16 one is
@@ -2015,7 +2014,7 @@ static void load_linear(Linear *l, Weights *W, int in, int out, int has_bias, co
     shape[1] = in;
     l->in = in;
     l->out = out;
-    l->w = tensor_weight(W, 2, shape, "%s.weight", name);
+    tensor_weight(&l->w, W, 2, shape, "%s.weight", name);
     l->b = has_bias ? tensor_f32(W, 1, shape, "%s.bias", name) : NULL;
 }
 
@@ -2033,7 +2032,7 @@ static void load_conv(Conv *c, Weights *W, int in, int out, int k, int temporal,
     c->out = out;
     c->kh = (int)shape[2];
     c->kw = (int)shape[3];
-    c->w = tensor_weight(W, temporal ? 5 : 4, shape, "%s.weight", name);
+    tensor_weight(&c->w, W, temporal ? 5 : 4, shape, "%s.weight", name);
     c->b = tensor_f32(W, 1, shape, "%s.bias", name);
 }
 
@@ -2454,8 +2453,8 @@ static void load_text_encoder(T2VModel *m) {
         t2v_die("%s: max_position_embeddings %d < tokenizer context length %d", m->path, te->n_positions, t2v_context_length(m));
     shape[0] = te->vocab;
     shape[1] = te->dim;
-    te->token_embedding = tensor_weight(&W, 2, shape,
-                                        "text_model.embeddings.token_embedding.weight");
+    tensor_weight(&te->token_embedding, &W, 2, shape,
+                  "text_model.embeddings.token_embedding.weight");
     shape[0] = te->n_positions;
     te->position_embedding = tensor_f32(&W, 2, shape, "text_model.embeddings.position_embedding.weight");
     te->layers = (CLIPEncoderLayer *)xcalloc((size_t)te->n_layers, sizeof(CLIPEncoderLayer), "text encoder");
