@@ -218,6 +218,15 @@ def check_refusals(exes, model):
     T.record("--int8-math fast: refused", p.returncode == 1 and "--int8-math must be float or int" in p.stderr)
 
 
+def check_random(exes):
+    """--random ... --dtype int8 quantises the weights as they are made; the file runs"""
+    model = os.path.join(T.OUT, "random-tiny-int8.t2v")
+    p = T.run([T.PY, os.path.join(T.ROOT, "export.py"), "--random", "tiny", "--dtype", "int8", model])
+    out = os.path.join(T.OUT, "int8_random_text.npy")
+    ok = p.returncode == 0 and "int8: " in p.stderr and T.run([exes["omp"], "encode-text", model, "a panda", out]).returncode == 0
+    T.record("export.py --random tiny --dtype int8: the file runs", ok and bool(np.isfinite(np.load(out)).all()))
+
+
 def run_all(exes):
     T.section("int8 model files (export.py --dtype int8; --int8-math float and int)")
     model = export(os.path.join(T.GOLDEN, "model"), os.path.join(T.OUT, "tiny-int8.t2v"))
@@ -228,3 +237,4 @@ def run_all(exes):
     check_determinism(exes, model)
     check_video_to_video(exes, model)
     check_refusals(exes, model)
+    check_random(exes)
