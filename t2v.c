@@ -1657,10 +1657,10 @@ static void int8_pack_panel(unsigned char *dst, const StoredWeight *w, ptrdiff_t
         int32_t corrections[I8_NR];
         float scales[I8_NR];
         for (j = 0; j < I8_NR; j++) {
-            const int8_t *q = (const int8_t *)w->data + (size_t)(n0 + j) * ldw + (size_t)(g0 + g) * G;
+            const int8_t *q = j < nr ? (const int8_t *)w->data + (size_t)(n0 + j) * ldw + (size_t)(g0 + g) * G : NULL;
             int32_t sum = 0;
             for (k = 0; k < G; k++) {
-                const int8_t v = j < nr ? q[k] : 0;
+                const int8_t v = q ? q[k] : 0;
                 values[(size_t)(k / 4) * I8_NR * 4 + (size_t)j * 4 + k % 4] = (unsigned char)v;
                 sum += v;
             }

@@ -115,6 +115,16 @@ def check_tiny(exes, model):
                            np.load(os.path.join(gp, sched, "frames.npy")))
 
 
+def check_unet(t2v, model):
+    """the golden UNet input through both paths (make cross-test: other byte orders and no SIMD kernel)"""
+    gu = os.path.join(T.GOLDEN, "unet")
+    for path in PATHS:
+        out = os.path.join(T.OUT, f"int8_{path}_unet.npy")
+        if run(t2v, path, ["unet", model, os.path.join(gu, "sample.npy"), "501",
+                           os.path.join(gu, "encoder_hidden_states.npy"), out]):
+            check_rel("tiny unet", "tiny unet", path, np.load(out), np.load(os.path.join(gu, "out.npy")))
+
+
 def check_t2vz(exes):
     g, t2v = t2vz_checks.GOLDEN, exes["omp"]
     if not os.path.isdir(g):
