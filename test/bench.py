@@ -12,6 +12,9 @@ once in weights/. Timings on a shared machine are noisy: compare ratios measured
                                              once in weights/), against the real Diffusers when its refenv is
                                              there (BENCH_REFENV=DIR, default /tmp/refenv; see ../shared/refenv)
     BENCH_SD=only make bench                 that stage alone
+    BENCH_INT8=1 make bench                  then the same UNet forward on the int8 export (export.py --random
+                                             ms-1.7b --dtype int8, 1.9 GB, made once in weights/) through both
+                                             --int8-math paths (the kernels' int8 table is always printed)
     BENCH_BLAS=DIR                           put DIR first on the Diffusers run's LD_LIBRARY_PATH (an unpacked
                                              OpenBLAS: Debian's torch otherwise uses netlib's reference BLAS)
 """
@@ -142,8 +145,28 @@ def main():
         total = 50 * unet_s + 16 * vae_s + 2 * text_s
         print(f"\nthe default video (16 frames 256x256, 50 DDIM steps): {unet_s:.0f} s per step, about "
               f"{total / 60:.0f} minutes in all on this machine")
+    if os.environ.get("BENCH_INT8", "0") not in ("0", ""):
+        bench_int8(t2v, sample, context, unet_s, rss)
     if os.environ.get("BENCH_SD", "0") not in ("0", ""):
         bench_sd(t2v)
+
+
+def bench_int8(t2v, sample, context, f32_s, f32_rss):
+    """The UNet forward of the main bench on the int8 file, --int8-math float and int, beside the float32 time."""
+    model = os.environ.get("BENCH_INT8_MODEL", os.path.join(ROOT, "weights", "random-ms-1.7b-int8.t2v"))
+    if not os.path.exists(model):
+        print(f"bench: writing {model} (full-size configs, random weights, int8, 1.9 GB; a few minutes)", flush=True)
+        subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "--random", "ms-1.7b", "--dtype", "int8",
+                        model], check=True, stderr=subprocess.DEVNULL)
+    print(f"\n== int8 file ({os.path.getsize(model) / 2**30:.2f} GiB, float32 {os.path.getsize(MODEL) / 2**30:.2f} GiB): "
+          f"UNet forward, sample {tuple(SHAPE)}, {THREADS} threads", flush=True)
+    print(f"float32 file:           {f32_s:.1f} s, peak RSS {f32_rss:.0f} MiB")
+    for math in ("float", "int"):
+        _, rss, _, err = run_measured([t2v, "unet", model, sample, "981", context, os.path.join(OUT, "bench_out_int8.npy"),
+                                       "--int8-math", math])
+        line = [x for x in err.splitlines() if "forward" in x][-1]
+        s = float(line.split("forward ")[1].split(" s")[0])
+        print(f"int8, --int8-math {math:5s}: {s:.1f} s ({f32_s / s:.2f}x float32), peak RSS {rss:.0f} MiB", flush=True)
 
 
 def cpu_name():
