@@ -1362,16 +1362,15 @@ static void mm_kernel(int kc, const float *restrict a, ptrdiff_t lda,
 static void mm_pack(float *restrict dst, const StoredWeight *wv, size_t w0, ptrdiff_t ldw, int nr, int kc) {
     const float *restrict w = (const float *)wv->data + w0;
     int j, k, k0 = 0;
-    if (wv->dtype == T2V_I8) {
+    if (wv->dtype == T2V_I8) {        /* in chunks of 16 k too; G is 32 or 64, so a shift finds the group */
         const int8_t *q = (const int8_t *)wv->data;
-        const size_t G = (size_t)wv->group_size;
-        for (j = 0; j < nr; j++) {
-            const size_t row = w0 + (size_t)j * ldw;
-            for (k = 0; k < kc;) {       /* one group (or the part of it inside this block) at a time */
-                const size_t first = row + (size_t)k;
-                const float scale = wv->scales[first / G];
-                const int end = kc - k < (int)(G - first % G) ? kc : k + (int)(G - first % G);
-                for (; k < end; k++) dst[k * MM_NR + j] = (float)q[row + (size_t)k] * scale;
+        const int shift = wv->group_size == 64 ? 6 : 5;
+        for (; k0 < kc; k0 += 16) {
+            const int k1 = kc - k0 < 16 ? kc : k0 + 16;
+            for (j = 0; j < nr; j++) {
+                const size_t row = w0 + (size_t)j * ldw;
+                for (k = k0; k < k1; k++)
+                    dst[k * MM_NR + j] = (float)q[row + (size_t)k] * wv->scales[(row + (size_t)k) >> shift];
             }
         }
         for (k = 0; k < kc; k++)
