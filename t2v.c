@@ -1656,15 +1656,17 @@ static void int8_pack_panel(unsigned char *dst, const StoredWeight *w, ptrdiff_t
         int32_t corrections[I8_NR];
         float scales[I8_NR];
         for (j = 0; j < I8_NR; j++) {
-            const int8_t *q = j < nr ? (const int8_t *)w->data + (size_t)(n0 + j) * ldw + (size_t)(g0 + g) * G : NULL;
             int32_t sum = 0;
-            for (k = 0; k < G; k++) {
-                const int8_t v = q ? q[k] : 0;
-                values[(size_t)(k / 4) * I8_NR * 4 + (size_t)j * 4 + k % 4] = (unsigned char)v;
-                sum += v;
+            if (j < nr) {   /* 4 consecutive k of a column are 4 consecutive bytes of its row */
+                const int8_t *q = (const int8_t *)w->data + (size_t)(n0 + j) * ldw + (size_t)(g0 + g) * G;
+                for (k = 0; k < G; k += 4) memcpy(values + (size_t)k * I8_NR + (size_t)j * 4, q + k, 4);
+                for (k = 0; k < G; k++) sum += q[k];
+                scales[j] = w->scales[((size_t)(n0 + j) * ldw) / G + (size_t)(g0 + g)];
+            } else {
+                for (k = 0; k < G; k += 4) memset(values + (size_t)k * I8_NR + (size_t)j * 4, 0, 4);
+                scales[j] = 0.0f;
             }
             corrections[j] = -128 * sum;
-            scales[j] = j < nr ? w->scales[((size_t)(n0 + j) * ldw) / G + (size_t)(g0 + g)] : 0.0f;
         }
         memcpy(values + (size_t)G * I8_NR, corrections, sizeof corrections);
         memcpy(values + (size_t)G * I8_NR + sizeof corrections, scales, sizeof scales);

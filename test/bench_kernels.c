@@ -85,6 +85,7 @@ static void bench_int8(void) {
         {"conv 3x3, 1280 ch, 8x8", 2048, 11520, 1280},
         {"linear 1280 -> 1280", 2048, 1280, 1280},
         {"text encoder fc1 77x1024x4096", 77, 1024, 4096},
+        {"linear 1280 -> 1280, 128 rows", 128, 1280, 1280},
     };
     size_t i;
     printf("int8 weights (%d threads; int8 math kernel: %s)\n", num_threads(),
