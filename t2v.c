@@ -1360,7 +1360,7 @@ static void mm_kernel(int kc, const float *restrict a, ptrdiff_t lda,
  * row, and an int8 one dequantised (q * its group's scale, as weight_at): each panel is packed once per block
  * and reused by every row tile of a. */
 static void mm_pack(float *restrict dst, const StoredWeight *wv, size_t w0, ptrdiff_t ldw, int nr, int kc) {
-    const float *restrict w = (const float *)wv->data + w0;
+    const float *restrict w = wv->dtype == T2V_F32 ? (const float *)wv->data + w0 : NULL;
     int j, k, k0 = 0;
     if (wv->dtype == T2V_I8) {        /* in chunks of 16 k too; G is 32 or 64, so a shift finds the group */
         const int8_t *q = (const int8_t *)wv->data;
