@@ -179,6 +179,29 @@ def check_determinism(exes, model):
                  videos[0] is not None and videos[0] == videos[1])
 
 
+def check_portable_vs_simd(exes, model):
+    """Where the build has the VNNI kernel: the same flags without VNNI (so the float layers are the same code)
+    use the portable kernel, and the whole UNet must come out bit-identical through --int8-math int."""
+    if "AVX-512 VNNI kernel" not in T.run([exes["omp"], "--help"]).stdout:
+        T.skip("int8 (int) unet: portable kernel == VNNI kernel", "this build has no VNNI kernel")
+        return
+    exe = os.path.join(T.OUT, "t2v-no-vnni")
+    p = T.run([T.CC] + T.WARN + T.CFLAGS + ["-mno-avx512vnni", "-mno-avxvnni", "-fopenmp", "-o", exe,
+               os.path.join(T.ROOT, "t2v.c"), os.path.join(T.ROOT, "tokenizer.c"), "-lm"], expect_ok=False)
+    if p.returncode != 0:
+        T.skip("int8 (int) unet: portable kernel == VNNI kernel", f"{T.CC} cannot build without VNNI")
+        return
+    gu = os.path.join(T.GOLDEN, "unet")
+    outs = []
+    for tag, t2v in (("vnni", exes["omp"]), ("portable", exe)):
+        out = os.path.join(T.OUT, f"int8_int_unet_{tag}.npy")
+        ok = run(t2v, "int", ["unet", model, os.path.join(gu, "sample.npy"), "501",
+                              os.path.join(gu, "encoder_hidden_states.npy"), out])
+        outs.append(np.load(out).tobytes() if ok else None)
+    T.record("int8 (int) unet: portable kernel (a build without VNNI) == VNNI kernel, bit for bit",
+             outs[0] is not None and outs[0] == outs[1])
+
+
 def check_video_to_video(exes, model):
     """video-to-video (--init-frames) runs on an int8 file and stays near the float32 file's output"""
     import video_to_video_checks as V
@@ -245,6 +268,7 @@ def run_all(exes):
     check_tiny(exes, model)
     check_t2vz(exes)
     check_determinism(exes, model)
+    check_portable_vs_simd(exes, model)
     check_video_to_video(exes, model)
     check_refusals(exes, model)
     check_random(exes)
