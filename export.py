@@ -2,8 +2,8 @@
 """export.py: turn a Diffusers TextToVideoSDPipeline or StableDiffusionPipeline (SD 1.x) folder into one t2v
 model file.
 
-    python3 export.py SRC OUT.t2v [--variant fp16] [--dtype f32|f16]
-    python3 export.py --random ms-1.7b|sd-1.5|tiny OUT.t2v [--seed 0]
+    python3 export.py SRC OUT.t2v [--variant fp16] [--dtype f32|f16|int8]
+    python3 export.py --random ms-1.7b|sd-1.5|tiny OUT.t2v [--seed 0] [--dtype f32|f16|int8]
 
 SRC is a folder laid out like a Hugging Face snapshot of damo-vilab/text-to-video-ms-1.7b or of an SD 1.x
 checkpoint such as runwayml/stable-diffusion-v1-5 (model_index.json; text_encoder/, tokenizer/, unet/, vae/,
@@ -936,6 +936,9 @@ def write_model(path, configs, tensors):
 
     entries = []
     for name, arr in tensors:
+        if isinstance(arr, Int8Weight):
+            entries.append((name, DTYPE_I8, arr))
+            continue
         if arr.dtype == np.float32:
             code = DTYPE_F32
         elif arr.dtype == np.float16:
@@ -950,31 +953,40 @@ def write_model(path, configs, tensors):
 
     def table_bytes(offsets):
         b = bytearray(struct.pack("<I", len(entries)))
-        for (name, code, arr), off in zip(entries, offsets):
+        for (name, code, arr), (off, scale_off) in zip(entries, offsets):
             nb = name.encode("utf-8")
             b += struct.pack("<H", len(nb)) + nb
-            b += struct.pack("<BBI", code, arr.ndim, 0)  # group_size 0: not quantised
-            b += struct.pack(f"<{arr.ndim}q", *arr.shape)
-            b += struct.pack("<QQQQ", off, arr.nbytes, 0, 0)  # data offset/bytes, scales offset/bytes
+            group = arr.group if code == DTYPE_I8 else 0  # values per scale; 0: not quantised
+            b += struct.pack("<BBI", code, len(arr.shape), group)
+            b += struct.pack(f"<{len(arr.shape)}q", *arr.shape)
+            scale_bytes = arr.scales.nbytes if code == DTYPE_I8 else 0
+            b += struct.pack("<QQQQ", off, arr.nbytes, scale_off, scale_bytes)  # data, scales: offset, bytes
         return bytes(b)
 
+    def blobs(arr):  # what is written for a tensor: its data, and an int8 one's scales after them
+        return [arr.values, arr.scales] if isinstance(arr, Int8Weight) else [arr]
+
     head = MAGIC + struct.pack("<IIQ", VERSION, 0, len(config_text)) + config_text
-    table_len = len(table_bytes([0] * len(entries)))
+    table_len = len(table_bytes([(0, 0)] * len(entries)))
     pos = len(head) + table_len
     offsets = []
     for _, _, arr in entries:
-        pos = (pos + ALIGN - 1) // ALIGN * ALIGN
-        offsets.append(pos)
-        pos += arr.nbytes
+        where = []
+        for blob in blobs(arr):
+            pos = (pos + ALIGN - 1) // ALIGN * ALIGN
+            where.append(pos)
+            pos += blob.nbytes
+        offsets.append((where[0], where[1] if len(where) > 1 else 0))
     total = pos
     tmp = path + ".tmp"
     try:
         with open(tmp, "wb") as f:
             f.write(head)
             f.write(table_bytes(offsets))
-            for (_, _, arr), off in zip(entries, offsets):
-                f.write(b"\0" * (off - f.tell()))
-                np.ascontiguousarray(arr).tofile(f)
+            for (_, _, arr), where in zip(entries, offsets):
+                for blob, off in zip(blobs(arr), where):
+                    f.write(b"\0" * (off - f.tell()))
+                    np.ascontiguousarray(blob).tofile(f)
             if f.tell() != total:
                 raise ExportError(f"internal: wrote {f.tell()} bytes, planned {total}")
         os.replace(tmp, path)
@@ -1095,7 +1107,9 @@ def random_tokenizer(spec):
     return {t: i for i, t in enumerate(tokens)}, merge_lines, config
 
 
-def export_random(name, seed):
+def export_random(name, seed, convert=None):
+    """convert(name, array), if given, is applied to each weight as it is made (int8: so that the full-size
+    model is never held in float32 as a whole)."""
     if name not in RANDOM_CONFIGS:
         raise ExportError(f"--random {name}: known configs are {', '.join(RANDOM_CONFIGS)}")
     spec = RANDOM_CONFIGS[name]
@@ -1109,6 +1123,8 @@ def export_random(name, seed):
         tensors = {}
         for tname, shape in shapes.items():
             tensors[tname] = random_tensor(rng, tname, shape)
+            if convert:
+                tensors[tname] = convert(f"{component}/{tname}", tensors[tname])
         loaded[component] = tensors
     tok, blobs = tokenizer_blobs(*random_tokenizer(spec))
     return finish(configs, loaded, tok, blobs)
@@ -1154,7 +1170,8 @@ def finish(configs, loaded, tok, tok_blobs):
     for component in ("text_encoder", "unet", "vae"):
         matched = match_tensors(component, loaded[component], expected[component])
         for name, value in matched.items():
-            tensors.append((f"{component}/{name}", np.asarray(value, dtype=np.float32)))
+            tensors.append((f"{component}/{name}", value if isinstance(value, Int8Weight) else
+                            np.asarray(value, dtype=np.float32)))
     for name, value in tok_blobs.items():
         tensors.append((name, value))
     return configs, tensors
@@ -1188,6 +1205,81 @@ def to_float16(tensors):
     return out
 
 
+class Int8Weight:
+    """A weight quantised to int8 (weights/README.md): values in t2v's reduction order, one float32 scale per group
+    of `group` consecutive values, and its PyTorch shape; rel_max / rel_rms: the dequantised weight's maximum and
+    RMS error relative to the weight's RMS; sq_err, sq_sum: the sums for the totals."""
+
+    def __init__(self, shape, values, scales, group, rel_max, rel_rms, sq_err, sq_sum):
+        self.shape, self.values, self.scales, self.group = tuple(shape), values, scales, group
+        self.rel_max, self.rel_rms, self.sq_err, self.sq_sum = rel_max, rel_rms, sq_err, sq_sum
+        self.nbytes = values.nbytes
+
+
+def int8_group_size(name, arr):
+    """G for a weight that int8 stores, or None where it stays float32. Quantised: every Linear and Conv weight
+    of the three components and the token embedding (2-D or more, named *.weight; not the positional
+    embedding). G = 64 where it divides the input channels (a Linear's row, an embedding's width), else 32, else
+    the weight stays float32: a convolution's groups then never straddle two taps."""
+    component = name.split("/", 1)[0]
+    if component not in ("text_encoder", "unet", "vae") or not name.endswith(".weight") or arr.ndim < 2:
+        return None
+    if "position_embedding" in name or arr.dtype != np.float32:
+        return None
+    for group in (64, 32):
+        if arr.shape[1] % group == 0:
+            return group
+    return None
+
+
+def quantise_int8(name, arr):
+    """arr as an Int8Weight, or unchanged where it stays float32. A convolution (out, in, kh, kw) / (out, in, 3, 1,
+    1) is permuted to (out, taps, in), t2v's reduction order (k = tap * in + channel), before its rows are cut
+    into groups. Per group: s = max|x| / 127 (float32), q = clamp(rint(x / s), -127, 127) computed in float64
+    (ties to even); an all-zero group has s = 0 and q = 0."""
+    group = int8_group_size(name, arr)
+    if group is None:
+        return arr
+    rows = arr.transpose(0, *range(2, arr.ndim), 1) if arr.ndim > 2 else arr
+    grouped = np.ascontiguousarray(rows, dtype=np.float32).reshape(-1, group)
+    scales = (np.abs(grouped).max(axis=1) / np.float32(127)).astype(np.float32)
+    s64 = scales.astype(np.float64)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(s64 > 0, np.rint(grouped / s64), 0.0)
+    q = np.clip(q, -127, 127).astype(np.int8)
+    err = (q.astype(np.float32) * scales[:, None]).astype(np.float64) - grouped
+    sq_err, sq_sum = float(np.sum(err * err)), float(np.sum(grouped.astype(np.float64) ** 2))
+    rms = np.sqrt(sq_sum / grouped.size) if sq_sum > 0 else 1.0
+    return Int8Weight(arr.shape, q.reshape(-1), scales, group, float(np.abs(err).max()) / rms,
+                      float(np.sqrt(sq_err / grouped.size)) / rms, sq_err, sq_sum)
+
+
+def to_int8(tensors):
+    """Every weight int8_group_size picks quantised (quantise_int8; --random ones already are), the others as
+    they are. Prints each quantised weight's maximum and RMS error relative to its RMS, and the totals."""
+    out, n_q, n_values, n_float, sq_err, sq_sum, worst = [], 0, 0, 0, 0.0, 0.0, (0.0, "")
+    for i, (name, arr) in enumerate(tensors):
+        tensors[i] = (name, None)  # frees the float32 weight as soon as it is converted
+        w = arr if isinstance(arr, Int8Weight) else quantise_int8(name, arr)
+        out.append((name, w))
+        if not isinstance(w, Int8Weight):
+            if w.dtype == np.float32:
+                n_float += w.size
+            continue
+        n_q += 1
+        n_values += w.values.size
+        sq_err += w.sq_err
+        sq_sum += w.sq_sum
+        worst = max(worst, (w.rel_max, name))
+        print(f"int8 {name} {list(w.shape)} G={w.group}: max err {w.rel_max:.3f}, RMS err {w.rel_rms:.2e} "
+              "(of the weight's RMS)", file=sys.stderr)
+    tensors[:] = out
+    print(f"int8: {n_q} weights, {n_values / 1e6:.1f}M values quantised, RMS error {np.sqrt(sq_err / max(sq_sum, 1e-300)):.2e} "
+          f"of their RMS, largest error {worst[0]:.3f} of its weight's RMS ({worst[1]}); "
+          f"{n_float / 1e6:.2f}M values stay float32", file=sys.stderr)
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Export a Diffusers text-to-video model folder to a t2v model file.")
     ap.add_argument("src", nargs="?", help="Diffusers model folder (hub snapshot layout) or hub id")
@@ -1200,22 +1292,23 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0, help="seed of --random weights")
     ap.add_argument("--dtype", choices=("f32", "f16", "int8"), default="f32",
                     help="how weights are stored: f32 (default), f16 (IEEE half; lossless for --variant fp16) "
-                         "or int8 (not implemented yet)")
+                         "or int8 (Linear and Conv weights and the token embedding, symmetric, a float32 scale "
+                         "per group of 64 or 32 values; weights/README.md)")
     args = ap.parse_args(argv)
     try:
-        if args.dtype == "int8":
-            raise ExportError("--dtype int8 is not implemented yet (weights/README.md describes the planned "
-                              "encoding); use f32 or f16")
         if args.random:
             if args.src:
                 raise ExportError("give either SRC or --random, not both")
-            configs, tensors = export_random(args.random, args.seed)
+            configs, tensors = export_random(args.random, args.seed,
+                                             quantise_int8 if args.dtype == "int8" else None)
         else:
             if not args.src:
                 raise ExportError("SRC is required (or --random CONFIG)")
             configs, tensors = export_folder(resolve_source(args.src, args.variant), args.variant)
         if args.dtype == "f16":
             tensors = to_float16(tensors)
+        if args.dtype == "int8":
+            tensors = to_int8(tensors)
         total = write_model(args.out, configs, tensors)
     except ExportError as e:
         print(f"export.py: error: {e}", file=sys.stderr)
@@ -1223,10 +1316,11 @@ def main(argv=None):
     except OSError as e:
         print(f"export.py: error: {e}", file=sys.stderr)
         return 1
-    n_weights = sum(int(np.prod(a.shape)) for n, a in tensors if a.dtype in (np.float32, np.float16))
-    kind = "float16" if args.dtype == "f16" else "float32"
+    n_weights = sum(int(np.prod(a.shape)) for n, a in tensors
+                    if isinstance(a, Int8Weight) or a.dtype in (np.float32, np.float16))
+    kind = {"f16": "float16", "int8": "int8 and float32"}.get(args.dtype, "float32")
     print(f"wrote {args.out}: {len(tensors)} tensors, {n_weights / 1e6:.1f}M {kind} parameters, "
-          f"{total / 2**20:.1f} MiB", file=sys.stderr)
+          f"{total / 2**20:.1f} MiB ({total} bytes)", file=sys.stderr)
     return 0
 
 

@@ -383,8 +383,12 @@ static void parse_tensor_table(T2VModel *m, Reader *r) {
         t->nbytes = (size_t)nbytes;
         if (t->dtype == T2V_I8) {
             uint64_t groups;
-            if (t->group_size <= 0 || numel % (uint64_t)t->group_size)
-                t2v_die("%s: int8 tensor %s has group size %d", m->path, t->name, t->group_size);
+            if (t->group_size != 32 && t->group_size != 64)
+                t2v_die("%s: int8 tensor %s has group size %d; t2v reads groups of 32 or 64 values (weights/README.md)",
+                    m->path, t->name, t->group_size);
+            if (numel % (uint64_t)t->group_size)
+                t2v_die("%s: int8 tensor %s: %llu values do not split into groups of %d", m->path, t->name,
+                    (unsigned long long)numel, t->group_size);
             groups = numel / (uint64_t)t->group_size;
             if (scale_bytes != groups * 4 || scale_offset % 4 || scale_offset < header_end ||
                 scale_offset > m->file_size || scale_bytes > m->file_size - scale_offset)
@@ -429,6 +433,20 @@ static void swap_to_host_order(T2VModel *m) {
         if (dtype_size(t->dtype) == 4) swap_bytes4((unsigned char *)t->data, t->nbytes / 4);
         if (dtype_size(t->dtype) == 2) swap_bytes2((unsigned char *)t->data, t->nbytes / 2);
         if (t->scales) swap_bytes4((unsigned char *)t->scales, t->nbytes / (size_t)t->group_size);
+    }
+}
+
+/* An int8 tensor's scales multiply every weight it has: a NaN or infinite scale would poison every output, so
+ * it is refused at load (after any byte swap), like every other field of the file. */
+static void refuse_bad_scales(const T2VModel *m) {
+    int i;
+    for (i = 0; i < m->n_tensors; i++) {
+        const T2VTensor *t = &m->tensors[i];
+        size_t g, groups = t->scales ? t->nbytes / (size_t)t->group_size : 0;
+        for (g = 0; g < groups; g++)
+            if (!isfinite(t->scales[g]))
+                t2v_die("%s: int8 tensor %s has a non-finite scale (group %zu); the file is corrupt, re-export it",
+                    m->path, t->name, g);
     }
 }
 
@@ -618,6 +636,7 @@ static void parse_model(T2VModel *m) {
     r.pos += (size_t)config_size;
     parse_tensor_table(m, &r);
     if (!host_is_little_endian()) swap_to_host_order(m);
+    refuse_bad_scales(m);
     m->context_length = t2v_config_int(m, "tokenizer.model_max_length", 2, 4096);
     m->tokenizer = t2v_tokenizer_new(m);
     load_text_encoder(m);
@@ -1182,11 +1201,33 @@ static float half_to_float(uint16_t h) {
     return f;
 }
 
-/* The one accessor through which weights of either stored dtype are read: element i of a float32 or float16
- * tensor. The matmul converts a float16 weight this way while it packs its panels, so a float16 file is
- * never widened to a float32 copy in memory; int8 can join here with its group scales. */
-static float weight_at(const void *w, int dtype, size_t i) {
-    return dtype == T2V_F16 ? half_to_float(((const uint16_t *)w)[i]) : ((const float *)w)[i];
+/* A Linear or Conv weight, or the token embedding, as the file stores it (used in place, never widened to a
+ * float32 copy): float32, float16, or int8 with one float32 scale per group of group_size consecutive values
+ * of a row (weights/README.md). Activations and attention's operands are plain float32 ones. */
+typedef struct {
+    const void *data;     /* [rows][row length], in the dtype */
+    const float *scales;  /* int8: [rows][row length / group_size]; NULL otherwise */
+    int dtype, group_size;
+} StoredWeight;
+
+static StoredWeight float32_weight(const float *w) {
+    StoredWeight s;
+    s.data = w;
+    s.scales = NULL;
+    s.dtype = T2V_F32;
+    s.group_size = 0;
+    return s;
+}
+
+/* The one accessor through which weights of any stored dtype are read: element i of the stored tensor. The
+ * matmul converts float16 and int8 weights this way (or with the same arithmetic) while it packs its panels,
+ * so a float16 or int8 file is never widened to a float32 copy in memory. */
+static float weight_at(const StoredWeight *w, size_t i) {
+    switch (w->dtype) {
+    case T2V_F16: return half_to_float(((const uint16_t *)w->data)[i]);
+    case T2V_I8: return (float)((const int8_t *)w->data)[i] * w->scales[i / (size_t)w->group_size];
+    default: return ((const float *)w->data)[i];
+    }
 }
 
 /* Convolution weights are PyTorch's (out, in, kh, kw): each row is [in][taps] with taps = kh * kw. A
@@ -1199,16 +1240,23 @@ static ptrdiff_t weight_column(int k, int K, int taps) {
     return taps == 1 ? k : (ptrdiff_t)(k % channels) * taps + k / channels;
 }
 
+/* An int8 convolution weight is already stored in the reduction order, (out, taps, in): export.py permutes it
+ * so that each group of scales covers channels of one tap (weights/README.md). It is read with taps = 1. */
+static int stored_taps(const StoredWeight *w, int taps) {
+    return w->dtype == T2V_I8 ? 1 : taps;
+}
+
 /* The reference: one dot product per output element. out[m*ldo + n] = (accumulate ? out : 0) +
  * sum_k a[m*lda + k] * w[n*ldw + weight_column(k)] + bias[n]. */
-static void matmul_naive(float *out, int ldo, const float *a, int lda, const void *w, int wtype, int ldw,
+static void matmul_naive(float *out, int ldo, const float *a, int lda, const StoredWeight *w, int ldw,
                          const float *bias, int M, int K, int N, int accumulate, int taps) {
     int m, n, k;
+    taps = stored_taps(w, taps);
     for (m = 0; m < M; m++)
         for (n = 0; n < N; n++) {
             float sum = 0.0f;
             for (k = 0; k < K; k++)
-                sum += a[(size_t)m * lda + k] * weight_at(w, wtype, (size_t)n * ldw + weight_column(k, K, taps));
+                sum += a[(size_t)m * lda + k] * weight_at(w, (size_t)n * ldw + weight_column(k, K, taps));
             if (accumulate) sum += out[(size_t)m * ldo + n];
             out[(size_t)m * ldo + n] = sum + (bias ? bias[n] : 0.0f);
         }
@@ -1359,14 +1407,29 @@ static void mm_kernel(int kc, const float *restrict a, ptrdiff_t lda,
 /* pack w[n0 .. n0+nr)[k0 .. k0+kc) (row stride ldw), starting at element w0 of the stored weight, into
  * dst[kc][NR], zero padded. Done in chunks of 16 k so that each source cache line is consumed at once
  * (row strides are often multiples of 4 KiB, which thrash L1 sets). A float16 weight is converted here, row by
- * row: each panel is packed once per block and reused by every row tile of a. */
-static void mm_pack(float *restrict dst, const void *wv, int wtype, size_t w0, ptrdiff_t ldw,
-                    int nr, int kc) {
-    const float *restrict w = (const float *)wv + w0;
+ * row, and an int8 one dequantised (q * its group's scale, as weight_at): each panel is packed once per block
+ * and reused by every row tile of a. */
+static void mm_pack(float *restrict dst, const StoredWeight *wv, size_t w0, ptrdiff_t ldw, int nr, int kc) {
+    const float *restrict w = wv->dtype == T2V_F32 ? (const float *)wv->data + w0 : NULL;
     int j, k, k0 = 0;
-    if (wtype != T2V_F32) {
+    if (wv->dtype == T2V_I8) {        /* in chunks of 16 k too; G is 32 or 64, so a shift finds the group */
+        const int8_t *q = (const int8_t *)wv->data;
+        const int shift = wv->group_size == 64 ? 6 : 5;
+        for (; k0 < kc; k0 += 16) {
+            const int k1 = kc - k0 < 16 ? kc : k0 + 16;
+            for (j = 0; j < nr; j++) {
+                const size_t row = w0 + (size_t)j * ldw;
+                for (k = k0; k < k1; k++)
+                    dst[k * MM_NR + j] = (float)q[row + (size_t)k] * wv->scales[(row + (size_t)k) >> shift];
+            }
+        }
+        for (k = 0; k < kc; k++)
+            for (j = nr; j < MM_NR; j++) dst[k * MM_NR + j] = 0.0f;
+        return;
+    }
+    if (wv->dtype != T2V_F32) {
         for (j = 0; j < nr; j++)
-            for (k = 0; k < kc; k++) dst[k * MM_NR + j] = weight_at(wv, wtype, w0 + (size_t)j * ldw + k);
+            for (k = 0; k < kc; k++) dst[k * MM_NR + j] = weight_at(wv, w0 + (size_t)j * ldw + k);
         for (k = 0; k < kc; k++)
             for (j = nr; j < MM_NR; j++) dst[k * MM_NR + j] = 0.0f;
         return;
@@ -1389,15 +1452,15 @@ static void mm_pack(float *restrict dst, const void *wv, int wtype, size_t w0, p
 }
 
 /* the same for a convolution's tap-major reduction: k = pc .. pc+kc of K, read at weight_column(k) */
-static void mm_pack_taps(float *restrict dst, const void *w, int wtype, size_t w0, ptrdiff_t ldw, int nr, int kc,
+static void mm_pack_taps(float *restrict dst, const StoredWeight *w, size_t w0, ptrdiff_t ldw, int nr, int kc,
                          int pc, int K, int taps) {
     int j, k;
     for (k = 0; k < kc; k++) {
         const size_t col = w0 + (size_t)weight_column(pc + k, K, taps);
-        if (wtype == T2V_F32)
-            for (j = 0; j < nr; j++) dst[k * MM_NR + j] = ((const float *)w)[col + (size_t)j * ldw];
+        if (w->dtype == T2V_F32)
+            for (j = 0; j < nr; j++) dst[k * MM_NR + j] = ((const float *)w->data)[col + (size_t)j * ldw];
         else
-            for (j = 0; j < nr; j++) dst[k * MM_NR + j] = weight_at(w, wtype, col + (size_t)j * ldw);
+            for (j = 0; j < nr; j++) dst[k * MM_NR + j] = weight_at(w, col + (size_t)j * ldw);
         for (; j < MM_NR; j++) dst[k * MM_NR + j] = 0.0f;
     }
 }
@@ -1453,8 +1516,7 @@ static size_t padded_row(const PaddedRows *pr, size_t m) {
 struct mm_args {
     float *out;
     const float *a, *bias;
-    const void *w;  /* stored weight, dtype wtype (T2V_F32 or T2V_F16), read through weight_at / mm_pack */
-    int wtype;
+    const StoredWeight *w;  /* read through weight_at / mm_pack */
     ptrdiff_t ldo, lda, ldw;
     int M, K, N, kcb, ncb, accum;
     int taps;       /* w's rows are [K / taps][taps], reduced tap-major (weight_column); 1: plain */
@@ -1499,7 +1561,7 @@ static void mm_simple(const struct mm_args *g) {
             float *o = g->out + (size_t)m * g->ldo + n;
             float s = g->accum ? *o : 0.0f;
             for (k = 0; k < g->K; k++)
-                s = MM_FMA(*mm_row(g, (size_t)m, k), weight_at(g->w, g->wtype, wr + weight_column(k, g->K, g->taps)), s);
+                s = MM_FMA(*mm_row(g, (size_t)m, k), weight_at(g->w, wr + weight_column(k, g->K, g->taps)), s);
             *o = g->bias ? s + g->bias[n] : s;
         }
     }
@@ -1526,11 +1588,10 @@ static void mm_run(const struct mm_args *g) {
                 const int n0 = p * MM_NR;
                 const int nr = nc - n0 < MM_NR ? nc - n0 : MM_NR;
                 if (g->taps == 1)
-                    mm_pack(bp + (size_t)p * kc * MM_NR, g->w, g->wtype, (size_t)(jc + n0) * g->ldw + pc, g->ldw,
-                            nr, kc);
+                    mm_pack(bp + (size_t)p * kc * MM_NR, g->w, (size_t)(jc + n0) * g->ldw + pc, g->ldw, nr, kc);
                 else
-                    mm_pack_taps(bp + (size_t)p * kc * MM_NR, g->w, g->wtype, (size_t)(jc + n0) * g->ldw, g->ldw,
-                                 nr, kc, pc, K, g->taps);
+                    mm_pack_taps(bp + (size_t)p * kc * MM_NR, g->w, (size_t)(jc + n0) * g->ldw, g->ldw, nr, kc, pc,
+                                 K, g->taps);
                 if (last && g->bias) {
                     int j;
                     for (j = 0; j < MM_NR; j++) bb[n0 + j] = j < nr ? g->bias[jc + n0 + j] : 0.0f;
@@ -1554,6 +1615,302 @@ static void mm_run(const struct mm_args *g) {
                     mm_edge(g, mr, nr, kc, ap, bpp, cp, load, bi);
             }
         }
+    }
+}
+
+/* ---- int8 arithmetic (--int8-math int) ----
+ * With an int8 weight, out[m][n] = sum over the groups g of K:  sa[m][g] * sw[n][g] * dot_g(qa[m], qw[n])  (+ bias)
+ * - qw, sw: the weight's int8 values and group scales as stored (groups of G = 32 or 64 consecutive k).
+ * - qa, sa: the activations quantised on the fly, the same way: per row and group, symmetric, round to nearest,
+ *   sa = max|a| / 127 and qa = round(a / sa) in [-127, 127] (quantise_activations).
+ * - dot_g is summed exactly in int32 (|dot| <= 64 * 127 * 127 < 2^24, so even its float is exact); then
+ *   acc = fma(float(dot_g), sa * sw, acc) for g = 0, 1, ... in order, from 0 (or out when accumulating), and the
+ *   bias is added last. Every kernel does exactly these float operations in this order, so the portable
+ *   kernel and the SIMD one give the same bits, whatever the blocking and the thread count.
+ * The activations are stored as unsigned bytes ua = qa + 128, which is what the SIMD kernel needs: AVX-512
+ * VNNI's vpdpbusd adds four unsigned x signed byte products to each int32 lane. It starts each group's int32
+ * accumulators at -128 * sum_k qw[n][k] (the weight-sum correction), so they end at dot_g exactly. Its weights
+ * are packed per call, 32 columns at a time, into blocks of [group][G/4][32 columns][4 consecutive k] bytes (a
+ * 4 x 32 block is two zmm vectors), each group followed by its 32 corrections (int32) and 32 scales (float);
+ * an 8 x 32 tile of out holds 16 zmm int32 accumulators for the group being summed and 16 float ones. It is
+ * blocked over K and N like the float matmul (KC values, NC columns a block). */
+#if defined(__AVX512VNNI__) && defined(__AVX512F__)
+#  include <immintrin.h>
+#  define T2V_INT8_SIMD 1
+#else
+#  define T2V_INT8_SIMD 0
+#endif
+
+/* per-thread cached scratch, as mm_scratch: [0] the quantised activations, [1] the packed weight block */
+static unsigned char *int8_scratch[2] = {NULL, NULL};
+static size_t int8_scratch_bytes[2] = {0, 0};
+OMP(threadprivate(int8_scratch, int8_scratch_bytes))
+
+static unsigned char *int8_get_scratch(int which, size_t bytes, const char *what) {
+    if (bytes > int8_scratch_bytes[which]) {
+        free(int8_scratch[which]);
+        int8_scratch[which] = (unsigned char *)xmalloc(bytes, what);
+        int8_scratch_bytes[which] = bytes;
+    }
+    return int8_scratch[which];
+}
+
+/* --int8-math: the default is integer arithmetic where this build has a SIMD kernel for it. */
+static T2VInt8Math g_int8_math = T2V_INT8_SIMD ? T2V_INT8_MATH_INT : T2V_INT8_MATH_FLOAT;
+
+void t2v_set_int8_math(T2VInt8Math math) { g_int8_math = math; }
+T2VInt8Math t2v_int8_math(void) { return g_int8_math; }
+
+/* Rows [0, M) of a (row stride lda) quantised into ua [Mp][K] (qa + 128) and sa [Mp][K / G]; the padding rows
+ * [M, Mp) are zeros (ua 128, scale 0), so that a kernel may run whole row tiles. */
+static void quantise_activations(const float *a, ptrdiff_t lda, int M, int Mp, int K, int G, unsigned char *ua,
+                                 float *sa) {
+    const int groups = K / G;
+    int m;
+    PARALLEL_FOR(schedule(static))
+    for (m = 0; m < Mp; m++) {
+        int g, k;
+        for (g = 0; g < groups; g++) {
+            unsigned char *q = ua + (size_t)m * K + (size_t)g * G;
+            const float *x = a + (size_t)m * lda + (size_t)g * G;
+            float amax = 0.0f, inv;
+            if (m >= M) {
+                memset(q, 128, (size_t)G);
+                sa[(size_t)m * groups + g] = 0.0f;
+                continue;
+            }
+            for (k = 0; k < G; k++) amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
+            sa[(size_t)m * groups + g] = amax / 127.0f;
+            inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+            for (k = 0; k < G; k++) {
+                const float v = x[k] * inv;
+                int r = (int)(v < 0.0f ? v - 0.5f : v + 0.5f);   /* half away from zero */
+                r = r > 127 ? 127 : r < -127 ? -127 : r;
+                q[k] = (unsigned char)(r + 128);
+            }
+        }
+    }
+}
+
+/* The reference: out[m][n] as the comment above defines it, one element at a time, for the rows [0, M). */
+static void int8_matmul_portable(float *out, ptrdiff_t ldo, const unsigned char *ua, const float *sa, int M, int K,
+                                 const StoredWeight *w, ptrdiff_t ldw, const float *bias, int N, int accumulate) {
+    const int G = w->group_size, groups = K / G;
+    int m;
+    PARALLEL_FOR(schedule(static))
+    for (m = 0; m < M; m++) {
+        const unsigned char *qa = ua + (size_t)m * K;
+        int n, g, k;
+        for (n = 0; n < N; n++) {
+            const int8_t *qw = (const int8_t *)w->data + (size_t)n * ldw;
+            const float *sw = w->scales + (size_t)n * ldw / G;
+            float acc = accumulate ? out[(size_t)m * ldo + n] : 0.0f;
+            for (g = 0; g < groups; g++) {
+                /* sum (ua - 128) qw, spelled as sum ua qw - 128 sum qw: gcc 12 -O3 -march=native vectorised
+                 * the direct spelling as if the - 128 were not there (it became vpdpbusd on ua) */
+                int32_t products = 0, weight_sum = 0;
+                for (k = g * G; k < g * G + G; k++) {
+                    products += (int32_t)qa[k] * qw[k];
+                    weight_sum += qw[k];
+                }
+                acc = MM_FMA((float)(products - 128 * weight_sum), sa[(size_t)m * groups + g] * sw[g], acc);
+            }
+            out[(size_t)m * ldo + n] = bias ? acc + bias[n] : acc;
+        }
+    }
+}
+
+#if T2V_INT8_SIMD
+#define I8_MR 8
+#define I8_NR 32
+
+/* bytes of one packed group of 32 columns: the values, 32 int32 corrections, 32 float scales */
+static size_t int8_packed_group_bytes(int G) { return (size_t)G * I8_NR + 2 * I8_NR * 4; }
+
+/* Columns [n0, n0 + nr) and groups [g0, g0 + ng) of w into dst, in the layout above; columns past nr are
+ * zero (values, corrections and scales), so their results are 0 and discarded. */
+static void int8_pack_panel(unsigned char *dst, const StoredWeight *w, ptrdiff_t ldw, int n0, int nr, int g0, int ng) {
+    const int G = w->group_size;
+    int g, j, k;
+    for (g = 0; g < ng; g++) {
+        unsigned char *values = dst + (size_t)g * int8_packed_group_bytes(G);
+        int32_t corrections[I8_NR];
+        float scales[I8_NR];
+        for (j = 0; j < I8_NR; j++) {
+            int32_t sum = 0;
+            if (j < nr) {   /* 4 consecutive k of a column are 4 consecutive bytes of its row */
+                const int8_t *q = (const int8_t *)w->data + (size_t)(n0 + j) * ldw + (size_t)(g0 + g) * G;
+                for (k = 0; k < G; k += 4) memcpy(values + (size_t)k * I8_NR + (size_t)j * 4, q + k, 4);
+                for (k = 0; k < G; k++) sum += q[k];
+                scales[j] = w->scales[((size_t)(n0 + j) * ldw) / G + (size_t)(g0 + g)];
+            } else {
+                for (k = 0; k < G; k += 4) memset(values + (size_t)k * I8_NR + (size_t)j * 4, 0, 4);
+                scales[j] = 0.0f;
+            }
+            corrections[j] = -128 * sum;
+        }
+        memcpy(values + (size_t)G * I8_NR, corrections, sizeof corrections);
+        memcpy(values + (size_t)G * I8_NR + sizeof corrections, scales, sizeof scales);
+    }
+}
+
+/* c[8][32] (row stride ldc) = (load ? c : 0) + the ng groups of ua's 8 rows (stride lda; their scales sa, stride
+ * lds) times the packed panel (+ bias). */
+static void int8_kernel_vnni(int ng, int G, const unsigned char *ua, ptrdiff_t lda, const float *sa, ptrdiff_t lds,
+                             const unsigned char *panel, float *c, ptrdiff_t ldc, int load, const float *bias) {
+    __m512 f[I8_MR][2];
+    int r, g, k4;
+    for (r = 0; r < I8_MR; r++) {
+        f[r][0] = load ? _mm512_loadu_ps(c + r * ldc) : _mm512_setzero_ps();
+        f[r][1] = load ? _mm512_loadu_ps(c + r * ldc + 16) : _mm512_setzero_ps();
+    }
+    for (g = 0; g < ng; g++) {
+        const unsigned char *b = panel + (size_t)g * int8_packed_group_bytes(G);
+        const __m512i corr0 = _mm512_loadu_si512((const void *)(b + (size_t)G * I8_NR));
+        const __m512i corr1 = _mm512_loadu_si512((const void *)(b + (size_t)G * I8_NR + 64));
+        const __m512 sw0 = _mm512_loadu_ps((const float *)(const void *)(b + (size_t)G * I8_NR + 128));
+        const __m512 sw1 = _mm512_loadu_ps((const float *)(const void *)(b + (size_t)G * I8_NR + 192));
+        __m512i acc[I8_MR][2];
+        for (r = 0; r < I8_MR; r++) {
+            acc[r][0] = corr0;
+            acc[r][1] = corr1;
+        }
+        for (k4 = 0; k4 < G / 4; k4++) {
+            const __m512i w0 = _mm512_loadu_si512((const void *)(b + (size_t)k4 * 128));
+            const __m512i w1 = _mm512_loadu_si512((const void *)(b + (size_t)k4 * 128 + 64));
+            for (r = 0; r < I8_MR; r++) {
+                int32_t four;   /* 4 consecutive activation bytes, broadcast to every lane */
+                __m512i x;
+                memcpy(&four, ua + r * lda + (ptrdiff_t)g * G + 4 * k4, 4);
+                x = _mm512_set1_epi32(four);
+                acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], x, w0);
+                acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], x, w1);
+            }
+        }
+        for (r = 0; r < I8_MR; r++) {
+            const __m512 s = _mm512_set1_ps(sa[r * lds + g]);
+            f[r][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][0]), _mm512_mul_ps(s, sw0), f[r][0]);
+            f[r][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][1]), _mm512_mul_ps(s, sw1), f[r][1]);
+        }
+    }
+    for (r = 0; r < I8_MR; r++) {
+        if (bias) {
+            f[r][0] = _mm512_add_ps(f[r][0], _mm512_loadu_ps(bias));
+            f[r][1] = _mm512_add_ps(f[r][1], _mm512_loadu_ps(bias + 16));
+        }
+        _mm512_storeu_ps(c + r * ldc, f[r][0]);
+        _mm512_storeu_ps(c + r * ldc + 16, f[r][1]);
+    }
+}
+
+struct int8_args {
+    float *out;
+    ptrdiff_t ldo, ldw;
+    const unsigned char *ua;  /* [Mp][K], Mp a multiple of 8 */
+    const float *sa, *bias;   /* [Mp][K / G] */
+    const StoredWeight *w;
+    int M, K, N, accum, gcb, ncb;   /* gcb groups (of K) and ncb columns a block */
+    unsigned char *packed;    /* [ncb / 32][gcb] packed groups */
+    float *bias_block;        /* [ncb], zero padded */
+};
+
+/* executed by every thread of the team (or by one thread), as mm_run */
+static void int8_run(const struct int8_args *g) {
+    const int G = g->w->group_size, groups = g->K / G, mtiles = (g->M + I8_MR - 1) / I8_MR;
+    const size_t group_bytes = int8_packed_group_bytes(G);
+    int jc, gc;
+    for (jc = 0; jc < g->N; jc += g->ncb) {
+        const int nc = g->N - jc < g->ncb ? g->N - jc : g->ncb, npan = (nc + I8_NR - 1) / I8_NR;
+        for (gc = 0; gc < groups; gc += g->gcb) {
+            const int ng = groups - gc < g->gcb ? groups - gc : g->gcb;
+            const int last = gc + ng == groups, load = gc > 0 || g->accum;
+            const long nitems = (long)mtiles * npan;
+            long it;
+            int p;
+            OMP(for schedule(static))
+            for (p = 0; p < npan; p++) {
+                const int n0 = p * I8_NR, nr = nc - n0 < I8_NR ? nc - n0 : I8_NR;
+                int j;
+                int8_pack_panel(g->packed + (size_t)p * g->gcb * group_bytes, g->w, g->ldw, jc + n0, nr, gc, ng);
+                if (last && g->bias)
+                    for (j = 0; j < I8_NR; j++) g->bias_block[n0 + j] = j < nr ? g->bias[jc + n0 + j] : 0.0f;
+            }
+            OMP(for schedule(static))
+            for (it = 0; it < nitems; it++) {
+                const int ti = (int)(it / npan), p2 = (int)(it % npan);
+                const int m0 = ti * I8_MR, n0 = p2 * I8_NR;
+                const int mr = g->M - m0 < I8_MR ? g->M - m0 : I8_MR, nr = nc - n0 < I8_NR ? nc - n0 : I8_NR;
+                const unsigned char *ua = g->ua + (size_t)m0 * g->K + (size_t)gc * G;
+                const float *sa = g->sa + (size_t)m0 * groups + gc;
+                const unsigned char *panel = g->packed + (size_t)p2 * g->gcb * group_bytes;
+                const float *bias = last && g->bias ? g->bias_block + n0 : NULL;
+                float *c = g->out + (size_t)m0 * g->ldo + jc + n0;
+                if (mr == I8_MR && nr == I8_NR) {
+                    int8_kernel_vnni(ng, G, ua, g->K, sa, groups, panel, c, g->ldo, load, bias);
+                } else {   /* an edge tile: through a whole temporary tile */
+                    float tile[I8_MR * I8_NR];
+                    int i, j;
+                    for (i = 0; i < I8_MR * I8_NR; i++) tile[i] = 0.0f;
+                    if (load)
+                        for (i = 0; i < mr; i++)
+                            for (j = 0; j < nr; j++) tile[i * I8_NR + j] = c[i * g->ldo + j];
+                    int8_kernel_vnni(ng, G, ua, g->K, sa, groups, panel, tile, I8_NR, load, bias);
+                    for (i = 0; i < mr; i++)
+                        for (j = 0; j < nr; j++) c[i * g->ldo + j] = tile[i * I8_NR + j];
+                }
+            }
+        }
+    }
+}
+
+/* rows [0, M) of out from the quantised activations (Mp >= M rows, a multiple of 8) */
+static void int8_matmul_simd(float *out, ptrdiff_t ldo, const unsigned char *ua, const float *sa, int M, int K,
+                             const StoredWeight *w, ptrdiff_t ldw, const float *bias, int N, int accumulate) {
+    struct int8_args g;
+    const int G = w->group_size, groups = K / G;
+    int nb;
+    size_t need;
+    nb = (groups * G + MM_KC - 1) / MM_KC;  /* balanced blocks of about KC values and NC columns */
+    g.gcb = (groups + nb - 1) / nb;
+    nb = (N + MM_NC - 1) / MM_NC;
+    g.ncb = ((N + nb - 1) / nb + I8_NR - 1) / I8_NR * I8_NR;
+    need = (size_t)g.ncb / I8_NR * g.gcb * int8_packed_group_bytes(G) + (size_t)g.ncb * sizeof(float);
+    g.out = out; g.ldo = ldo; g.ldw = ldw; g.ua = ua; g.sa = sa; g.bias = bias; g.w = w;
+    g.M = M; g.K = K; g.N = N; g.accum = accumulate != 0;
+    g.packed = int8_get_scratch(1, need, "packed int8 weights");
+    g.bias_block = (float *)(void *)(g.packed + (size_t)g.ncb / I8_NR * g.gcb * int8_packed_group_bytes(G));
+    OMP(parallel if (2.0 * M * N * K >= MM_PAR_MIN_FLOPS))
+    int8_run(&g);
+}
+#endif
+
+/* out = a w^T (+ bias) with an int8 weight in integer arithmetic: the activations are quantised in chunks of
+ * rows (a few MB of bytes, so memory does not grow with M), each chunk multiplied by the SIMD kernel where the
+ * build has one, else (or with T2V_MATMUL=naive) by the portable one. Rows are independent, so the chunking
+ * changes no result. */
+static void matmul_int8(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda, const StoredWeight *w,
+                        ptrdiff_t ldw, const float *bias, int M, int K, int N, int accumulate, int simd) {
+    unsigned char *scratch;
+    const int G = w->group_size;
+    int rows = (1 << 24) / (K > 0 ? K : 1), r0;
+    size_t need;
+    if (K % G) t2v_die("internal: int8 weight with groups of %d in a reduction of %d", G, K);
+    rows = (rows < 64 ? 64 : rows) / 8 * 8;
+    if (rows > (M + 7) / 8 * 8) rows = (M + 7) / 8 * 8;
+    need = (size_t)rows * K + (size_t)rows * (K / G) * sizeof(float);
+    scratch = int8_get_scratch(0, need, "quantised activations");  /* kept: no allocation in the denoising loop */
+    for (r0 = 0; r0 < M; r0 += rows) {
+        const int m = M - r0 < rows ? M - r0 : rows, mp = (m + 7) / 8 * 8;
+        float *sa = (float *)(void *)(scratch + (size_t)rows * K);
+        quantise_activations(a + (size_t)r0 * lda, lda, m, mp, K, G, scratch, sa);
+#if T2V_INT8_SIMD
+        if (simd) {
+            int8_matmul_simd(out + (size_t)r0 * ldo, ldo, scratch, sa, m, K, w, ldw, bias, N, accumulate);
+            continue;
+        }
+#endif
+        (void)simd;
+        int8_matmul_portable(out + (size_t)r0 * ldo, ldo, scratch, sa, m, K, w, ldw, bias, N, accumulate);
     }
 }
 
@@ -1618,15 +1975,20 @@ static void mm_execute(struct mm_args *g) {
 
 /* General entry.  out[m*ldo + n] = (accumulate ? out[m*ldo + n] : 0)
  *                                  + sum_k a[m*lda + k] * w[n*ldw + weight_column(k)] (+ bias[n]) */
-static void matmul_general(float *out, int ldo, const float *a, int lda, const void *w, int wtype, int ldw,
+static void matmul_general(float *out, int ldo, const float *a, int lda, const StoredWeight *w, int ldw,
                            const float *bias, int M, int K, int N, int accumulate, int taps) {
     struct mm_args g;
     if (M <= 0 || N <= 0) return;
-    if (use_naive_matmul()) {
-        matmul_naive(out, ldo, a, lda, w, wtype, ldw, bias, M, K, N, accumulate, taps);
+    taps = stored_taps(w, taps);
+    if (w->dtype == T2V_I8 && g_int8_math == T2V_INT8_MATH_INT && K > 0) {
+        matmul_int8(out, ldo, a, lda, w, ldw, bias, M, K, N, accumulate, !use_naive_matmul());
         return;
     }
-    g.out = out; g.a = a; g.w = w; g.wtype = wtype; g.bias = bias;
+    if (use_naive_matmul()) {
+        matmul_naive(out, ldo, a, lda, w, ldw, bias, M, K, N, accumulate, taps);
+        return;
+    }
+    g.out = out; g.a = a; g.w = w; g.bias = bias;
     g.ldo = ldo; g.lda = lda; g.ldw = ldw;
     g.M = M; g.K = K; g.N = N; g.accum = accumulate != 0; g.taps = taps; g.shifted = NULL;
     mm_execute(&g);
@@ -1635,39 +1997,41 @@ static void matmul_general(float *out, int ldo, const float *a, int lda, const v
 /* strided rows, optional accumulation (attention's per-head products) */
 static void matmul_ex(float *out, int ldo, const float *a, int lda, const float *w, int ldw,
                       const float *bias, int M, int K, int N, int accumulate) {
-    matmul_general(out, ldo, a, lda, w, T2V_F32, ldw, bias, M, K, N, accumulate, 1);
+    const StoredWeight sw = float32_weight(w);
+    matmul_general(out, ldo, a, lda, &sw, ldw, bias, M, K, N, accumulate, 1);
 }
 
-/* out[M][N] = a[M][K] w[N][K]^T + bias, w stored as wtype (nn.Linear's weight) */
-static void matmul(float *out, const float *a, const void *w, int wtype, const float *bias, int M, int K, int N) {
-    matmul_general(out, N, a, K, w, wtype, K, bias, M, K, N, 0, 1);
+/* out[M][N] = a[M][K] w[N][K]^T + bias (nn.Linear's weight, as stored) */
+static void matmul(float *out, const float *a, const StoredWeight *w, const float *bias, int M, int K, int N) {
+    matmul_general(out, N, a, K, w, K, bias, M, K, N, 0, 1);
 }
 
 /* a convolution over gathered patches [M][taps][K / taps] with PyTorch's [N][K / taps][taps] weights, stored as
  * wtype */
-static void matmul_conv(float *out, const float *patches, const void *w, int wtype, const float *bias, int M, int K,
+static void matmul_conv(float *out, const float *patches, const StoredWeight *w, const float *bias, int M, int K,
                         int N, int taps) {
-    matmul_general(out, N, patches, K, w, wtype, K, bias, M, K, N, 0, taps);
+    matmul_general(out, N, patches, K, w, K, bias, M, K, N, 0, taps);
 }
 
 /* the same convolution reading its input in place: padded [..][C = K / taps] laid out as pr says (implicit GEMM);
  * pr->length must be a multiple of MM_MR so that no row tile straddles two segments */
-static void matmul_conv_shifted(float *out, const float *padded, const PaddedRows *pr, const void *w, int wtype,
+static void matmul_conv_shifted(float *out, const float *padded, const PaddedRows *pr, const StoredWeight *w,
                                 const float *bias, int M, int K, int N) {
     struct mm_args g;
     if (M <= 0 || N <= 0) return;
-    if (pr->length % MM_MR || M % pr->length || K % pr->taps) t2v_die("internal: implicit convolution shape");
-    g.out = out; g.a = padded; g.w = w; g.wtype = wtype; g.bias = bias;
+    if (pr->length % MM_MR || M % pr->length || K % pr->taps || (w->dtype == T2V_I8 && g_int8_math == T2V_INT8_MATH_INT))
+        t2v_die("internal: implicit convolution shape");
+    g.out = out; g.a = padded; g.w = w; g.bias = bias;
     g.ldo = N; g.lda = K / pr->taps; g.ldw = K;
-    g.M = M; g.K = K; g.N = N; g.accum = 0; g.taps = pr->taps; g.shifted = pr;
+    g.M = M; g.K = K; g.N = N; g.accum = 0; g.taps = stored_taps(w, pr->taps); g.shifted = pr;
     mm_execute(&g);
 }
 /* ---- layer weights, looked up by their Diffusers / transformers names ---- */
 
-/* Linear and Conv weights stay in the mapped file in their stored dtype wtype (T2V_F32 or T2V_F16); the
- * matmul converts them as it packs. Biases and norms are float32 (copied at load from a float16 file). */
-typedef struct { const void *w; const float *b; int wtype, in, out; } Linear;         /* nn.Linear: w (out, in) */
-typedef struct { const void *w; const float *b; int wtype, in, out, kh, kw; } Conv;   /* Conv2d (out,in,kh,kw); temporal Conv3d (out,in,3,1,1) */
+/* Linear and Conv weights stay in the mapped file as stored (float32, float16 or int8); the matmul converts them
+ * as it packs. Biases and norms are float32 (copied at load from a float16 file). */
+typedef struct { StoredWeight w; const float *b; int in, out; } Linear;         /* nn.Linear: w (out, in) */
+typedef struct { StoredWeight w; const float *b; int in, out, kh, kw; } Conv;   /* Conv2d (out,in,kh,kw); temporal Conv3d (out,in,3,1,1); int8: stored (out,kh,kw,in) */
 typedef struct { const float *w, *b; int channels, groups; float eps; } GroupNorm;
 typedef struct { const float *w, *b; int dim; float eps; } LayerNorm;
 
@@ -1681,14 +2045,15 @@ typedef struct { T2VModel *m; const char *component; } Weights; /* component: "u
         va_end(ap_);                           \
     } while (0)
 
-/* The float32 or float16 tensor "component/name" of exactly this shape; a clear error otherwise. */
-static const T2VTensor *weight_tensor(Weights *W, int ndim, const int64_t *shape, const char *local) {
+/* The float32 or float16 (or, for a big weight, int8) tensor "component/name" of exactly this shape; a clear
+ * error otherwise. */
+static const T2VTensor *weight_tensor(Weights *W, int ndim, const int64_t *shape, const char *local, int int8_ok) {
     char name[512];
     const T2VTensor *t;
     int i, ok;
     snprintf(name, sizeof name, "%s/%s", W->component, local);
     t = t2v_find_tensor(W->m, name);
-    ok = t && (t->dtype == T2V_F32 || t->dtype == T2V_F16) && t->ndim == ndim;
+    ok = t && (t->dtype == T2V_F32 || t->dtype == T2V_F16 || (int8_ok && t->dtype == T2V_I8)) && t->ndim == ndim;
     for (i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
     if (!ok) {
         char want[200], got[200];
@@ -1701,20 +2066,27 @@ static const T2VTensor *weight_tensor(Weights *W, int ndim, const int64_t *shape
         s.ndim = t->ndim;
         for (i = 0; i < t->ndim; i++) s.shape[i] = t->shape[i];
         shape_text(&s, got, sizeof got);
-        t2v_die("%s: tensor %s has shape %s and dtype %d; the config implies %s float32 or float16", W->m->path,
-            name, got, t->dtype, want);
+        t2v_die("%s: tensor %s has shape %s and dtype %d; the config implies %s %s", W->m->path,
+            name, got, t->dtype, want, int8_ok ? "float32, float16 or int8" : "float32 or float16");
     }
     return t;
 }
 
-/* A big weight (Linear, Conv, the token embedding), used in place in its stored dtype. */
-static const void *tensor_weight(Weights *W, int *dtype, int ndim, const int64_t *shape, const char *fmt, ...) {
+/* A big weight (Linear, Conv, the token embedding), used in place in its stored dtype. An int8 one's groups
+ * must lie within its rows (the reduction), which the file's table alone does not promise. (Returned through
+ * *s: tcc 0.9.27 garbles the variable arguments of a function that returns a struct.) */
+static void tensor_weight(StoredWeight *s, Weights *W, int ndim, const int64_t *shape, const char *fmt, ...) {
     char local[400];
     const T2VTensor *t;
     FORMAT_NAME(local, fmt);
-    t = weight_tensor(W, ndim, shape, local);
-    *dtype = t->dtype;
-    return t->data;
+    t = weight_tensor(W, ndim, shape, local, 1);
+    if (t->dtype == T2V_I8 && shape[0] > 0 && (t->nbytes / (size_t)shape[0]) % (size_t)t->group_size)
+        t2v_die("%s: int8 tensor %s/%s: its rows of %zu values do not split into groups of %d", W->m->path,
+            W->component, local, t->nbytes / (size_t)shape[0], t->group_size);
+    s->data = t->data;
+    s->scales = t->scales;
+    s->dtype = t->dtype;
+    s->group_size = t->group_size;
 }
 
 /* A small tensor (norm, bias, positional embedding) as float32: in place for a float32 file; a float16 one is
@@ -1727,11 +2099,11 @@ static const float *tensor_f32(Weights *W, int ndim, const int64_t *shape, const
     float *copy;
     size_t i, n;
     FORMAT_NAME(local, fmt);
-    t = weight_tensor(W, ndim, shape, local);
+    t = weight_tensor(W, ndim, shape, local, 0);
     if (t->dtype == T2V_F32) return (const float *)t->data;
     n = t->nbytes / 2;
     copy = (float *)xmalloc(mul_size(n ? n : 1, sizeof(float)), "float32 copies of small float16 tensors");
-    for (i = 0; i < n; i++) copy[i] = weight_at(t->data, t->dtype, i);
+    for (i = 0; i < n; i++) copy[i] = half_to_float(((const uint16_t *)t->data)[i]);
     if (m->n_copies == m->cap_copies) {
         m->cap_copies = m->cap_copies ? 2 * m->cap_copies : 256;
         float **grown = (float **)realloc(m->copies, mul_size((size_t)m->cap_copies, sizeof(float *)));
@@ -1751,7 +2123,7 @@ static void load_linear(Linear *l, Weights *W, int in, int out, int has_bias, co
     shape[1] = in;
     l->in = in;
     l->out = out;
-    l->w = tensor_weight(W, &l->wtype, 2, shape, "%s.weight", name);
+    tensor_weight(&l->w, W, 2, shape, "%s.weight", name);
     l->b = has_bias ? tensor_f32(W, 1, shape, "%s.bias", name) : NULL;
 }
 
@@ -1769,7 +2141,7 @@ static void load_conv(Conv *c, Weights *W, int in, int out, int k, int temporal,
     c->out = out;
     c->kh = (int)shape[2];
     c->kw = (int)shape[3];
-    c->w = tensor_weight(W, &c->wtype, temporal ? 5 : 4, shape, "%s.weight", name);
+    tensor_weight(&c->w, W, temporal ? 5 : 4, shape, "%s.weight", name);
     c->b = tensor_f32(W, 1, shape, "%s.bias", name);
 }
 
@@ -1893,7 +2265,7 @@ static void linear(const Linear *l, const float *in, float *out, size_t tokens) 
     size_t t, step = (size_t)1 << 20;
     for (t = 0; t < tokens; t += step) {
         size_t n = tokens - t < step ? tokens - t : step;
-        matmul(out + t * l->out, in + t * l->in, l->w, l->wtype, l->b, (int)n, l->in, l->out);
+        matmul(out + t * l->out, in + t * l->in, &l->w, l->b, (int)n, l->in, l->out);
     }
     work_end(WORK_LINEAR, start, 2.0 * tokens * l->in * l->out);
 }
@@ -1905,9 +2277,11 @@ static void linear(const Linear *l, const float *in, float *out, size_t tokens) 
 typedef struct { float *data; int channels, padded; PaddedRows rows; } ConvInput;
 
 /* The implicit GEMM needs row tiles inside one image row (or frame) and channel blocks worth a tap each; the
- * reference matmul (T2V_MATMUL=naive) reads gathered patches. */
-static int implicit_conv_applies(int length, int channels) {
-    return !use_naive_matmul() && length % MM_MR == 0 && channels >= 16;
+ * reference matmul (T2V_MATMUL=naive) and int8 arithmetic (which quantises whole rows of its operand) read
+ * gathered patches. */
+static int implicit_conv_applies(int length, const Conv *c) {
+    return !use_naive_matmul() && length % MM_MR == 0 && c->in >= 16 &&
+           !(c->w.dtype == T2V_I8 && g_int8_math == T2V_INT8_MATH_INT);
 }
 
 /* where compact channels-last token t goes in x */
@@ -1941,7 +2315,7 @@ static ConvInput conv_input_alloc(Arena *a, int groups, int channels, PaddedRows
 }
 
 /* for a 3x3 convolution over `frames` frames of H x W: each frame gets a border of zeros */
-static ConvInput conv_input_3x3(Arena *a, int frames, int H, int W, int channels) {
+static ConvInput conv_input_3x3(Arena *a, const Conv *c, int frames, int H, int W) {
     PaddedRows rows;
     int ky, kx;
     rows.length = W;
@@ -1951,12 +2325,12 @@ static ConvInput conv_input_3x3(Arena *a, int frames, int H, int W, int channels
     rows.taps = 9;
     for (ky = 0; ky < 3; ky++)
         for (kx = 0; kx < 3; kx++) rows.tap_shift[ky * 3 + kx] = (ptrdiff_t)(ky - 1) * (W + 2) + (kx - 1);
-    return conv_input_alloc(a, frames, channels, rows, implicit_conv_applies(W, channels), (size_t)frames * H * W);
+    return conv_input_alloc(a, frames, c->in, rows, implicit_conv_applies(W, c), (size_t)frames * H * W);
 }
 
 /* for TemporalConvLayer's (3, 1, 1) convolution over B videos of F frames of P pixels: each video gets an empty
  * frame before and after it */
-static ConvInput conv_input_temporal(Arena *a, int B, int F, size_t P, int channels) {
+static ConvInput conv_input_temporal(Arena *a, const Conv *c, int B, int F, size_t P) {
     PaddedRows rows;
     int dt;
     rows.length = (int)P;
@@ -1965,7 +2339,7 @@ static ConvInput conv_input_temporal(Arena *a, int B, int F, size_t P, int chann
     rows.lead = 0;
     rows.taps = 3;
     for (dt = 0; dt < 3; dt++) rows.tap_shift[dt] = (ptrdiff_t)(dt - 1) * (ptrdiff_t)P;
-    return conv_input_alloc(a, B, channels, rows, implicit_conv_applies((int)P, channels), (size_t)B * F * P);
+    return conv_input_alloc(a, B, c->in, rows, implicit_conv_applies((int)P, c), (size_t)B * F * P);
 }
 
 /* copies channels-last tokens into x */
@@ -2143,7 +2517,7 @@ static void conv2d_gathered(Arena *a, const Conv *c, const float *in, float *out
         }
         work_end(WORK_CONV_GATHER, start, 0.0);
         start = work_begin();
-        matmul_conv(out + r0 * c->out, patches, c->w, c->wtype, c->b, (int)n, K, c->out, kk);
+        matmul_conv(out + r0 * c->out, patches, &c->w, c->b, (int)n, K, c->out, kk);
         work_end(WORK_CONV_MATMUL, start, 2.0 * n * K * c->out);
     }
     arena_reset(a, mark);
@@ -2158,7 +2532,7 @@ static void conv2d_3x3_from(Arena *a, const Conv *c, const ConvInput *x, float *
         return;
     }
     start = work_begin();
-    matmul_conv_shifted(out, x->data, &x->rows, c->w, c->wtype, c->b, (int)total, 9 * c->in, c->out);
+    matmul_conv_shifted(out, x->data, &x->rows, &c->w, c->b, (int)total, 9 * c->in, c->out);
     work_end(WORK_CONV_MATMUL, start, 2.0 * total * 9 * c->in * c->out);
 }
 
@@ -2170,12 +2544,12 @@ static void conv2d(Arena *a, const Conv *c, const float *in, float *out, int fra
     const size_t total = (size_t)frames * Ho * Wo;
     if (c->kh == 1 && c->kw == 1 && stride == 1 && Ho == H && Wo == W && pad_t == 0 && pad_l == 0) {
         Linear l;
-        l.w = c->w; l.wtype = c->wtype; l.b = c->b; l.in = c->in; l.out = c->out;
+        l.w = c->w; l.b = c->b; l.in = c->in; l.out = c->out;
         linear(&l, in, out, total);
     } else if (c->kh == 3 && c->kw == 3 && stride == 1 && pad_t == 1 && pad_l == 1 && Ho == H && Wo == W &&
-               implicit_conv_applies(W, c->in)) {
+               implicit_conv_applies(W, c)) {
         const ArenaMark mark = arena_mark(a);
-        const ConvInput x = conv_input_3x3(a, frames, H, W, c->in);
+        const ConvInput x = conv_input_3x3(a, c, frames, H, W);
         conv_input_fill(&x, in, total);
         conv2d_3x3_from(a, c, &x, out, frames, H, W);
         arena_reset(a, mark);
@@ -2215,7 +2589,7 @@ static void conv_temporal_gathered(Arena *a, const Conv *c, const float *in, flo
         }
         work_end(WORK_TEMPORAL_CONV_GATHER, start, 0.0);
         start = work_begin();
-        matmul_conv(out + r0 * c->out, patches, c->w, c->wtype, c->b, (int)n, K, c->out, 3);
+        matmul_conv(out + r0 * c->out, patches, &c->w, c->b, (int)n, K, c->out, 3);
         work_end(WORK_TEMPORAL_CONV_MATMUL, start, 2.0 * n * K * c->out);
     }
     arena_reset(a, mark);
@@ -2230,7 +2604,7 @@ static void conv_temporal_from(Arena *a, const Conv *c, const ConvInput *x, floa
         return;
     }
     start = work_begin();
-    matmul_conv_shifted(out, x->data, &x->rows, c->w, c->wtype, c->b, (int)total, 3 * c->in, c->out);
+    matmul_conv_shifted(out, x->data, &x->rows, &c->w, c->b, (int)total, 3 * c->in, c->out);
     work_end(WORK_TEMPORAL_CONV_MATMUL, start, 2.0 * total * 3 * c->in * c->out);
 }
 
@@ -2564,8 +2938,7 @@ typedef struct {
 
 typedef struct TextEncoder {
     int vocab, dim, ff, heads, n_layers, n_positions, quick_gelu;
-    const void *token_embedding;     /* (vocab, dim), stored dtype: rows are read through weight_at as used */
-    int token_embedding_dtype;
+    StoredWeight token_embedding;    /* (vocab, dim), as stored: rows are read through weight_at as used */
     const float *position_embedding; /* (n_positions, dim) */
     CLIPEncoderLayer *layers;
     LayerNorm final_layer_norm;
@@ -2595,8 +2968,8 @@ static void load_text_encoder(T2VModel *m) {
         t2v_die("%s: max_position_embeddings %d < tokenizer context length %d", m->path, te->n_positions, t2v_context_length(m));
     shape[0] = te->vocab;
     shape[1] = te->dim;
-    te->token_embedding = tensor_weight(&W, &te->token_embedding_dtype, 2, shape,
-                                        "text_model.embeddings.token_embedding.weight");
+    tensor_weight(&te->token_embedding, &W, 2, shape,
+                  "text_model.embeddings.token_embedding.weight");
     shape[0] = te->n_positions;
     te->position_embedding = tensor_f32(&W, 2, shape, "text_model.embeddings.position_embedding.weight");
     te->layers = (CLIPEncoderLayer *)xcalloc((size_t)te->n_layers, sizeof(CLIPEncoderLayer), "text encoder");
@@ -2698,7 +3071,7 @@ void t2v_encode_text(T2VModel *m, const int32_t *ids, float *out) {
     for (t = 0; t < T; t++) {
         if (ids[t] < 0 || ids[t] >= te->vocab) t2v_die("token id %d is outside the vocabulary (%d)", ids[t], te->vocab);
         for (i = 0; i < D; i++)
-            h[(size_t)t * D + i] = weight_at(te->token_embedding, te->token_embedding_dtype, (size_t)ids[t] * D + i) +
+            h[(size_t)t * D + i] = weight_at(&te->token_embedding, (size_t)ids[t] * D + i) +
                                    te->position_embedding[(size_t)t * D + i];
     }
     for (l = 0; l < te->n_layers; l++) clip_encoder_layer(te, &te->layers[l], h, T);
@@ -2823,7 +3196,6 @@ static void load_projection(Linear *l, Weights *W, int in, int out, int conv_1x1
         Conv c;
         load_conv(&c, W, in, out, 1, 0, "%s", name);
         l->w = c.w;
-        l->wtype = c.wtype;
         l->b = c.b;
         l->in = in;
         l->out = out;
@@ -3026,7 +3398,7 @@ static void resnet_block_2d(Arena *a, const ResnetBlock2D *r, const float *in, f
                             const float *silu_temb, int frames_per_temb) {
     const size_t P = (size_t)H * W, tokens = (size_t)frames * P;
     ArenaMark mark = arena_mark(a);
-    const ConvInput x1 = conv_input_3x3(a, frames, H, W, r->in);
+    const ConvInput x1 = conv_input_3x3(a, &r->conv1, frames, H, W);
     float *y = arena_alloc(a, tokens * r->out), *x;
     ConvInput x2;
     double start;
@@ -3048,7 +3420,7 @@ static void resnet_block_2d(Arena *a, const ResnetBlock2D *r, const float *in, f
         }
         work_end(WORK_ELEMENTWISE, start, 0.0);
     }
-    x2 = conv_input_3x3(a, frames, H, W, r->out);
+    x2 = conv_input_3x3(a, &r->conv2, frames, H, W);
     group_norm_into(a, &r->norm2, y, &x2, frames, P, 1);
     x = arena_alloc(a, tokens * r->out);
     conv2d_3x3_from(a, &r->conv2, &x2, x, frames, H, W);
@@ -3109,7 +3481,7 @@ static void downsample_2d(Arena *a, const Conv *conv, int padding, Hidden *h) {
 /* Upsample2D: nearest-neighbour resize to Ho x Wo (twice the size, or the next skip's size), then a 3x3 conv. */
 static void upsample_2d(Arena *a, const Conv *conv, Hidden *h, int Ho, int Wo) {
     const ArenaMark mark = arena_mark(a);
-    const ConvInput x = conv_input_3x3(a, h->frames, Ho, Wo, h->C);
+    const ConvInput x = conv_input_3x3(a, conv, h->frames, Ho, Wo);
     upsample_nearest(h->data, &x, h->frames, h->H, h->W, Ho, Wo);
     h->H = Ho;                   /* x: [frames][Ho*Wo][C], padded */
     h->W = Wo;
@@ -3129,7 +3501,7 @@ static void conv_3x3(Arena *a, const Conv *conv, Hidden *h) {
 static void temporal_conv_layer(const UNetRun *r, const TemporalConvLayer *tc, Hidden *h) {
     const size_t P = (size_t)h->H * h->W, tokens = hidden_numel(h) / h->C;
     ArenaMark mark = arena_mark(r->a);
-    const ConvInput x = conv_input_temporal(r->a, r->B, r->F, P, h->C);
+    const ConvInput x = conv_input_temporal(r->a, &tc->conv[0], r->B, r->F, P);   /* the four are alike */
     float *y = arena_alloc(r->a, tokens * h->C);
     int i;
     for (i = 0; i < 4; i++) {
@@ -5498,7 +5870,12 @@ static void usage(FILE *f) {
         "                             model (transformers' CLIPTokenizer without ftfy); openclip is what it was\n"
         "                             trained with (HTML unescaping, '!' kept as text)\n"
         "  --threads N                OpenMP threads (default: all cores; ignored in builds without OpenMP)\n"
-        "  --dump DIR                 (unet) write every intermediate as act_*.npy\n");
+        "  --int8-math float|int      how an int8 model file's weights are multiplied: float dequantises them\n"
+        "                             and multiplies in float32; int quantises the activations to int8 too and\n"
+        "                             sums in int32 (default: %s in this build%s)\n"
+        "  --dump DIR                 (unet) write every intermediate as act_*.npy\n",
+        T2V_INT8_SIMD ? "int" : "float", T2V_INT8_SIMD ? ", which has an AVX-512 VNNI kernel" :
+        ", which has no SIMD integer kernel");
 }
 
 typedef struct {
@@ -5608,6 +5985,10 @@ static void parse_args(int argc, char **argv, Args *a) {
             else if (!strcmp(v, "dpm")) a->gen.scheduler = T2V_SCHEDULER_DPM;
             else if (!strcmp(v, "pndm")) a->gen.scheduler = T2V_SCHEDULER_PNDM;
             else t2v_die("--scheduler must be ddim, dpm or pndm, not '%s'", v);
+        } else if (is_option(s, "--int8-math", NULL)) {
+            if (!strcmp(v, "float")) t2v_set_int8_math(T2V_INT8_MATH_FLOAT);
+            else if (!strcmp(v, "int")) t2v_set_int8_math(T2V_INT8_MATH_INT);
+            else t2v_die("--int8-math must be float or int, not '%s'", v);
         } else if (is_option(s, "--tokenizer", NULL)) {
             if (!strcmp(v, "diffusers")) a->gen.tokenizer = T2V_TOKENIZER_DIFFUSERS;
             else if (!strcmp(v, "openclip")) a->gen.tokenizer = T2V_TOKENIZER_OPENCLIP;
@@ -5826,6 +6207,9 @@ static const char *build_features(void) {
 #endif
 #if defined(__FMA__)
         ", FMA"
+#endif
+#if T2V_INT8_SIMD
+        ", AVX-512 VNNI"
 #endif
 #if defined(__ARM_NEON) || defined(__ARM_NEON__)
         ", NEON"

@@ -46,6 +46,13 @@ const char *t2v_model_path(const T2VModel *m);
  * ModelScope's TextToVideoSDPipeline. */
 int t2v_is_stable_diffusion(const T2VModel *m);
 
+/* How int8 weights are multiplied (--int8-math): dequantised into float32 panels and multiplied in float32
+ * (FLOAT), or with the activations quantised to int8 too and the products summed in int32 (INT). The default
+ * is INT when this build has a SIMD integer kernel (AVX-512 VNNI), FLOAT otherwise. Process-wide. */
+typedef enum { T2V_INT8_MATH_FLOAT = 0, T2V_INT8_MATH_INT = 1 } T2VInt8Math;
+void t2v_set_int8_math(T2VInt8Math math);
+T2VInt8Math t2v_int8_math(void);
+
 /* ---- tokenizer.c: CLIP byte-level BPE ---- */
 typedef enum {
     T2V_TOKENIZER_DIFFUSERS = 0, /* what Diffusers feeds the model: transformers' CLIPTokenizer without ftfy */

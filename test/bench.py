@@ -19,6 +19,9 @@ by kind of work, and the same UNet, VAE decode and (with BENCH_SD) SD UNet in th
     BENCH_SD=1 make bench                then one Text2Video-Zero step: UNet2DConditionModel at (2,4,64,64),
                                          512x512 with guidance, on export.py --random sd-1.5 (4.3 GB, made once)
     BENCH_SD=only make bench             that stage alone
+    BENCH_INT8=1 make bench              then the default UNet forward on the int8 export (export.py --random
+                                         ms-1.7b --dtype int8, 1.9 GB, made once in weights/) through both
+                                         --int8-math paths (the kernels' int8 table is always printed)
     BENCH_BLAS=DIR                       put DIR first on the Diffusers run's LD_LIBRARY_PATH (an unpacked OpenBLAS:
                                          Debian's torch otherwise uses netlib's reference BLAS); OPENBLAS_CORETYPE
                                          passes through to it (unset: OpenBLAS detects the core itself)
@@ -251,11 +254,32 @@ def main():
             print(f"bench: writing {MODEL} (full-size configs, random weights, 7 GB; about a minute)", flush=True)
             subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "--random", "ms-1.7b", MODEL], check=True)
         bench_modelscope(t2v, peak)
+        if os.environ.get("BENCH_INT8", "0") not in ("0", ""):
+            bench_int8(t2v, peak)
     if os.environ.get("BENCH_SD", "0") not in ("0", ""):
         bench_sd(t2v, peak)
     with open(os.path.join(OUT, "bench.md"), "w") as f:
         f.write("\n".join(REPORT) + "\n")
     print(f"\n(written to {os.path.join(OUT, 'bench.md')})")
+
+
+def bench_int8(t2v, peak):
+    """The default UNet forward on the int8 file, --int8-math float and int."""
+    model = os.environ.get("BENCH_INT8_MODEL", os.path.join(ROOT, "weights", "random-ms-1.7b-int8.t2v"))
+    if not os.path.exists(model):
+        print(f"bench: writing {model} (full-size configs, random weights, int8, 1.9 GB; a few minutes)", flush=True)
+        subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "--random", "ms-1.7b", "--dtype", "int8",
+                        model], check=True, stderr=subprocess.DEVNULL)
+    sample, context = os.path.join(OUT, "bench_sample_2x4x16x32x32.npy"), os.path.join(OUT, "bench_context.npy")
+    say(f"\n## int8 file ({os.path.getsize(model) / 2**30:.2f} GiB; float32 {os.path.getsize(MODEL) / 2**30:.2f} GiB)\n")
+    say("| stage | threads | min s | median s | GFLOP | GFLOP/s | % of FMA peak | peak RSS MiB |")
+    say("|---|---|---|---|---|---|---|---|")
+    for math in ("float", "int"):
+        print(f"  int8 UNet, --int8-math {math}, {load()}", flush=True)
+        s = Stage(f"UNet3DConditionModel (2, 4, 16, 32, 32), int8, --int8-math {math}",
+                  [t2v, "unet", model, sample, "981", context, os.path.join(OUT, "bench_out_int8.npy"), "--int8-math", math],
+                  "unet")
+        say(stage_row(s, peak))
 
 
 def cpu_name():

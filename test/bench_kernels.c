@@ -57,7 +57,8 @@ static double time_matmul(int M, int K, int N, double *gflops) {
     int r;
     for (r = 0; r < 3; r++) {
         double t0 = now_seconds();
-        matmul(o, a, w, T2V_F32, b, M, K, N);
+        const StoredWeight sw = float32_weight(w);
+        matmul(o, a, &sw, b, M, K, N);
         if (now_seconds() - t0 < best) best = now_seconds() - t0;
     }
     *gflops = 2.0 * M * K * N / best / 1e9;
@@ -76,8 +77,8 @@ static double time_conv(int frames, int H, int W, int C, int O, int temporal, do
     Conv c;
     int r;
     memset(&a, 0, sizeof a);
-    c.in = C; c.out = O; c.kh = 3; c.kw = temporal ? 1 : 3; c.w = w; c.wtype = T2V_F32; c.b = b;
-    x = temporal ? conv_input_temporal(&a, 2, frames / 2, (size_t)H * W, C) : conv_input_3x3(&a, frames, H, W, C);
+    c.in = C; c.out = O; c.kh = 3; c.kw = temporal ? 1 : 3; c.w = float32_weight(w); c.b = b;
+    x = temporal ? conv_input_temporal(&a, &c, 2, frames / 2, (size_t)H * W) : conv_input_3x3(&a, &c, frames, H, W);
     conv_input_fill(&x, in, tokens);
     for (r = 0; r < 3; r++) {
         double t0 = now_seconds();
@@ -145,7 +146,65 @@ static void bench_attention(void) {
     }
 }
 
+/* int8 weights at the UNet's shapes: float32 weights, int8 weights in float math (--int8-math float), int8
+ * arithmetic (--int8-math int: the SIMD kernel where built, else the portable one). */
+static double time_int8(int M, int K, int N, int math, double *gflops) {
+    float *a = filled((size_t)M * K), *w = filled((size_t)N * K), *b = filled((size_t)N), *o = alloc_floats((size_t)M * N, "bench");
+    const int G = K % 64 ? 32 : 64;
+    int8_t *q = (int8_t *)xmalloc((size_t)N * K, "bench");
+    float *scales = alloc_floats((size_t)N * K / G, "bench");
+    StoredWeight sw = float32_weight(w);
+    double best = 1e30;
+    size_t i;
+    int r;
+    for (i = 0; i < (size_t)N * K / G; i++) scales[i] = 0.5f / 127.0f;
+    for (i = 0; i < (size_t)N * K; i++) q[i] = (int8_t)lrintf(w[i] * 254.0f);
+    if (math >= 0) {
+        sw.data = q;
+        sw.scales = scales;
+        sw.dtype = T2V_I8;
+        sw.group_size = G;
+        t2v_set_int8_math(math ? T2V_INT8_MATH_INT : T2V_INT8_MATH_FLOAT);
+    }
+    for (r = 0; r < 3; r++) {
+        double t0 = now_seconds();
+        matmul(o, a, &sw, b, M, K, N);
+        if (now_seconds() - t0 < best) best = now_seconds() - t0;
+    }
+    *gflops = 2.0 * M * K * N / best / 1e9;
+    free(a); free(w); free(b); free(o); free(q); free(scales);
+    return best;
+}
+
+static void bench_int8(void) {
+    static const struct { const char *what; int M, K, N; } shapes[] = {
+        {"conv 3x3, 320 -> 1280 rows 2048", 2048, 2880, 1280},
+        {"conv 3x3, 640 -> 1280 rows 2048", 2048, 5760, 1280},
+        {"conv 3x3, 1280 ch, 8x8", 2048, 11520, 1280},
+        {"linear 1280 -> 1280", 2048, 1280, 1280},
+        {"text encoder fc1 77x1024x4096", 77, 1024, 4096},
+        {"linear 1280 -> 1280, 128 rows", 128, 1280, 1280},
+    };
+    size_t i;
+    printf("int8 weights (%d threads; int8 math kernel: %s)\n", num_threads(),
+           T2V_INT8_SIMD ? "AVX-512 VNNI" : "portable C");
+    printf("%-36s %22s %12s %16s %14s\n", "matmul", "M x K x N", "f32 GFLOP/s", "int8-float GF/s", "int8-int GF/s");
+    for (i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        double g32, gf, gi;
+        char dims[64];
+        time_int8(shapes[i].M, shapes[i].K, shapes[i].N, -1, &g32);
+        time_int8(shapes[i].M, shapes[i].K, shapes[i].N, 0, &gf);
+        time_int8(shapes[i].M, shapes[i].K, shapes[i].N, 1, &gi);
+        snprintf(dims, sizeof dims, "%d x %d x %d", shapes[i].M, shapes[i].K, shapes[i].N);
+        printf("%-36s %22s %12.1f %9.1f (%.2fx) %7.1f (%.2fx)\n", shapes[i].what, dims, g32, gf, gf / g32, gi, gi / g32);
+    }
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "int8")) { /* bench_kernels int8: only the int8 table */
+        bench_int8();
+        return 0;
+    }
     static const struct { const char *what; int M, K, N; } shapes[] = {
         {"conv 3x3 patches, 320 ch, 32x32", 32768, 2880, 320},
         {"conv 3x3 patches, 640 ch, 16x16", 8192, 5760, 640},
@@ -189,5 +248,7 @@ int main(int argc, char **argv) {
         printf("%-36s %22s %9.2f %8.1f %6.0f%%\n", convs[i].what, dims, t * 1e3, g, 100.0 * g / peak);
     }
     bench_attention();
+    printf("\n");
+    bench_int8();
     return 0;
 }

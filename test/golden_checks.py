@@ -6,6 +6,7 @@ import numpy as np
 
 import harness as T
 import f16_checks
+import int8_checks
 import t2vz_checks
 import video_to_video_checks
 
@@ -187,3 +188,4 @@ def run_all(exes):
     video_to_video_checks.run_all(exes, model)
     t2vz_checks.run_all(exes)
     f16_checks.run_all(exes)
+    int8_checks.run_all(exes)

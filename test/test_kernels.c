@@ -50,13 +50,14 @@ static void test_matmul(void) {
         const int M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
         float *a = random_floats((size_t)M * K), *w = random_floats((size_t)N * K), *b = random_floats((size_t)N);
         float *fast = alloc_floats((size_t)M * N, "t"), *ref = alloc_floats((size_t)M * N, "t");
+        const StoredWeight sw = float32_weight(w);
         double e;
-        matmul(fast, a, w, T2V_F32, b, M, K, N);
-        matmul_naive(ref, N, a, K, w, T2V_F32, K, b, M, K, N, 0, 1);
+        matmul(fast, a, &sw, b, M, K, N);
+        matmul_naive(ref, N, a, K, &sw, K, b, M, K, N, 0, 1);
         e = max_rel_diff(fast, ref, (size_t)M * N);
         if (e > worst) worst = e;
-        matmul(fast, a, w, T2V_F32, NULL, M, K, N);
-        matmul_naive(ref, N, a, K, w, T2V_F32, K, NULL, M, K, N, 0, 1);
+        matmul(fast, a, &sw, NULL, M, K, N);
+        matmul_naive(ref, N, a, K, &sw, K, NULL, M, K, N, 0, 1);
         e = max_rel_diff(fast, ref, (size_t)M * N);
         if (e > worst) worst = e;
         free(a); free(w); free(b); free(fast); free(ref);
@@ -66,9 +67,10 @@ static void test_matmul(void) {
         const int M = 70, K = 24, N = 45, lda = 3 * K, ldw = 2 * K, ldo = N + 7;
         float *a = random_floats((size_t)M * lda), *w = random_floats((size_t)N * ldw), *b = random_floats(N);
         float *fast = random_floats((size_t)M * ldo), *ref = alloc_floats((size_t)M * ldo, "t");
+        const StoredWeight sw = float32_weight(w + 5);
         memcpy(ref, fast, sizeof(float) * M * ldo);
         matmul_ex(fast, ldo, a + K, lda, w + 5, ldw, b, M, K, N, 1);
-        matmul_naive(ref, ldo, a + K, lda, w + 5, T2V_F32, ldw, b, M, K, N, 1, 1);
+        matmul_naive(ref, ldo, a + K, lda, &sw, ldw, b, M, K, N, 1, 1);
         report("matmul with row strides, accumulating, vs naive", max_rel_diff(fast, ref, (size_t)M * ldo), 1e-5);
         free(a); free(w); free(b); free(fast); free(ref);
     }
@@ -112,21 +114,173 @@ static void test_matmul_f16(void) {
         float *a = random_floats((size_t)M * K), *b = random_floats((size_t)N), *w = alloc_floats(nw, "t");
         float *o32 = alloc_floats((size_t)M * N, "t"), *o16 = alloc_floats((size_t)M * N, "t");
         uint16_t *h = (uint16_t *)xmalloc(nw * 2, "t");
+        StoredWeight s32 = float32_weight(w), s16 = float32_weight(NULL);
         for (i = 0; i < nw; i++) { /* random bit patterns: subnormals included; inf/NaN made subnormal */
             rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
             h[i] = (uint16_t)(rng_state >> 48);
             if ((h[i] & 0x7c00) == 0x7c00) h[i] &= 0x83ff;
             w[i] = half_to_float(h[i]);
         }
-        matmul_conv(o32, a, w, T2V_F32, b, M, K, N, taps);
-        matmul_conv(o16, a, h, T2V_F16, b, M, K, N, taps);
+        s16.data = h;
+        s16.dtype = T2V_F16;
+        matmul_conv(o32, a, &s32, b, M, K, N, taps);
+        matmul_conv(o16, a, &s16, b, M, K, N, taps);
         bad += memcmp(o32, o16, sizeof(float) * M * N) != 0;
-        matmul_naive(o32, N, a, K, w, T2V_F32, K, b, M, K, N, 0, taps);
-        matmul_naive(o16, N, a, K, h, T2V_F16, K, b, M, K, N, 0, taps);
+        matmul_naive(o32, N, a, K, &s32, K, b, M, K, N, 0, taps);
+        matmul_naive(o16, N, a, K, &s16, K, b, M, K, N, 0, taps);
         bad += memcmp(o32, o16, sizeof(float) * M * N) != 0;
         free(a); free(b); free(w); free(o32); free(o16); free(h);
     }
     report("matmul with float16 weights == widened float32 (bits)", bad, 0.0);
+}
+
+/* ---- int8 weights ---- */
+
+/* w [N][K] quantised as export.py does: per group of G values of a row, s = max|x| / 127, q = round(x / s) */
+static StoredWeight quantise_weight(const float *w, int N, int K, int G) {
+    int8_t *q = (int8_t *)xmalloc((size_t)N * K, "t");
+    float *scales = alloc_floats((size_t)N * K / G + 1, "t");
+    StoredWeight s;
+    size_t g;
+    for (g = 0; g < (size_t)N * K / G; g++) {
+        float amax = 0.0f;
+        int k;
+        for (k = 0; k < G; k++) amax = fabsf(w[g * G + k]) > amax ? fabsf(w[g * G + k]) : amax;
+        scales[g] = amax / 127.0f;
+        for (k = 0; k < G; k++) q[g * G + k] = (int8_t)(amax > 0.0f ? lrint(w[g * G + k] / scales[g]) : 0);
+    }
+    s.data = q;
+    s.scales = scales;
+    s.dtype = T2V_I8;
+    s.group_size = G;
+    return s;
+}
+
+static void free_weight(StoredWeight *s) {
+    free((void *)s->data);
+    free((void *)s->scales);
+}
+
+/* (M, K, N, G): M = 1, 7, 33 and more than one row tile; N not a multiple of 32, crossing MM_NC; K a multiple
+ * of 32 but not 64, one group, several K blocks */
+static const int int8_shapes[][4] = {{1, 32, 1, 32}, {7, 96, 17, 32}, {33, 64, 45, 64}, {1, 1280, 70, 64},
+                                     {33, 2 * MM_KC + 64, 33, 64}, {100, 160, MM_NC + 37, 32}, {8, 192, 32, 64},
+                                     {77, 1024, 96, 64}};
+
+/* --int8-math float: the dequantised panel gives exactly the bits of a float32 weight holding q * s, through the
+ * blocked, the unblocked and the naive paths; a convolution's int8 weight, stored (out, taps, in), gives the
+ * bits of the float32 one stored (out, in, taps) */
+static void test_matmul_int8_float(void) {
+    size_t s;
+    int bad = 0, taps;
+    T2VInt8Math saved = t2v_int8_math();
+    t2v_set_int8_math(T2V_INT8_MATH_FLOAT);
+    for (s = 0; s < sizeof int8_shapes / sizeof int8_shapes[0]; s++) {
+        const int M = int8_shapes[s][0], K = int8_shapes[s][1], N = int8_shapes[s][2], G = int8_shapes[s][3];
+        float *a = random_floats((size_t)M * K), *b = random_floats((size_t)N), *w = random_floats((size_t)N * K);
+        float *deq = alloc_floats((size_t)N * K, "t"), *o8 = alloc_floats((size_t)M * N, "t");
+        float *o32 = alloc_floats((size_t)M * N, "t");
+        StoredWeight q = quantise_weight(w, N, K, G), f = float32_weight(deq);
+        size_t i;
+        for (i = 0; i < (size_t)N * K; i++) deq[i] = weight_at(&q, i);
+        matmul(o8, a, &q, b, M, K, N);
+        matmul(o32, a, &f, b, M, K, N);
+        bad += memcmp(o8, o32, sizeof(float) * M * N) != 0;
+        matmul_naive(o8, N, a, K, &q, K, NULL, M, K, N, 0, 1);
+        matmul_naive(o32, N, a, K, &f, K, NULL, M, K, N, 0, 1);
+        bad += memcmp(o8, o32, sizeof(float) * M * N) != 0;
+        free(a); free(b); free(w); free(deq); free(o8); free(o32);
+        free_weight(&q);
+    }
+    for (taps = 3; taps <= 9; taps += 6) {   /* temporal (3 taps) and 3x3 convolutions, 64 channels */
+        const int M = 37, C = 64, K = C * taps, N = 40;
+        float *a = random_floats((size_t)M * K), *b = random_floats((size_t)N), *w = random_floats((size_t)N * K);
+        float *torch_order = alloc_floats((size_t)N * K, "t"), *o8 = alloc_floats((size_t)M * N, "t");
+        float *o32 = alloc_floats((size_t)M * N, "t");
+        StoredWeight q = quantise_weight(w, N, K, 32), f = float32_weight(torch_order);
+        int n, t, c;
+        for (n = 0; n < N; n++)  /* w is (out, taps, in): the float32 weight is PyTorch's (out, in, taps) */
+            for (t = 0; t < taps; t++)
+                for (c = 0; c < C; c++)
+                    torch_order[((size_t)n * C + c) * taps + t] = weight_at(&q, ((size_t)n * taps + t) * C + c);
+        matmul_conv(o8, a, &q, b, M, K, N, taps);
+        matmul_conv(o32, a, &f, b, M, K, N, taps);
+        bad += memcmp(o8, o32, sizeof(float) * M * N) != 0;
+        free(a); free(b); free(w); free(torch_order); free(o8); free(o32);
+        free_weight(&q);
+    }
+    t2v_set_int8_math(saved);
+    report("int8 weights, float math == float32 q*s weights (bits)", bad, 0.0);
+}
+
+/* --int8-math int: the portable kernel against its definition (in double, from the same quantised
+ * activations); the SIMD kernel, where built, against the portable one bit for bit (with and without bias,
+ * accumulating, at 1 and 2 threads); and the integer path against the float path (activation rounding only) */
+static void test_matmul_int8_int(void) {
+    size_t s;
+    double def_err = 0.0, path_err = 0.0;
+    int simd_bad = 0, thread_bad = 0;
+    T2VInt8Math saved = t2v_int8_math();
+    for (s = 0; s < sizeof int8_shapes / sizeof int8_shapes[0]; s++) {
+        const int M = int8_shapes[s][0], K = int8_shapes[s][1], N = int8_shapes[s][2], G = int8_shapes[s][3];
+        const int Mp = (M + 7) / 8 * 8, groups = K / G;
+        float *a = random_floats((size_t)M * K), *b = random_floats((size_t)N), *w = random_floats((size_t)N * K);
+        float *port = alloc_floats((size_t)M * N, "t"), *simd = alloc_floats((size_t)M * N, "t");
+        float *ref = alloc_floats((size_t)M * N, "t"), *sa = alloc_floats((size_t)Mp * groups, "t");
+        unsigned char *ua = (unsigned char *)xmalloc((size_t)Mp * K, "t");
+        StoredWeight q = quantise_weight(w, N, K, G);
+        int m, n, g, k, acc;
+        (void)simd;
+        quantise_activations(a, K, M, Mp, K, G, ua, sa);
+        for (m = 0; m < M; m++)
+            for (n = 0; n < N; n++) {
+                double sum = b[n];
+                for (g = 0; g < groups; g++) {
+                    long dot = 0;
+                    for (k = g * G; k < g * G + G; k++) dot += ((long)ua[(size_t)m * K + k] - 128) * ((const int8_t *)q.data)[(size_t)n * K + k];
+                    sum += (double)dot * sa[(size_t)m * groups + g] * q.scales[(size_t)n * groups + g];
+                }
+                ref[(size_t)m * N + n] = (float)sum;
+            }
+        matmul_int8(port, N, a, K, &q, K, b, M, K, N, 0, 0);
+        if (max_rel_diff(port, ref, (size_t)M * N) > def_err) def_err = max_rel_diff(port, ref, (size_t)M * N);
+        for (acc = 0; acc < 2; acc++) {
+            const float *bias = acc ? NULL : b;
+            for (k = 0; k < M * N; k++) port[k] = simd[k] = (float)k * 0.25f;
+            matmul_int8(port, N, a, K, &q, K, bias, M, K, N, acc, 0);
+#if T2V_INT8_SIMD
+            matmul_int8(simd, N, a, K, &q, K, bias, M, K, N, acc, 1);
+            simd_bad += memcmp(port, simd, sizeof(float) * M * N) != 0;
+#endif
+        }
+#ifdef _OPENMP
+        {
+            int threads = omp_get_max_threads();
+            omp_set_num_threads(1);
+            matmul_int8(simd, N, a, K, &q, K, b, M, K, N, 0, T2V_INT8_SIMD);
+            omp_set_num_threads(threads > 1 ? threads : 2);
+            matmul_int8(port, N, a, K, &q, K, b, M, K, N, 0, T2V_INT8_SIMD);
+            omp_set_num_threads(threads);
+            thread_bad += memcmp(port, simd, sizeof(float) * M * N) != 0;
+        }
+#endif
+        t2v_set_int8_math(T2V_INT8_MATH_INT);
+        matmul(port, a, &q, b, M, K, N);
+        t2v_set_int8_math(T2V_INT8_MATH_FLOAT);
+        matmul(ref, a, &q, b, M, K, N);
+        if (max_rel_diff(port, ref, (size_t)M * N) > path_err) path_err = max_rel_diff(port, ref, (size_t)M * N);
+        free(a); free(b); free(w); free(port); free(simd); free(ref); free(sa); free(ua);
+        free_weight(&q);
+    }
+    t2v_set_int8_math(saved);
+    report("int8 math, portable kernel vs its definition (double)", def_err, 1e-5);
+#if T2V_INT8_SIMD
+    report("int8 math, AVX-512 VNNI kernel == portable kernel (bits)", simd_bad, 0.0);
+#else
+    printf("  (this build has no SIMD int8 kernel: only the portable one is checked)\n");
+#endif
+    report("int8 math, 1 and 2 threads bit-identical", thread_bad, 0.0);
+    report("int8 math vs int8 weights in float math (activation rounding)", path_err, 2e-2);
 }
 
 static void test_matmul_conv(void) {
@@ -138,9 +292,10 @@ static void test_matmul_conv(void) {
         const int M = shapes[s][0], C = shapes[s][1], taps = shapes[s][2], N = shapes[s][3], K = C * taps;
         float *a = random_floats((size_t)M * K), *w = random_floats((size_t)N * K), *b = random_floats((size_t)N);
         float *fast = alloc_floats((size_t)M * N, "t"), *ref = alloc_floats((size_t)M * N, "t");
+        const StoredWeight sw = float32_weight(w);
         int m, n, t, c;
         double e;
-        matmul_conv(fast, a, w, T2V_F32, b, M, K, N, taps);
+        matmul_conv(fast, a, &sw, b, M, K, N, taps);
         for (m = 0; m < M; m++)   /* in double, straight from the definition: a[m][t][c] * w[n][c][t] */
             for (n = 0; n < N; n++) {
                 double sum = b[n];
@@ -169,7 +324,7 @@ static void conv2d_reference(const Conv *c, const float *in, float *out, int fra
                             for (kx = 0; kx < c->kw; kx++) {
                                 int iy = y * stride - pad_t + ky, ix = x * stride - pad_l + kx;
                                 if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
-                                sum += (double)((const float *)c->w)[((o * c->in + i) * c->kh + ky) * c->kw + kx] *
+                                sum += (double)((const float *)c->w.data)[((o * c->in + i) * c->kh + ky) * c->kw + kx] *
                                        in[(((size_t)f * H + iy) * W + ix) * c->in + i];
                             }
                     out[(((size_t)f * Ho + y) * Wo + x) * c->out + o] = (float)sum;
@@ -197,7 +352,7 @@ static void test_conv2d(void) {
         in = random_floats((size_t)frames * H * W * c.in);
         w = random_floats((size_t)c.out * c.in * k * k);
         b = random_floats((size_t)c.out);
-        c.w = w; c.wtype = T2V_F32; c.b = b;
+        c.w = float32_weight(w); c.b = b;
         out = alloc_floats((size_t)frames * Ho * Wo * c.out, "t");
         ref = alloc_floats((size_t)frames * Ho * Wo * c.out, "t");
         conv2d(&a, &c, in, out, frames, H, W, stride, pad, pad, Ho, Wo);
@@ -213,7 +368,7 @@ static void test_conv2d(void) {
 /* TemporalConvLayer's convolution from plain [B][F][P][in], as temporal_conv_layer runs it */
 static void conv_temporal(Arena *a, const Conv *c, const float *in, float *out, int B, int F, size_t P) {
     const ArenaMark mark = arena_mark(a);
-    const ConvInput x = conv_input_temporal(a, B, F, P, c->in);
+    const ConvInput x = conv_input_temporal(a, c, B, F, P);
     conv_input_fill(&x, in, (size_t)B * F * P);
     conv_temporal_from(a, c, &x, out, B, F, P);
     arena_reset(a, mark);
@@ -228,7 +383,7 @@ static void test_conv_temporal_case(int C, size_t P) {
     int bb, f, o, i, dt;
     size_t p;
     memset(&a, 0, sizeof a);
-    c.in = C; c.out = O; c.kh = 3; c.kw = 1; c.w = w; c.wtype = T2V_F32; c.b = b;
+    c.in = C; c.out = O; c.kh = 3; c.kw = 1; c.w = float32_weight(w); c.b = b;
     conv_temporal(&a, &c, in, out, B, F, P);
     for (bb = 0; bb < B; bb++)
         for (f = 0; f < F; f++)
@@ -753,6 +908,8 @@ int main(int argc, char **argv) {
     test_matmul_conv();
     test_half_to_float();
     test_matmul_f16();
+    test_matmul_int8_float();
+    test_matmul_int8_int();
     test_conv2d();
     test_conv_temporal();
     test_conv_implicit_vs_gathered();
