@@ -426,7 +426,7 @@ static void test_conv_implicit_vs_gathered(void) {
         in = random_floats(tokens * c.in);
         w = random_floats((size_t)c.out * c.in * c.kh * c.kw);
         b = random_floats((size_t)c.out);
-        c.w = w; c.wtype = T2V_F32; c.b = b;
+        c.w = float32_weight(w); c.b = b;
         fast = alloc_floats(tokens * c.out, "t");
         gathered = alloc_floats(tokens * c.out, "t");
         if (temporal) {     /* 2 videos of n frames of H x W pixels */
