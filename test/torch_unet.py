@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""PyTorch baseline for t2v's UNet: Diffusers 0.30.3's UNet3DConditionModel.forward as a Diffusers user runs it
-on CPU, float32, torch < 2 (Debian's torch 1.13), rebuilt from torch.nn.functional calls.
+"""A REPLICA of Diffusers 0.30.3's UNet3DConditionModel.forward (not Diffusers itself) as a Diffusers user runs it
+on CPU, float32, torch < 2 (Debian's torch 1.13), rebuilt from torch.nn.functional calls. make bench compares
+against the real Diffusers instead (test/diffusers_bench.py, through ../shared/refenv); this replica stays for a
+machine without the refenv, for its --check mode, and for load_t2v(), which maps a t2v file's tensors for both.
 
-Diffusers cannot be installed here, so this file issues the same tensor operations, in the same order, with the
+It issues the same tensor operations, in the same order, with the
 same layouts, that Diffusers 0.30.3 issues for this model on torch 1.13 (where `F.scaled_dot_product_attention`
 does not exist, so every Attention uses `AttnProcessor`: to_q/to_k/to_v Linears, head_to_batch_dim reshapes,
 `torch.baddbmm(torch.empty(...), q, k^T, beta=0, alpha=head_dim**-0.5)`, softmax, `torch.bmm`, batch_to_head_dim,
