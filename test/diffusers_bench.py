@@ -82,7 +82,8 @@ def build(path, component):
     if component == "vae":
         cls = AutoencoderKL
     else:
-        cls = UNet2DConditionModel if config.get("_class_name") == "UNet2DConditionModel" else UNet3DConditionModel
+        is_3d = any("3D" in block for block in config.get("down_block_types", []))
+        cls = UNet3DConditionModel if is_3d else UNet2DConditionModel
     model = cls.from_config({k: v for k, v in config.items() if not k.startswith("_")}).eval()
     params = dict(model.named_parameters())
     missing = sorted(set(params) - set(weights))
