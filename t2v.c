@@ -1291,9 +1291,10 @@ static int use_naive_matmul(void) {
  *                                   of w per 16 FMAs instead of 3 per 24)
  *   AVX2 / other (16 regs of 8):   4 x 24 -> 12 ymm accumulators,
  *                                   loop-nest spelling
- * These pairs were checked (objdump + timing) to vectorise without spills
- * with gcc 12 and clang 14 at -O3 (AVX-512 also at -O2); several other
- * combinations make one of the two compilers keep the tile in memory. */
+ * These pairs were checked (objdump + timing) to vectorise with gcc 12 at -O3
+ * (4 x 24 and 8 x 32 also with clang 14). clang -march=native on a Xeon
+ * prefers 256-bit vectors and then spills an AVX-512 tile: build with
+ * -mprefer-vector-width=512 there. */
 #if defined(__AVX512F__)
 #  ifndef MM_MR
 #    define MM_MR 8
