@@ -1292,9 +1292,10 @@ static int use_naive_matmul(void) {
  *   AVX2 / other (16 regs of 8):   4 x 24 -> 12 ymm accumulators,
  *                                   loop-nest spelling
  * These pairs were checked (objdump + timing) to vectorise with gcc 12 at -O3
- * (4 x 24 and 8 x 32 also with clang 14). clang -march=native on a Xeon
- * prefers 256-bit vectors and then spills an AVX-512 tile: build with
- * -mprefer-vector-width=512 there. */
+ * (4 x 24 and 8 x 32 also with clang 14; 8 x 48 with clang 14 given
+ * -mprefer-vector-width=512, which the Makefile adds for clang on x86-64:
+ * otherwise clang -march=native on a Xeon picks 256-bit vectors and spills
+ * an AVX-512 tile). */
 #if defined(__AVX512F__)
 #  ifndef MM_MR
 #    define MM_MR 8
@@ -1476,6 +1477,15 @@ static void mm_pack_taps(float *restrict dst, const StoredWeight *w, size_t w0, 
 #ifndef MM_TINY
 #  define MM_TINY 256 /* M*N*K at or below this: plain loop */
 #endif
+#ifndef MM_SWAP_ROWS
+#  define MM_SWAP_ROWS 128 /* at most this many rows (and a float32 w): w read in place, a packed (mm_swapped_run) */
+#endif
+#ifndef MM_PACK_K
+#  define MM_PACK_K 256 /* a packing work item: this many k of one panel */
+#endif
+#ifndef MM_WHOLE_TAPS_ROWS
+#  define MM_WHOLE_TAPS_ROWS 1024 /* from this many rows on, a convolution is blocked by whole taps (mm_execute) */
+#endif
 #ifndef MM_PAR_MIN_FLOPS
 #  define MM_PAR_MIN_FLOPS 2e6 /* below this, no threads */
 #endif
@@ -1570,6 +1580,24 @@ static void mm_simple(const struct mm_args *g) {
     }
 }
 
+/* One MR x NR tile of out over the K block [pc, pc + kc): the kernel runs once per stretch of k over which a row
+ * of the operand is contiguous, which is the whole block for a plain matmul and each tap's channels for a
+ * convolution read in place (mm_row moves to the tap's shifted pixel). */
+static void mm_tile(const struct mm_args *g, int m0, int mr, int nr, int pc, int kc, const float *bpp, float *cp,
+                    const float *bias_tile) {
+    const int stretch = g->shifted ? g->K / g->shifted->taps : kc;
+    int k;
+    for (k = pc; k < pc + kc; k += stretch) {
+        const int len = pc + kc - k < stretch ? pc + kc - k : stretch, load = k > 0 || g->accum;
+        const float *ap = mm_row(g, (size_t)m0, k), *bk = bpp + (size_t)(k - pc) * MM_NR;
+        const float *bi = k + len == g->K ? bias_tile : NULL;
+        if (mr == MM_MR && nr == MM_NR)
+            mm_kernel(len, ap, g->lda, bk, cp, g->ldo, load, bi);
+        else
+            mm_edge(g, mr, nr, len, ap, bk, cp, load, bi);
+    }
+}
+
 /* executed by every thread of the team (or by one thread, serially) */
 static void mm_run(const struct mm_args *g) {
     const int M = g->M, K = g->K, N = g->N;
@@ -1581,21 +1609,23 @@ static void mm_run(const struct mm_args *g) {
         const int npan = (nc + MM_NR - 1) / MM_NR;
         for (pc = 0; pc < K; pc += g->kcb) {
             const int kc = K - pc < g->kcb ? K - pc : g->kcb;
-            const int last = pc + kc == K, load = pc > 0 || g->accum;
+            const int last = pc + kc == K;
             const long nitems = (long)mtiles * npan;
+            const int kparts = (kc + MM_PACK_K - 1) / MM_PACK_K;
             long it;
-            int p;
-            /* pack W[jc .. jc+nc)[pc .. pc+kc) */
+            int q;
+            /* pack W[jc .. jc+nc)[pc .. pc+kc), each panel in parts of MM_PACK_K k's: the threads share the
+             * packing even of a block one panel wide */
             OMP(for schedule(static))
-            for (p = 0; p < npan; p++) {
-                const int n0 = p * MM_NR;
-                const int nr = nc - n0 < MM_NR ? nc - n0 : MM_NR;
+            for (q = 0; q < npan * kparts; q++) {
+                const int p = q / kparts, k0 = q % kparts * MM_PACK_K, n0 = p * MM_NR;
+                const int nr = nc - n0 < MM_NR ? nc - n0 : MM_NR, klen = kc - k0 < MM_PACK_K ? kc - k0 : MM_PACK_K;
+                float *dst = bp + ((size_t)p * kc + k0) * MM_NR;
                 if (g->taps == 1)
-                    mm_pack(bp + (size_t)p * kc * MM_NR, g->w, (size_t)(jc + n0) * g->ldw + pc, g->ldw, nr, kc);
+                    mm_pack(dst, g->w, (size_t)(jc + n0) * g->ldw + pc + k0, g->ldw, nr, klen);
                 else
-                    mm_pack_taps(bp + (size_t)p * kc * MM_NR, g->w, (size_t)(jc + n0) * g->ldw, g->ldw, nr, kc, pc,
-                                 K, g->taps);
-                if (last && g->bias) {
+                    mm_pack_taps(dst, g->w, (size_t)(jc + n0) * g->ldw, g->ldw, nr, klen, pc + k0, K, g->taps);
+                if (k0 == 0 && last && g->bias) {
                     int j;
                     for (j = 0; j < MM_NR; j++) bb[n0 + j] = j < nr ? g->bias[jc + n0 + j] : 0.0f;
                 }
@@ -1608,17 +1638,59 @@ static void mm_run(const struct mm_args *g) {
                 const int m0 = ti * MM_MR, n0 = p2 * MM_NR;
                 const int mr = M - m0 < MM_MR ? M - m0 : MM_MR;
                 const int nr = nc - n0 < MM_NR ? nc - n0 : MM_NR;
-                const float *ap = mm_row(g, (size_t)m0, pc);
-                const float *bpp = bp + (size_t)p2 * kc * MM_NR;
-                float *cp = g->out + (size_t)m0 * g->ldo + jc + n0;
-                const float *bi = (last && g->bias) ? bb + n0 : NULL;
-                if (mr == MM_MR && nr == MM_NR)
-                    mm_kernel(kc, ap, g->lda, bpp, cp, g->ldo, load, bi);
-                else
-                    mm_edge(g, mr, nr, kc, ap, bpp, cp, load, bi);
+                mm_tile(g, m0, mr, nr, pc, kc, bp + (size_t)p2 * kc * MM_NR, g->out + (size_t)m0 * g->ldo + jc + n0,
+                        (last && g->bias) ? bb + n0 : NULL);
             }
         }
     }
+}
+
+/* Few rows and a float32 w (the text encoder's 77 tokens): w has to come from memory once per call in any order,
+ * and packing it first, with nothing to compute meanwhile, takes about as long as the product itself. So the
+ * roles swap: w's rows are read in place, MR at a time, as the kernel's a, and a's rows are packed into panels NR
+ * wide as its b; a kernel tile is then out transposed (MR columns n by NR rows m). Every element is still one
+ * chain of fmaf over k = 0..K-1 in order (fmaf(w, a, c) is fmaf(a, w, c)), from 0 or from out when accumulating,
+ * with the bias added last: the same bits as the other paths. A thread takes MR rows of w through every panel
+ * before the next, so w is read from memory once. Needs N >= MR (the last tile moves up to stay inside w). */
+static void mm_swapped_run(const struct mm_args *g, float *packed) {
+    const int M = g->M, K = g->K, N = g->N, panels = (M + MM_NR - 1) / MM_NR, ntiles = (N + MM_MR - 1) / MM_MR;
+    const int kparts = (K + MM_PACK_K - 1) / MM_PACK_K;
+    const StoredWeight rows_of_a = float32_weight(g->a);
+    const float *w = (const float *)g->w->data;
+    int q, t;
+    OMP(for schedule(static))
+    for (q = 0; q < panels * kparts; q++) { /* packed[p][k][j] = a[p * NR + j][k], zero past M */
+        const int p = q / kparts, k0 = q % kparts * MM_PACK_K, klen = K - k0 < MM_PACK_K ? K - k0 : MM_PACK_K;
+        const int m0 = p * MM_NR, mc = M - m0 < MM_NR ? M - m0 : MM_NR;
+        mm_pack(packed + ((size_t)p * K + k0) * MM_NR, &rows_of_a, (size_t)m0 * g->lda + k0, g->lda, mc, klen);
+    }
+    OMP(for schedule(static))
+    for (t = 0; t < ntiles; t++) {
+        const int shift = (t + 1) * MM_MR > N ? (t + 1) * MM_MR - N : 0, n0 = t * MM_MR - shift;
+        int p, i, j;
+        for (p = 0; p < panels; p++) {
+            const int m0 = p * MM_NR, mc = M - m0 < MM_NR ? M - m0 : MM_NR;
+            float tile[MM_MR * MM_NR];
+            if (g->accum) {
+                memset(tile, 0, sizeof tile);
+                for (i = 0; i < MM_MR; i++)
+                    for (j = 0; j < mc; j++) tile[i * MM_NR + j] = g->out[(size_t)(m0 + j) * g->ldo + n0 + i];
+            }
+            mm_kernel(K, w + (size_t)n0 * g->ldw, g->ldw, packed + (size_t)p * K * MM_NR, tile, MM_NR, g->accum, NULL);
+            for (i = shift; i < MM_MR; i++)
+                for (j = 0; j < mc; j++) {
+                    const float v = tile[i * MM_NR + j];
+                    g->out[(size_t)(m0 + j) * g->ldo + n0 + i] = g->bias ? v + g->bias[n0 + i] : v;
+                }
+        }
+    }
+}
+
+/* mm_swapped_run's conditions; and at most a quarter more rows computed than by MR-row tiles */
+static int mm_swapped_applies(const struct mm_args *g) {
+    const int rows_swapped = (g->M + MM_NR - 1) / MM_NR * MM_NR, rows_tiled = (g->M + MM_MR - 1) / MM_MR * MM_MR;
+    return !g->shifted && g->taps == 1 && g->w->dtype == T2V_F32 && g->N >= MM_MR && g->M <= MM_SWAP_ROWS &&
+           (double)g->K * MM_NR <= (double)MM_KC * MM_NC && 4 * rows_swapped <= 5 * rows_tiled;
 }
 
 /* ---- int8 arithmetic (--int8-math int) ----
@@ -1939,17 +2011,40 @@ static void mm_execute(struct mm_args *g) {
         mm_simple(g);
         return;
     }
-    /* balanced block sizes: ceil(K / ceil(K / KC)), same for N (multiple of NR); a shifted operand's K blocks
-     * never straddle two taps, so each block of a row is contiguous in the padded input */
+    if (mm_swapped_applies(g)) {
+        const size_t packed = (size_t)(M + MM_NR - 1) / MM_NR * K * MM_NR;
+        buf = packed <= MM_STACK_FLOATS ? stackbuf : mm_get_scratch(packed);
+        if (buf) {
+            OMP(parallel if (2.0 * M * N * K >= MM_PAR_MIN_FLOPS))
+            mm_swapped_run(g, buf);
+            return;
+        }
+    }
+    /* Block sizes: a packed block of w is at most MM_KC x MM_NC floats (see there); balanced, ceil(K / ceil(K / KC))
+     * and the same for N (a multiple of NR). A convolution read in place (shifted) is blocked along whole taps
+     * instead, as many as fit a block NR wide when there are many rows (out larger than the caches): each tile
+     * of out then stays in L1 from one tap to the next, where blocks of one tap would send all of out to memory
+     * and back once per tap, and neighbouring taps read mostly the same input rows, so narrower column blocks
+     * cost little. Otherwise (or with more channels than a block holds) a block is part of one tap. */
     nb = (K + MM_KC - 1) / MM_KC;
     g->kcb = (K + nb - 1) / nb;
-    if (g->shifted) {
-        const int channels = K / g->shifted->taps;
-        nb = (channels + MM_KC - 1) / MM_KC;
-        while (channels % nb) nb++;
-        g->kcb = channels / nb;
-    }
     nb = (N + MM_NC - 1) / MM_NC;
+    if (g->shifted) {
+        const int taps = g->shifted->taps, channels = K / taps;
+        int fit = MM_KC * MM_NC / MM_NR / channels; /* taps per block */
+        if (M >= MM_WHOLE_TAPS_ROWS && fit >= 1) {
+            if (fit > taps) fit = taps;
+            nb = (taps + fit - 1) / fit;
+            g->kcb = (taps + nb - 1) / nb * channels;
+            fit = MM_KC * MM_NC / g->kcb / MM_NR * MM_NR; /* the widest block of columns */
+            nb = (N + fit - 1) / fit;
+        } else {
+            nb = (channels + MM_KC - 1) / MM_KC;
+            while (channels % nb) nb++;
+            g->kcb = channels / nb;
+            nb = (N + MM_NC - 1) / MM_NC;
+        }
+    }
     g->ncb = ((N + nb - 1) / nb + MM_NR - 1) / MM_NR * MM_NR;
     need = (size_t)g->kcb * g->ncb + g->ncb;
     if (M < MM_MR) apad = (size_t)MM_MR * K; /* tiny M: a is copied, zero-padded to MR rows (never shifted) */

@@ -43,7 +43,7 @@ static void test_matmul(void) {
     static const int shapes[][3] = {{1, 1, 1}, {1, 7, 3}, {5, 4, 4}, {77, 32, 64}, {33, 65, 17}, {128, 288, 32},
                                     {64, 1024, 96}, {7, 5, 130}, {300, 40, 257},
                                     {9, 33, MM_NC + 1}, {33, MM_KC + 1, 40}, {20, 2 * MM_KC + 3, 2 * MM_NC + 5},
-                                    {1, 1000, 1536}, {7, 1280, MM_NC + MM_NR + 1}};
+                                    {1, 1000, 1536}, {7, 1280, MM_NC + MM_NR + 1}, {1027, 300, 100}, {1024, 4096, 50}};
     size_t s;
     double worst = 0.0;
     for (s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
@@ -62,17 +62,35 @@ static void test_matmul(void) {
         if (e > worst) worst = e;
         free(a); free(w); free(b); free(fast); free(ref);
     }
-    report("matmul vs naive loop (14 shapes, with/without bias)", worst, 1e-5);
-    {   /* row strides and accumulation: one head's queries inside [tokens][heads * head_dim] */
-        const int M = 70, K = 24, N = 45, lda = 3 * K, ldw = 2 * K, ldo = N + 7;
-        float *a = random_floats((size_t)M * lda), *w = random_floats((size_t)N * ldw), *b = random_floats(N);
-        float *fast = random_floats((size_t)M * ldo), *ref = alloc_floats((size_t)M * ldo, "t");
-        const StoredWeight sw = float32_weight(w + 5);
-        memcpy(ref, fast, sizeof(float) * M * ldo);
-        matmul_ex(fast, ldo, a + K, lda, w + 5, ldw, b, M, K, N, 1);
-        matmul_naive(ref, ldo, a + K, lda, &sw, ldw, b, M, K, N, 1, 1);
-        report("matmul with row strides, accumulating, vs naive", max_rel_diff(fast, ref, (size_t)M * ldo), 1e-5);
-        free(a); free(w); free(b); free(fast); free(ref);
+    report("matmul vs naive loop (16 shapes, with/without bias)", worst, 1e-5);
+    {   /* row strides and accumulation: one head's queries inside [tokens][heads * head_dim]; 77 rows take the
+         * path that reads w in place (mm_swapped_run), 70 the tiled one */
+        static const int rows[2] = {70, 77};
+        int r;
+        for (r = 0; r < 2; r++) {
+            const int M = rows[r], K = 24, N = 45, lda = 3 * K, ldw = 2 * K, ldo = N + 7;
+            float *a = random_floats((size_t)M * lda), *w = random_floats((size_t)N * ldw), *b = random_floats(N);
+            float *fast = random_floats((size_t)M * ldo), *ref = alloc_floats((size_t)M * ldo, "t");
+            const StoredWeight sw = float32_weight(w + 5);
+            char name[64];
+            memcpy(ref, fast, sizeof(float) * M * ldo);
+            matmul_ex(fast, ldo, a + K, lda, w + 5, ldw, b, M, K, N, 1);
+            matmul_naive(ref, ldo, a + K, lda, &sw, ldw, b, M, K, N, 1, 1);
+            snprintf(name, sizeof name, "matmul with row strides, accumulating, vs naive, M %d", M);
+            report(name, max_rel_diff(fast, ref, (size_t)M * ldo), 1e-5);
+            free(a); free(w); free(b); free(fast); free(ref);
+        }
+    }
+    {   /* the text encoder's shape: 77 rows read w in place; the same rows among 200 are tiled: the same bits */
+        const int M = 200, K = 1024, N = 300, few = 77;
+        float *a = random_floats((size_t)M * K), *w = random_floats((size_t)N * K), *b = random_floats(N);
+        float *many = alloc_floats((size_t)M * N, "t"), *fewer = alloc_floats((size_t)few * N, "t");
+        const StoredWeight sw = float32_weight(w);
+        matmul(many, a, &sw, b, M, K, N);
+        matmul(fewer, a + (size_t)50 * K, &sw, b, few, K, N);
+        report("matmul, 77 rows (w in place) and tiled bit-identical",
+               memcmp(fewer, many + (size_t)50 * N, (size_t)few * N * sizeof(float)) != 0, 0);
+        free(a); free(w); free(b); free(many); free(fewer);
     }
 }
 
@@ -412,7 +430,11 @@ static void test_conv_temporal(void) {
  * k = tap * C + channel in the same order, so they agree bit for bit, whatever the blocking (C past MM_KC). */
 static void test_conv_implicit_vs_gathered(void) {
     static const int cases[][5] = {{3, 2 * MM_MR, 16, 9, 0}, {2, MM_MR, 40, 33, 0}, {1, 3 * MM_MR, 1000, 70, 0},
-                                   {5, MM_MR, 24, 7, 1}, {7, 2 * MM_MR, 800, 40, 1}};
+                                   {5, MM_MR, 24, 7, 1}, {7, 2 * MM_MR, 800, 40, 1},
+                                   /* MM_WHOLE_TAPS_ROWS rows or more: blocks of whole taps (with the AVX-512 tile: all 9; 5 + 4; 3; 2 + 1),
+                                    * against the gathered patches' blocks of K */
+                                   {12, 2 * MM_MR, 40, 33, 0}, {11, 2 * MM_MR, 700, 40, 0},
+                                   {20, 2 * MM_MR, 48, 40, 1}, {20, 2 * MM_MR, 1500, 40, 1}};
     size_t s;
     int mismatches = 0;
     Arena a;
