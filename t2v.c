@@ -2043,6 +2043,7 @@ static void mm_execute(struct mm_args *g) {
         }
     }
     widest = MM_KC * MM_NC / g->kcb / MM_NR * MM_NR;
+    if (widest < MM_NR) widest = MM_NR;
     nb = (N + widest - 1) / widest;
     g->ncb = ((N + nb - 1) / nb + MM_NR - 1) / MM_NR * MM_NR;
     need = (size_t)g->kcb * g->ncb + g->ncb;
