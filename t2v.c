@@ -1320,15 +1320,16 @@ static int use_naive_matmul(void) {
 #if MM_ROWWISE && MM_MR > 8
 #  error "MM_ROWWISE kernel supports MM_MR <= 8"
 #endif
-/* A packed block of w is at most KC x NC floats, and every row tile sweeps all of it: at 768 x 288 (864 KiB) it
+/* A packed block of w is about KC x NC floats, and every row tile sweeps all of it: at 768 x 256 (768 KiB) it
  * stays in a core's L2 (1-2 MiB on recent x86). 768 x 768 (2.3 MiB) did not, and ran the 8x8-level 3x3
- * convolution (2048 x 11520 x 1280) at less than half the speed on an AVX-512 Xeon. mm_execute shapes the
- * block within that area (wider where K is short). */
+ * convolution (2048 x 11520 x 1280) at less than half the speed on an AVX-512 Xeon. (Blocks as wide as fit
+ * beside a short K, to read a fewer times, measured no faster here; convolutions blocked by whole taps use the
+ * area, see mm_execute.) */
 #ifndef MM_KC
 #  define MM_KC 768
 #endif
 #ifndef MM_NC
-#  define MM_NC 288
+#  define MM_NC 256
 #endif
 
 /* use a fused multiply-add only when the hardware has it */
@@ -1998,7 +1999,7 @@ static void mm_execute(struct mm_args *g) {
     float stackbuf[MM_STACK_FLOATS];
     float *buf;
     size_t need, apad = 0;
-    int nb, widest;
+    int nb;
     if (K <= 0) { /* degenerate: out = bias (or unchanged + bias) */
         int m, n;
         for (m = 0; m < M; m++)
@@ -2021,30 +2022,29 @@ static void mm_execute(struct mm_args *g) {
             return;
         }
     }
-    /* Block sizes. A packed block of w is at most MM_KC x MM_NC floats (see there). K blocks are balanced,
-     * ceil(K / ceil(K / KC)); then the columns: as many as fit the block beside them (a multiple of NR), balanced
-     * too. Each block of columns reads all of a once more, and each block of K reads and writes all of out once
-     * more, so where K is short the block is made wide. A convolution read in place (shifted) is blocked along
-     * whole taps instead, as many as fit a block NR wide when there are many rows (out larger than the caches): a
-     * tile of out then stays in L1 from one tap to the next instead of going to memory and back once per tap, and
-     * neighbouring taps read mostly the same input rows, so narrower column blocks cost little. Otherwise (or
-     * with more channels than a block holds) a block is part of one tap. */
+    /* Block sizes: a packed block of w is at most MM_KC x MM_NC floats (see there); balanced, ceil(K / ceil(K / KC))
+     * and the same for N (a multiple of NR). A convolution read in place (shifted) is blocked along whole taps
+     * instead, as many as fit a block NR wide when there are many rows (out larger than the caches), with as many
+     * columns as fit beside them: a tile of out then stays in L1 from one tap to the next instead of going to
+     * memory and back once per tap, and neighbouring taps read mostly the same input rows, so narrower column
+     * blocks cost little. Otherwise (or with more channels than a block holds) a block is part of one tap. */
     nb = (K + MM_KC - 1) / MM_KC;
     g->kcb = (K + nb - 1) / nb;
+    nb = (N + MM_NC - 1) / MM_NC;
     if (g->shifted) {
         const int taps = g->shifted->taps, channels = K / taps, fit = MM_KC * MM_NC / MM_NR / channels;
         if (M >= MM_WHOLE_TAPS_ROWS && fit >= 1) {
+            int widest;
             nb = (taps + fit - 1) / fit;
             g->kcb = (taps + nb - 1) / nb * channels;
+            widest = MM_KC * MM_NC / g->kcb / MM_NR * MM_NR;
+            nb = (N + widest - 1) / widest;
         } else {
             nb = (channels + MM_KC - 1) / MM_KC;
             while (channels % nb) nb++;
             g->kcb = channels / nb;
         }
     }
-    widest = MM_KC * MM_NC / g->kcb / MM_NR * MM_NR;
-    if (widest < MM_NR) widest = MM_NR;
-    nb = (N + widest - 1) / widest;
     g->ncb = ((N + nb - 1) / nb + MM_NR - 1) / MM_NR * MM_NR;
     need = (size_t)g->kcb * g->ncb + g->ncb;
     if (M < MM_MR) apad = (size_t)MM_MR * K; /* tiny M: a is copied, zero-padded to MR rows (never shifted) */
