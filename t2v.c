@@ -1323,8 +1323,8 @@ static int use_naive_matmul(void) {
 /* A packed block of w is about KC x NC floats, and every row tile sweeps all of it: at 768 x 256 (768 KiB) it
  * stays in a core's L2 (1-2 MiB on recent x86). 768 x 768 (2.3 MiB) did not, and ran the 8x8-level 3x3
  * convolution (2048 x 11520 x 1280) at less than half the speed on an AVX-512 Xeon. (Blocks as wide as fit
- * beside a short K, to read a fewer times, measured no faster here; convolutions blocked by whole taps use the
- * area, see mm_execute.) */
+ * beside a short K, so that a is re-read less often, measured no faster here; convolutions blocked by whole
+ * taps use the area, see mm_execute.) */
 #ifndef MM_KC
 #  define MM_KC 768
 #endif

@@ -7,7 +7,7 @@ load average printed with each stage.
 For each stage: the wall time of the computation as t2v reports it (loading excluded; min and median of
 BENCH_REPEATS runs), the GFLOP t2v counts from the shapes (2 x multiply-adds of convolutions, linear layers and
 attention's two products, summed by T2V_PROFILE=1), GFLOP/s, the FMA peak at the same thread count measured just
-before each run (the best of them; on a shared virtual machine the peak itself drifts with the vCPUs' steal time),
+before each run (the best of them; on a shared virtual machine the peak itself drifts with what other guests run),
 the % of that peak, and the process's peak RSS (the mapped weights it touched included). Then the split of the default UNet forward
 by kind of work, and the same UNet, VAE decode and (with BENCH_SD) SD UNet in the real Diffusers.
 
@@ -105,7 +105,7 @@ def fma_peak(threads):
 
 class Stage:
     """One t2v command run REPEATS times (the last with T2V_PROFILE=1, which costs nothing measurable), the FMA peak
-    measured just before each run: on a shared virtual machine the peak itself drifts (a vCPU's steal time), so
+    measured just before each run: on a shared virtual machine the peak itself drifts (other guests' load), so
     each stage is compared with the best peak measured beside it rather than with one taken at the start."""
 
     def __init__(self, name, cmd, what, threads=THREADS, repeats=REPEATS):

@@ -41,7 +41,7 @@ static float fma_chains(long reps, int seed) {
 }
 
 /* One window of about 40 ms per thread; the best of `windows` of them. On a virtual machine a vCPU is now and then
- * descheduled (steal time), which makes a single short window read low. */
+ * descheduled or slowed by other guests, which makes a single short window read low. */
 static double measure_fma_peak(int threads, int windows) {
     const long reps = 40000000L / PEAK_LANES;
     double best = 0.0;

@@ -39,8 +39,8 @@ static double max_rel_diff(const float *a, const float *b, size_t n) {
 
 static void test_matmul(void) {
     /* (M, K, N): tiny, odd and edge-tile shapes, and ones that cross the blocking (several K blocks, several N
-     * blocks, both); 77 to 128 rows read w in place (mm_swapped_run), from 1024 rows on convolutions take whole
-     * taps per block */
+     * blocks, both); 33, 77 and 128 rows read w in place (mm_swapped_run); 1024 rows and more (plain products
+     * keep the same blocking there: convolutions' whole-tap blocks are tested below) */
     static const int shapes[][3] = {{1, 1, 1}, {1, 7, 3}, {5, 4, 4}, {77, 32, 64}, {33, 65, 17}, {128, 288, 32},
                                     {64, 1024, 96}, {7, 5, 130}, {300, 40, 257},
                                     {9, 33, MM_NC + 1}, {33, MM_KC + 1, 40}, {20, 2 * MM_KC + 3, 2 * MM_NC + 5},
