@@ -24,8 +24,12 @@ by kind of work, and the same UNet, VAE decode and (with BENCH_SD) SD UNet in th
                                          ms-1.7b --dtype int8, 1.9 GB, made once in weights/) through both
                                          --int8-math paths (the kernels' int8 table is always printed)
     BENCH_BLAS=DIR                       put DIR first on the Diffusers run's LD_LIBRARY_PATH (an unpacked OpenBLAS:
-                                         Debian's torch otherwise uses netlib's reference BLAS); OPENBLAS_CORETYPE
-                                         passes through to it (unset: OpenBLAS detects the core itself)
+                                         Debian's torch otherwise uses netlib's reference BLAS), and time that
+                                         OpenBLAS's sgemm beside t2v's matmul in the kernel table (BENCH_BLAS_LIB=FILE
+                                         names another CBLAS library for that)
+    OPENBLAS_CORETYPE=NAME               OpenBLAS's kernels for both; unset, bench picks them from the CPU's flags
+                                         (SkylakeX with AVX-512, Haswell with AVX2): OpenBLAS 0.3.21 does not know
+                                         newer Intel models and falls back to its SSE3 (Prescott) kernels there
 The table is also written to test/out/bench.md.
 """
 import os
@@ -70,11 +74,48 @@ def run_measured(cmd, extra_env=None, threads=THREADS):
     return seconds, usage.ru_maxrss / 1024.0, stdout, stderr
 
 
-def build(name, source_files):
+def build(name, source_files, libs=()):
     exe = os.path.join(OUT, name)
     subprocess.run([CC] + WARN + ["-Wno-unused-function"] + CFLAGS +
-                   ["-fopenmp", "-o", exe] + [os.path.join(ROOT, f) for f in source_files] + ["-lm"], check=True)
+                   ["-fopenmp", "-o", exe] + [os.path.join(ROOT, f) for f in source_files] + ["-lm"] + list(libs),
+                   check=True)
     return exe
+
+
+def cpu_flags():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def openblas_env():
+    """OPENBLAS_CORETYPE for every OpenBLAS this bench runs (Diffusers' linear layers, the kernel yardstick): the
+    caller's, or the kernels the CPU's flags allow. OpenBLAS 0.3.21's own detection does not know newer Intel
+    models (an Emerald Rapids Xeon, family 6 model 207, got its SSE3 Prescott kernels: Diffusers' small UNet3D
+    then took 14.2 s instead of 11.0 s with SkylakeX)."""
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        return {"OPENBLAS_CORETYPE": os.environ["OPENBLAS_CORETYPE"]}
+    flags = cpu_flags()
+    if "avx512f" in flags:
+        return {"OPENBLAS_CORETYPE": "SkylakeX"}
+    if "avx2" in flags and "fma" in flags:
+        return {"OPENBLAS_CORETYPE": "Haswell"}
+    return {}
+
+
+def blas_library():
+    """the CBLAS library the kernel table times beside t2v's matmul, or None"""
+    if os.environ.get("BENCH_BLAS_LIB"):
+        return os.environ["BENCH_BLAS_LIB"]
+    if os.environ.get("BENCH_BLAS"):
+        lib = os.path.join(os.environ["BENCH_BLAS"], "libopenblas.so.0")
+        if os.path.exists(lib):
+            return lib
+    return None
 
 
 def parse_profile(stderr):
@@ -137,7 +178,7 @@ def diffusers(args, label):
     """the real Diffusers module on the same file: (seconds, GFLOP, RSS MiB, line) or None"""
     if os.environ.get("BENCH_DIFFUSERS", "1") == "0" or not os.path.isdir(os.path.join(REFENV, "diffusers")):
         return None
-    env = {"PYTHONPATH": REFENV}
+    env = dict(openblas_env(), PYTHONPATH=REFENV)
     if os.environ.get("BENCH_BLAS"):
         env["LD_LIBRARY_PATH"] = os.environ["BENCH_BLAS"] + ":" + os.environ.get("LD_LIBRARY_PATH", "")
     _, _, stdout, _ = run_measured([sys.executable, os.path.join(ROOT, "test", "diffusers_bench.py")] + args +
@@ -153,7 +194,8 @@ def diffusers(args, label):
 
 def bench_kernels(kernels):
     say("## Kernels\n")
-    _, _, stdout, _ = run_measured([kernels])
+    env = dict(openblas_env(), BENCH_BLAS_LIB=blas_library() or "")
+    _, _, stdout, _ = run_measured([kernels], env)
     say("```")
     for line in stdout.rstrip().splitlines():
         say(line)
@@ -217,7 +259,7 @@ def bench_modelscope(t2v):
         rows.append(("VAE decode, one 256x256 frame", stages[2], d))
     if rows:
         say(f"\n## Against Diffusers 0.30.3 (real, torch {torch_version()}, {THREADS} threads; BLAS {rows[0][2][3]}"
-            f"{', OPENBLAS_CORETYPE=' + os.environ['OPENBLAS_CORETYPE'] if os.environ.get('OPENBLAS_CORETYPE') else ''})\n")
+            f"{', OPENBLAS_CORETYPE=' + openblas_env()['OPENBLAS_CORETYPE'] if openblas_env() else ''})\n")
         say("| stage | t2v s | Diffusers s | t2v / Diffusers time | Diffusers GFLOP (its count) | Diffusers peak RSS MiB (after loading) |")
         say("|---|---|---|---|---|---|")
         for name, s, (sec, gflop, rss, _) in rows:
@@ -258,7 +300,7 @@ def bench_sd(t2v):
 def main():
     os.makedirs(OUT, exist_ok=True)
     t2v = build("t2v-bench", ["t2v.c", "tokenizer.c"])
-    kernels = build("bench_kernels", ["test/bench_kernels.c", "tokenizer.c"])
+    kernels = build("bench_kernels", ["test/bench_kernels.c", "tokenizer.c"], ["-ldl"])
     say(f"# make bench: {cpu_name()}, {THREADS} threads, {' '.join([CC] + CFLAGS)} -fopenmp, {load()}\n")
     bench_kernels(kernels)
     if os.environ.get("BENCH_SD") != "only":

@@ -3,6 +3,7 @@
  * shapes of ModelScope at 256x256 and SD at 512x512. Includes t2v.c (TESTING leaves out main). */
 #define TESTING
 #include "../t2v.c"
+#include <dlfcn.h>
 
 static float *filled(size_t n) {
     float *p = alloc_floats(n, "bench");
@@ -59,17 +60,58 @@ static double measure_fma_peak(int threads, int windows) {
     return best;
 }
 
-static double time_matmul(int M, int K, int N, double *gflops) {
+/* A tuned BLAS at the same shapes, as a yardstick of what this machine gives a matrix product (the FMA loop's peak
+ * has no memory traffic at all): cblas_sgemm from the library BENCH_BLAS_LIB names (bench.py sets it to an OpenBLAS
+ * when BENCH_BLAS has one; OPENBLAS_CORETYPE picks its kernels), loaded at run time so that nothing is linked. */
+typedef void (*CblasSgemm)(int order, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *a,
+                           int lda, const float *b, int ldb, float beta, float *c, int ldc);
+static CblasSgemm blas_sgemm;
+static char blas_name[160];
+
+static void *blas_symbol(void *lib, const char *name, void *fn_pointer, size_t size) {
+    void *sym = dlsym(lib, name);
+    if (sym) memcpy(fn_pointer, &sym, size); /* ISO C has no cast from an object pointer to a function pointer */
+    return sym;
+}
+
+static void load_blas(void) {
+    const char *path = getenv("BENCH_BLAS_LIB");
+    void (*set_threads)(int) = NULL;
+    char *(*corename)(void) = NULL;
+    void *lib;
+    if (!path || !*path) return;
+    lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib || !blas_symbol(lib, "cblas_sgemm", &blas_sgemm, sizeof blas_sgemm)) {
+        printf("(no BLAS yardstick: %s)\n", lib ? "no cblas_sgemm" : dlerror());
+        blas_sgemm = NULL;
+        return;
+    }
+    if (blas_symbol(lib, "openblas_set_num_threads", &set_threads, sizeof set_threads)) set_threads(num_threads());
+    snprintf(blas_name, sizeof blas_name, "%s", path);
+    if (blas_symbol(lib, "openblas_get_corename", &corename, sizeof corename))
+        snprintf(blas_name, sizeof blas_name, "OpenBLAS, %s kernels", corename());
+}
+
+/* best of 3 runs of t2v's matmul and, interleaved with them, of the BLAS's sgemm on the same operands (out = a w^T,
+ * w stored [N][K] as nn.Linear keeps it; the BLAS without the bias, which is N adds per row) */
+static double time_matmul(int M, int K, int N, double *gflops, double *blas_gflops) {
     float *a = filled((size_t)M * K), *w = filled((size_t)N * K), *b = filled((size_t)N), *o = alloc_floats((size_t)M * N, "bench");
-    double best = 1e30;
+    double best = 1e30, blas_best = 1e30;
     int r;
     for (r = 0; r < 3; r++) {
         double t0 = now_seconds();
         const StoredWeight sw = float32_weight(w);
         matmul(o, a, &sw, b, M, K, N);
         if (now_seconds() - t0 < best) best = now_seconds() - t0;
+        if (blas_sgemm) {
+            t0 = now_seconds();
+            blas_sgemm(101 /* row major */, 111 /* a as is */, 112 /* w transposed */, M, N, K, 1.0f, a, K, w, K, 0.0f,
+                       o, N);
+            if (now_seconds() - t0 < blas_best) blas_best = now_seconds() - t0;
+        }
     }
     *gflops = 2.0 * M * K * N / best / 1e9;
+    *blas_gflops = blas_sgemm ? 2.0 * M * K * N / blas_best / 1e9 : 0.0;
     free(a); free(w); free(b); free(o);
     return best;
 }
@@ -247,12 +289,17 @@ int main(int argc, char **argv) {
     peak = measure_fma_peak(num_threads(), 10) / 1e9;
     printf("FMA peak (12 independent chains of %d floats, best of 10 windows): %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d threads\n",
            PEAK_LANES, peak1, peak, num_threads());
-    printf("%-36s %22s %9s %8s %7s\n", "matmul", "M x K x N", "ms", "GFLOP/s", "% peak");
+    load_blas();
+    if (blas_sgemm) printf("BLAS yardstick: cblas_sgemm of %s, %d threads, interleaved with t2v's runs\n", blas_name, num_threads());
+    printf("%-36s %22s %9s %8s %7s%s\n", "matmul", "M x K x N", "ms", "GFLOP/s", "% peak",
+           blas_sgemm ? "  BLAS GF/s  % peak" : "");
     for (i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        double g, t = time_matmul(shapes[i].M, shapes[i].K, shapes[i].N, &g);
+        double g, gb, t = time_matmul(shapes[i].M, shapes[i].K, shapes[i].N, &g, &gb);
         char dims[64];
         snprintf(dims, sizeof dims, "%d x %d x %d", shapes[i].M, shapes[i].K, shapes[i].N);
-        printf("%-36s %22s %9.2f %8.1f %6.0f%%\n", shapes[i].what, dims, t * 1e3, g, 100.0 * g / peak);
+        printf("%-36s %22s %9.2f %8.1f %6.0f%%", shapes[i].what, dims, t * 1e3, g, 100.0 * g / peak);
+        if (blas_sgemm) printf(" %11.1f %6.0f%%", gb, 100.0 * gb / peak);
+        printf("\n");
     }
     printf("%-36s %22s %9s %8s %7s\n", "convolution, implicit GEMM", "frames x H x W, C -> O", "ms", "GFLOP/s", "% peak");
     for (i = 0; i < sizeof convs / sizeof convs[0]; i++) {

@@ -496,7 +496,16 @@ def loaded_blas():
     except OSError:
         return "unknown"
     paths = sorted(os.path.realpath(p) for p in paths if p.startswith("/"))
-    return ",".join(paths) if paths else "none found"
+    cores = []
+    for p in paths:  # an OpenBLAS says which kernels it chose (OPENBLAS_CORETYPE, or its own detection)
+        try:
+            import ctypes
+            corename = ctypes.CDLL(p).openblas_get_corename
+            corename.restype = ctypes.c_char_p
+            cores.append(corename().decode())
+        except (OSError, AttributeError):
+            pass
+    return ",".join(paths) + (f" ({cores[0]} kernels)" if cores else "") if paths else "none found"
 
 
 def parse_timestep(text):
