@@ -1332,6 +1332,20 @@ static int use_naive_matmul(void) {
 #  define MM_NC 256
 #endif
 
+/* The kernel streams its packed panel of w (kc x NR floats, more than L1 holds) from L2, NR floats per k step.
+ * Asking for the panel's row MM_PREFETCH_K steps ahead, as tuned BLAS kernels do, instead of leaving it to the
+ * hardware prefetcher, made the VAE decode 12% faster on an AVX-512 Xeon VM (5 of 5 interleaved runs), with the
+ * same bits. A hint only (gcc's and clang's builtin; nothing elsewhere), never for an address past the panel. */
+#ifndef MM_PREFETCH_K
+#  define MM_PREFETCH_K 16
+#endif
+#if defined(__GNUC__) && !defined(__TINYC__)
+#  define MM_PREFETCH_LINE(p) __builtin_prefetch((p), 0, 3)
+#else
+#  define MM_PREFETCH_LINE(p) ((void)(p))
+#endif
+#define MM_PREFETCH_PANEL_ROW(p) { int l_; for (l_ = 0; l_ < MM_NR; l_ += 16) MM_PREFETCH_LINE((p) + l_); }
+
 /* use a fused multiply-add only when the hardware has it */
 #if defined(FP_FAST_FMAF) || defined(__FMA__)
 #  define MM_FMA(x, y, z) fmaf((x), (y), (z))
@@ -1369,7 +1383,12 @@ static void mm_kernel(int kc, const float *restrict a, ptrdiff_t lda,
     } else {
         MM_ROWS_(MM_ZERO_)
     }
-    for (k = 0; k < kc; k++) {
+    for (k = 0; k < kc - MM_PREFETCH_K; k++) { /* while the panel's row MM_PREFETCH_K steps ahead is in b */
+        const float *restrict bk = b + (ptrdiff_t)k * MM_NR;
+        MM_PREFETCH_PANEL_ROW(bk + MM_PREFETCH_K * MM_NR)
+        MM_ROWS_(MM_STEP_)
+    }
+    for (; k < kc; k++) {
         const float *restrict bk = b + (ptrdiff_t)k * MM_NR;
         MM_ROWS_(MM_STEP_)
     }
@@ -1395,6 +1414,7 @@ static void mm_kernel(int kc, const float *restrict a, ptrdiff_t lda,
     }
     for (k = 0; k < kc; k++) {
         const float *restrict bk = b + (ptrdiff_t)k * MM_NR;
+        if (k < kc - MM_PREFETCH_K) MM_PREFETCH_PANEL_ROW(bk + MM_PREFETCH_K * MM_NR)
         for (i = 0; i < MM_MR; i++) {
             const float ai = a[i * lda + k];
             for (j = 0; j < MM_NR; j++) acc[i][j] = MM_FMA(ai, bk[j], acc[i][j]);
