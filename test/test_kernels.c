@@ -435,7 +435,10 @@ static void test_conv_implicit_vs_gathered(void) {
                                    /* MM_WHOLE_TAPS_ROWS rows or more: blocks of whole taps (with the AVX-512 tile: all 9; 5 + 4; 3; 2 + 1),
                                     * against the gathered patches' blocks of K */
                                    {12, 2 * MM_MR, 40, 33, 0}, {11, 2 * MM_MR, 700, 40, 0},
-                                   {20, 2 * MM_MR, 48, 40, 1}, {20, 2 * MM_MR, 1500, 40, 1}};
+                                   {20, 2 * MM_MR, 48, 40, 1}, {20, 2 * MM_MR, 1500, 40, 1},
+                                   /* patches past GATHER_FLOATS: the gathered path works in 2 chunks of rows
+                                    * (1536 pixels of K = 9 x 1280; 5120 of 3 x 1280), rows of 64 pixels */
+                                   {4, 64, 1280, 4, 0}, {20, 64, 1280, 4, 1}};
     size_t s;
     int mismatches = 0;
     Arena a;
@@ -464,6 +467,28 @@ static void test_conv_implicit_vs_gathered(void) {
     }
     report("conv implicit GEMM vs gathered: cases not identical", mismatches, 0);
     arena_free(&a);
+}
+
+/* The gathered path's chunks of pixels: as few as GATHER_FLOATS allows, balanced (the last one short by less than
+ * their count), at least 64 pixels (fewer only when there are fewer), together exactly the whole. */
+static void test_gathered_chunks(void) {
+    static const size_t totals[] = {1, 63, 64, 65, 512, 1536, 5120, 32768, 131072};
+    static const int Ks[] = {27, 2880, 3840, 11520, 23040, 1 << 20};
+    size_t t, k;
+    int wrong = 0;
+    for (t = 0; t < sizeof totals / sizeof totals[0]; t++)
+        for (k = 0; k < sizeof Ks / sizeof Ks[0]; k++) {
+            const size_t total = totals[t], K = (size_t)Ks[k], rows = gathered_chunk_rows(total, (int)K);
+            const size_t chunks = rows ? (total + rows - 1) / rows : 0, per_chunk = GATHER_FLOATS / K;
+            const size_t fewest = per_chunk ? (total + per_chunk - 1) / per_chunk : total;
+            const size_t floor64 = total < 64 ? total : 64;
+            if (rows < 1 || rows > total) wrong++;
+            else if (rows > floor64 && rows * K > GATHER_FLOATS) wrong++;      /* over the budget without need */
+            else if (rows > floor64 && chunks > fewest) wrong++;               /* more chunks than needed */
+            else if (rows < floor64) wrong++;
+            else if (total - (chunks - 1) * rows + chunks <= rows && rows > floor64) wrong++; /* unbalanced */
+        }
+    report("gathered convolution: chunks of pixels fewest, balanced, >= 64 (wrong cases)", wrong, 0);
 }
 
 /* against the closed form in double, at token counts below, at and past the partial sums' chunks (GN_CHUNK) */
@@ -936,6 +961,7 @@ int main(int argc, char **argv) {
     test_conv2d();
     test_conv_temporal();
     test_conv_implicit_vs_gathered();
+    test_gathered_chunks();
     test_group_norm();
     test_layer_norm();
     test_attention();
