@@ -296,6 +296,7 @@ static void test_matmul_int8_int(void) {
 #if T2V_INT8_SIMD
     report("int8 math, AVX-512 VNNI kernel == portable kernel (bits)", simd_bad, 0.0);
 #else
+    (void)simd_bad;
     printf("  (this build has no SIMD int8 kernel: only the portable one is checked)\n");
 #endif
     report("int8 math, 1 and 2 threads bit-identical", thread_bad, 0.0);
