@@ -202,6 +202,14 @@ def check_portable_vs_simd(exes, model):
              outs[0] is not None and outs[0] == outs[1])
 
 
+# The int path rounds every activation row to int8, so on this tiny random model a float difference of 1e-6 in an
+# early layer (another compiler's rounding, a * b + c contracted or not, a reordered sum) flips roundings and moves
+# the frames as far from the float32 file's as the quantisation itself: measured 27.0-30.4 dB over gcc and clang,
+# ISO and GNU modes, before and after the short attention spelled its sums with fmaf. A quantisation or packing
+# bug gives errors of order 1 (PSNR near 10 dB), well under this bound.
+V2V_INT8_PSNR_BOUND = 24
+
+
 def check_video_to_video(exes, model):
     """video-to-video (--init-frames) runs on an int8 file and stays near the float32 file's output"""
     import video_to_video_checks as V
@@ -216,7 +224,8 @@ def check_video_to_video(exes, model):
             frames[tag] = np.load(os.path.join(d, "frames.npy"))
     ok = len(frames) == 2
     value = psnr(frames["int8"], frames["f32"]) if ok else float("nan")
-    T.record(f"int8 (int) video-to-video runs: frames PSNR {value:.1f} dB vs the float32 file's >= 27 dB", ok and value >= 27)
+    T.record(f"int8 (int) video-to-video runs: frames PSNR {value:.1f} dB vs the float32 file's >= {V2V_INT8_PSNR_BOUND} dB",
+             ok and value >= V2V_INT8_PSNR_BOUND)
 
 
 def check_refusals(exes, model):

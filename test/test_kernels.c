@@ -620,6 +620,30 @@ static double attention_vs_reference(int n_seq, int n_q, int n_kv, int kv_seqs, 
     return e;
 }
 
+/* The short-sequence attention with transposed keys against its direct loops: the same sums in the same order, so
+ * the same bits, at awkward sizes (queries past a block of ATTENTION_SHORT_QUERIES, 1 to ATTENTION_SHORT keys,
+ * head sizes that are no multiple of a vector) */
+static void test_attention_short(void) {
+    static const int cases[][4] = {{1, 1, 1, 1}, {5, 7, 7, 2}, {16, 16, 64, 5}, {33, ATTENTION_SHORT, 80, 3},
+                                   {3, 17, 37, 1}, {16, 16, 64, 8}, {2, 31, 160, 2}};
+    size_t c;
+    int mismatches = 0;
+    Arena a;
+    memset(&a, 0, sizeof a);
+    for (c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int n_q = cases[c][0], n_kv = cases[c][1], hd = cases[c][2], heads = cases[c][3], n_seq = 6, kv_div = 2;
+        const size_t nq_all = (size_t)n_seq * n_q * heads * hd, nkv_all = (size_t)(n_seq / kv_div) * n_kv * heads * hd;
+        float *q = random_floats(nq_all), *k = random_floats(nkv_all), *v = random_floats(nkv_all);
+        float *fast = alloc_floats(nq_all, "t"), *direct = alloc_floats(nq_all, "t");
+        attention_short(&a, fast, q, k, v, n_seq, n_q, n_kv, kv_div, heads, hd);
+        attention_short_direct(direct, q, k, v, n_seq, n_q, n_kv, kv_div, heads, hd);
+        if (memcmp(fast, direct, nq_all * sizeof(float))) mismatches++;
+        free(q); free(k); free(v); free(fast); free(direct);
+    }
+    report("attention, short sequences: transposed keys == direct loops (cases not identical)", mismatches, 0);
+    arena_free(&a);
+}
+
 static void test_attention(void) {
     static const struct { int n_q, n_kv, hd; float sharpness; } cases[] = {
         {1, 33, 40, 1.0f},    {7, 769, 64, 1.0f},   {33, 1031, 37, 1.0f}, {769, 33, 40, 1.0f},
@@ -627,7 +651,7 @@ static void test_attention(void) {
         {257, 1031, 160, 8.0f}, {33, 7, 40, 1.0f},  {1, 1, 64, 1.0f},
     };
     size_t i;
-    report("attention, short sequences (direct loops), cross", attention_error(4, 5, 3, 2, 3, 4), 1e-5);
+    report("attention, short sequences, cross", attention_error(4, 5, 3, 2, 3, 4), 1e-5);
     report("attention, long sequences (blocked), cross", attention_error(6, 300, 77, 2, 2, 8), 1e-5);
     report("attention, long sequences (blocked), self", attention_error(3, 150, 150, 3, 3, 16), 1e-5);
     report("attention, blocked, 1500 keys, head 40", attention_error(2, 40, 1500, 1, 2, 40), 1e-5);
@@ -966,6 +990,7 @@ int main(int argc, char **argv) {
     test_group_norm();
     test_layer_norm();
     test_attention();
+    test_attention_short();
     test_upsample();
     test_activations();
     test_exp_approx();
