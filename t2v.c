@@ -2795,7 +2795,7 @@ static void attention_short_direct(float *out, const float *q, const float *k, c
  * that score j of query i is still the chain over d = 0, 1, ... of q[i][d] * keys_t[d][j], but the chains of all
  * keys and queries run side by side, one vector lane each. Both spell their sums with MM_FMA, so that no
  * compiler's contraction of a * b + c can make them differ: the same bits (unit test). A temporal layer's
- * 16 x 16 attention ran at 6-8 GFLOP/s in the direct loops, half of the default UNet3D forward's attention time;
+ * 16 x 16 attention ran at 6-11 GFLOP/s in the direct loops, half of the default UNet3D forward's attention time;
  * this took 0.37-0.5 of their time in interleaved runs. */
 #define ATTENTION_SHORT_QUERIES 4
 
