@@ -70,7 +70,8 @@ static int compare_doubles(const void *x, const void *y) {
 }
 
 /* What the loop holds for as long as a forward runs: the median of windows of about 1 s (25 of the peak's). On the
- * shared VM this was measured on, it read 242-298 GFLOP/s on 2 threads where the best 40 ms window read 350. */
+ * shared VM this was measured on, it read 242-298 GFLOP/s on 2 threads in one hour and 330 in another, where the
+ * best 40 ms window read 350 and 342. */
 static double measure_fma_held(int threads, int windows) {
     double rates[16];
     int w;

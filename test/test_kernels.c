@@ -471,7 +471,7 @@ static void test_conv_implicit_vs_gathered(void) {
 }
 
 /* The gathered path's chunks of pixels: as few as GATHER_FLOATS allows, balanced (the last one short by less than
- * their count), at least 64 pixels (fewer only when there are fewer), together exactly the whole. */
+ * their count), at least 64 pixels (fewer only when there are fewer). */
 static void test_gathered_chunks(void) {
     static const size_t totals[] = {1, 63, 64, 65, 512, 1536, 5120, 32768, 131072};
     static const int Ks[] = {27, 2880, 3840, 11520, 23040, 1 << 20};
