@@ -40,11 +40,13 @@ static double max_rel_diff(const float *a, const float *b, size_t n) {
 static void test_matmul(void) {
     /* (M, K, N): tiny, odd and edge-tile shapes, and ones that cross the blocking (several K blocks, several N
      * blocks, both); 33, 77 and 128 rows read w in place (mm_swapped_run); 1024 rows and more (plain products
-     * keep the same blocking there: convolutions' whole-tap blocks are tested below) */
+     * keep the same blocking there: convolutions' whole-tap blocks are tested below); N = NR + MM_NARROW ends on a
+     * panel that the narrow kernel writes in place (as 128 channels do) */
     static const int shapes[][3] = {{1, 1, 1}, {1, 7, 3}, {5, 4, 4}, {77, 32, 64}, {33, 65, 17}, {128, 288, 32},
                                     {64, 1024, 96}, {7, 5, 130}, {300, 40, 257},
                                     {9, 33, MM_NC + 1}, {33, MM_KC + 1, 40}, {20, 2 * MM_KC + 3, 2 * MM_NC + 5},
-                                    {1, 1000, 1536}, {7, 1280, MM_NC + MM_NR + 1}, {1027, 300, 100}, {1024, 4096, 50}};
+                                    {1, 1000, 1536}, {7, 1280, MM_NC + MM_NR + 1}, {1027, 300, 100}, {1024, 4096, 50},
+                                    {1027, 300, MM_NR + MM_NARROW}};
     size_t s;
     double worst = 0.0;
     for (s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
@@ -63,7 +65,7 @@ static void test_matmul(void) {
         if (e > worst) worst = e;
         free(a); free(w); free(b); free(fast); free(ref);
     }
-    report("matmul vs naive loop (16 shapes, with/without bias)", worst, 1e-5);
+    report("matmul vs naive loop (17 shapes, with/without bias)", worst, 1e-5);
     {   /* row strides and accumulation: one head's queries inside [tokens][heads * head_dim]; 77 rows take the
          * path that reads w in place (mm_swapped_run), 70 the tiled one */
         static const int rows[2] = {70, 77};
@@ -435,7 +437,7 @@ static void test_conv_implicit_vs_gathered(void) {
                                    {5, MM_MR, 24, 7, 1}, {7, 2 * MM_MR, 800, 40, 1},
                                    /* MM_WHOLE_TAPS_ROWS rows or more: blocks of whole taps (with the AVX-512 tile: all 9; 5 + 4; 3; 2 + 1),
                                     * against the gathered patches' blocks of K */
-                                   {12, 2 * MM_MR, 40, 33, 0}, {11, 2 * MM_MR, 700, 40, 0},
+                                   {12, 2 * MM_MR, 40, 33, 0}, {11, 2 * MM_MR, 700, 40, 0}, {12, 2 * MM_MR, 40, MM_NR + MM_NARROW, 0},
                                    {20, 2 * MM_MR, 48, 40, 1}, {20, 2 * MM_MR, 1500, 40, 1},
                                    /* patches past GATHER_FLOATS: the gathered path works in 2 chunks of rows
                                     * (1536 pixels of K = 9 x 1280; 5120 of 3 x 1280), rows of 64 pixels */
