@@ -1451,15 +1451,16 @@ static MM_INLINE void mm_kernel_body(const int width, int kc, const float *restr
 /* The kernel at two widths: NR, and MM_NARROW (one vector fewer) for the last panel of an N that NR does not
  * divide. The model's channel counts (128, 320, 640, 1280, ...) are multiples of 16 but not of 48, so most
  * products end on a panel 16 or 32 columns wide, which the full kernel computed 48 wide (through a copy). With gcc 12
- * the 8 x 32 tile stays in registers and ran, per column, as fast as the full one (165-170 GFLOP/s on one thread of
- * an AVX-512 Xeon), so a 32-wide edge takes 2/3 of the time. clang 14 spills that tile (30-80 GFLOP/s), so a clang
- * build keeps the full kernel for every panel. A third, 16-wide kernel ran a 16-column edge no faster than the full
- * one did (its 8 accumulators are too few to hide the FMA latency), so there is none. */
+ * the 8 x 32 AVX-512 tile stays in registers and ran, per column, as fast as the full one (165-170 GFLOP/s on one
+ * thread of an AVX-512 Xeon), so a 32-wide edge takes 2/3 of the time. Elsewhere a narrower tile does not pay, so
+ * MM_NARROW is NR there (one kernel): clang 14 spills the 8 x 32 tile (30-80 GFLOP/s); the AVX2 tile one vector
+ * narrower, 4 x 16, has 8 accumulators, too few to hide the FMA latency, and ran at half the 4 x 24 tile's rate
+ * per column; so did a 16-wide AVX-512 one. */
 #ifndef MM_NARROW
-#  if defined(__clang__) || MM_NR <= MM_VL
-#    define MM_NARROW MM_NR
-#  else
+#  if defined(__AVX512F__) && !defined(__clang__) && MM_NR > MM_VL
 #    define MM_NARROW (MM_NR - MM_VL)
+#  else
+#    define MM_NARROW MM_NR
 #  endif
 #endif
 typedef void MmKernel(int kc, const float *restrict a, ptrdiff_t lda, const float *restrict b, float *restrict c,
