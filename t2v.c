@@ -1751,7 +1751,7 @@ static void mm_swapped_run(const struct mm_args *g, float *packed) {
         const int m0 = p * MM_NR, mc = M - m0 < MM_NR ? M - m0 : MM_NR;
         mm_pack(packed + ((size_t)p * K + k0) * MM_NR, &rows_of_a, (size_t)m0 * g->lda + k0, g->lda, mc, klen);
     }
-    OMP(for schedule(static))
+    OMP(for schedule(dynamic)) /* a tile at a time, as threads come free (see tile_chunk) */
     for (t = 0; t < ntiles; t++) {
         const int shift = (t + 1) * MM_MR > N ? (t + 1) * MM_MR - N : 0, n0 = t * MM_MR - shift;
         int p, i, j, width;
