@@ -437,7 +437,8 @@ static void test_conv_implicit_vs_gathered(void) {
                                    {5, MM_MR, 24, 7, 1}, {7, 2 * MM_MR, 800, 40, 1},
                                    /* MM_WHOLE_TAPS_ROWS rows or more: blocks of whole taps (with the AVX-512 tile: all 9; 5 + 4; 3; 2 + 1),
                                     * against the gathered patches' blocks of K */
-                                   {12, 2 * MM_MR, 40, 33, 0}, {11, 2 * MM_MR, 700, 40, 0}, {12, 2 * MM_MR, 40, MM_NR + MM_NARROW, 0},
+                                   {12, 2 * MM_MR, 40, 33, 0}, {11, 2 * MM_MR, 700, 40, 0},
+                                   {12, 2 * MM_MR, 40, MM_NR + MM_NARROW, 0}, /* the narrow kernel in place */
                                    {20, 2 * MM_MR, 48, 40, 1}, {20, 2 * MM_MR, 1500, 40, 1},
                                    /* patches past GATHER_FLOATS: the gathered path works in 2 chunks of rows
                                     * (1536 pixels of K = 9 x 1280; 5120 of 3 x 1280), rows of 64 pixels */
