@@ -1469,15 +1469,24 @@ static void mm_kernel(int kc, const float *restrict a, ptrdiff_t lda, const floa
                       ptrdiff_t ldc, int load, const float *restrict bias) {
     mm_kernel_body(MM_NR, kc, a, lda, b, c, ldc, load, bias);
 }
+#if MM_NARROW < MM_NR
 static void mm_kernel_narrow(int kc, const float *restrict a, ptrdiff_t lda, const float *restrict b,
                              float *restrict c, ptrdiff_t ldc, int load, const float *restrict bias) {
     mm_kernel_body(MM_NARROW, kc, a, lda, b, c, ldc, load, bias);
 }
+#endif
 
 /* the narrowest kernel that covers nr (<= NR) columns, and its width */
 static MmKernel *mm_kernel_covering(int nr, int *width) {
-    *width = nr <= MM_NARROW ? MM_NARROW : MM_NR;
-    return nr <= MM_NARROW ? mm_kernel_narrow : mm_kernel;
+#if MM_NARROW < MM_NR
+    if (nr <= MM_NARROW) {
+        *width = MM_NARROW;
+        return mm_kernel_narrow;
+    }
+#endif
+    (void)nr;
+    *width = MM_NR;
+    return mm_kernel;
 }
 
 /* pack w[n0 .. n0+nr)[k0 .. k0+kc) (row stride ldw), starting at element w0 of the stored weight, into

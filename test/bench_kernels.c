@@ -13,14 +13,11 @@ static float *filled(size_t n) {
 }
 
 /* The machine's FMA peak: 12 independent multiply-add chains, each one vector of the widest width the build
- * targets (16 floats with AVX-512, 8 otherwise), enough to cover the FMA latency on every pipe, on every thread at
- * once. Nothing is loaded, so only the FMA units limit it. The chains are spelled out one by one, as the matmul's
- * micro-kernel is, so that gcc keeps each in a register (a loop over chains makes it load and store them). */
-#if defined(__AVX512F__)
-#  define PEAK_LANES 16
-#else
-#  define PEAK_LANES 8
-#endif
+ * targets (t2v.c's MM_VL: 16 floats with AVX-512, 8 otherwise), enough to cover the FMA latency on every pipe, on
+ * every thread at once. Nothing is loaded, so only the FMA units limit it. The chains are spelled out one by one, as
+ * the matmul's micro-kernel is, so that gcc keeps each in a register (a loop over chains makes it load and store
+ * them). */
+#define PEAK_LANES MM_VL
 #define PEAK_CHAINS_(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 #define PEAK_DECL_(c) float chain##c[PEAK_LANES];
 #define PEAK_INIT_(c) for (l = 0; l < PEAK_LANES; l++) chain##c[l] = (float)c;
