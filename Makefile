@@ -19,7 +19,8 @@ else
 CFLAGS ?= -O3 -march=native
 endif
 # clang -march=native on an AVX-512 x86-64 prefers 256-bit vectors, which spills t2v.c's 8 x 48 AVX-512 matmul
-# tile out of registers (MM_NR in t2v.c): ask it for 512-bit ones (nothing changes on a CPU without AVX-512)
+# tile out of registers (MM_NR in t2v.c): ask it for 512-bit ones (nothing changes on a CPU without AVX-512; gcc is
+# asked by a pragma in t2v.c, as its -march=native can prefer 256-bit vectors too)
 ifeq ($(findstring clang,$(shell $(CC) --version 2>/dev/null))$(shell uname -m),clangx86_64)
 CFLAGS += -mprefer-vector-width=512
 endif

@@ -53,6 +53,17 @@
 #endif
 #define PARALLEL_FOR(...) OMP(parallel for __VA_ARGS__)
 
+/* 512-bit vectors wherever the target has them. gcc -march=native tunes for the CPU it finds, and for some AVX-512
+ * CPUs it prefers 256-bit vectors; then the matmul's 8 x 48 tile (MM_NR) does not fit the 16 registers that
+ * 256-bit code uses and is spilled to the stack. On an AVX-512 Xeon VM whose masked CPU model gcc 12 took for
+ * Rocket Lake, every product ran at half speed and the UNet3D forward at a third of the FMA peak (65.6 s against
+ * 38.5 s this way, with the same bits: the vector width never changes the order of a sum here). The pragma covers
+ * what includes this file too (the tests, the benchmark's FMA loop). clang does not take this option in a pragma;
+ * the Makefile gives it -mprefer-vector-width=512. */
+#if defined(__AVX512F__) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC target("prefer-vector-width=512")
+#endif
+
 /* ============================================================================================
  * 1. Errors, memory (checked allocation, the scratch arena), timing
  * ============================================================================================ */
