@@ -216,14 +216,6 @@ static void arena_free(Arena *a) {
     memset(a, 0, sizeof *a);
 }
 
-/* A stage's scratch, handed back once the stage is done (a generate's text encoder, UNet and VAE run one after the
- * other): the peak is then the weights plus the largest stage's scratch, not their sum. A default generate peaked at
- * the mapped weights plus 1.27 GiB while the UNet's 704 MiB were kept through the VAE decode. The blocks are
- * allocated again if the stage runs again. */
-static void release_scratch(Arena *a) {
-    arena_free(a);
-}
-
 /* ============================================================================================
  * 2. The model file (layout in weights/README.md): magic, version, config lines, tensor table, data;
  *    the configuration readers.
@@ -1372,12 +1364,9 @@ static int use_naive_matmul(void) {
 #endif
 #if defined(__GNUC__) && !defined(__TINYC__)
 #  define MM_PREFETCH_LINE(p) __builtin_prefetch((p), 0, 3)
-#else
-#  define MM_PREFETCH_LINE(p) ((void)(p))
-#endif
-#if defined(__GNUC__) && !defined(__TINYC__)
 #  define MM_PREFETCH_LINE_L2(p) __builtin_prefetch((p), 0, 2)
 #else
+#  define MM_PREFETCH_LINE(p) ((void)(p))
 #  define MM_PREFETCH_LINE_L2(p) ((void)(p))
 #endif
 #define MM_PREFETCH_PANEL_ROW(p, width) { int l_; for (l_ = 0; l_ < (width); l_ += 16) MM_PREFETCH_LINE((p) + l_); }
@@ -1743,7 +1732,7 @@ static void mm_prefetch_rows_ahead(const struct mm_args *g, int m0, int ahead, i
     const int lines_per_row = (kc + 15) / 16, lines = lines_per_row * MM_MR, per_panel = (lines + npan - 1) / npan;
     const int first_row = m0 + ahead * MM_MR;
     int l;
-    if (g->shifted || kc != g->K || first_row + MM_MR > g->M) return;
+    if (first_row + MM_MR > g->M) return;
     for (l = p2 * per_panel; l < (p2 + 1) * per_panel && l < lines; l++)
         MM_PREFETCH_LINE_L2(g->a + (size_t)(first_row + l / lines_per_row) * g->lda + (l % lines_per_row) * 16);
 }
@@ -1751,7 +1740,8 @@ static void mm_prefetch_rows_ahead(const struct mm_args *g, int m0, int ahead, i
 /* executed by every thread of the team (or by one thread, serially) */
 static void mm_run(const struct mm_args *g) {
     const int M = g->M, K = g->K, N = g->N;
-    const int mtiles = (M + MM_MR - 1) / MM_MR, ahead = team_size();
+    const int mtiles = (M + MM_MR - 1) / MM_MR;
+    const int ahead = !g->shifted && g->kcb >= K ? team_size() : 0; /* mm_prefetch_rows_ahead, or none */
     float *const bp = g->bp, *const bb = g->bb;
     int jc, pc;
     for (jc = 0; jc < N; jc += g->ncb) {
@@ -1788,7 +1778,7 @@ static void mm_run(const struct mm_args *g) {
                 const int m0 = ti * MM_MR, n0 = p2 * MM_NR;
                 const int mr = M - m0 < MM_MR ? M - m0 : MM_MR;
                 const int nr = nc - n0 < MM_NR ? nc - n0 : MM_NR;
-                mm_prefetch_rows_ahead(g, m0, ahead, kc, p2, npan);
+                if (ahead) mm_prefetch_rows_ahead(g, m0, ahead, kc, p2, npan);
                 mm_tile(g, m0, mr, nr, pc, kc, bp + (size_t)p2 * kc * MM_NR, g->out + (size_t)m0 * g->ldo + jc + n0,
                         (last && g->bias) ? bb + n0 : NULL);
             }
@@ -5852,7 +5842,7 @@ static float *text_to_video_zero(T2VModel *m, const T2VGenerateOptions *o) {
     check_unet_memory(m->unet, 2 * per_call, h, w);
 
     context = encode_prompt(m, o, 2);                         /* context: [2][T][D], [negative, prompt] */
-    release_scratch(&m->text_encoder->arena);
+    arena_free(&m->text_encoder->arena);                      /* each stage's scratch freed when done (t2v_generate) */
     video = alloc_floats(mul_size((size_t)F, per_frame), "latents");      /* video: (F, C, h, w) */
     ids = malloc((size_t)per_call * sizeof *ids);
     if (!ids) t2v_die("out of memory (frame ids)");
@@ -5873,7 +5863,7 @@ static float *text_to_video_zero(T2VModel *m, const T2VGenerateOptions *o) {
         free(chunk);
     }
     dump_tensor(o->dump_dir, "latents.npy", video, 4, (int64_t[]){F, C, h, w});
-    release_scratch(&m->unet->arena);
+    arena_free(&m->unet->arena);
 
     latents = alloc_floats((size_t)F * per_frame, "latents"); /* decode_latents takes (1, C, F, h, w): video transposed */
     for (f = 0; f < F; f++) {
@@ -5918,17 +5908,20 @@ float *t2v_generate(T2VModel *m, const T2VGenerateOptions *o) {
 
     scheduler_config_read(m, o->scheduler, &scheduler_config); /* a bad config is refused before any work */
     scheduler_init(&scheduler, o->scheduler, &scheduler_config, o->steps, (size_t)C * F * h * w);
+    /* Each stage's scratch is freed once the stage is done (it is allocated again if the stage runs again), so the
+     * peak is the weights plus the largest stage's scratch, not their sum: a default generate peaked at the mapped
+     * weights plus 1.27 GiB while the UNet's 704 MiB were kept through the VAE decode, plus 0.74 GiB this way. */
     context = encode_prompt(m, o, B);
-    release_scratch(&m->text_encoder->arena);
+    arena_free(&m->text_encoder->arena);
     if (o->init_frames) {
         scheduler_begin_at_strength(&scheduler, o->strength);
         latents = prepare_video_latents(m, o, &scheduler, C, F, h, w);
-        release_scratch(&m->vae->arena);
+        arena_free(&m->vae->arena);
     } else {
         latents = prepare_latents(o, &scheduler, C, F, h, w);
     }
     denoising_loop(m, o, &scheduler, context, B, latents, C, F, h, w);
-    release_scratch(&m->unet->arena);
+    arena_free(&m->unet->arena);
     frames = decode_latents(m, o, latents, C, F, h, w);
     free(context);
     free(latents);
