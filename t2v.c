@@ -16,6 +16,7 @@
  * Diffusers' layouts appear only at the .npy boundary.
  */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* and, where the system has it, madvise(MADV_DONTNEED), which POSIX leaves out (unet_pack_weights) */
 #include "t2v.h"
 
 #include <errno.h>
@@ -247,6 +248,8 @@ struct T2VModel {
     int context_length;   /* tokenizer.model_max_length: 77 token ids per prompt */
     float **copies;       /* float32 copies of small float16 tensors (norms, biases), freed with the model */
     int n_copies, cap_copies;
+    struct PackedPanels **packed; /* the UNet's float32 weights, to be packed once into matmul panels (unet_pack_weights) */
+    int n_packed, cap_packed, packed_done;
 };
 
 static size_t dtype_size(int dtype) {
@@ -627,6 +630,7 @@ static void load_vae(T2VModel *m);
 static void free_text_encoder(struct TextEncoder *te);
 static void free_unet(struct UNet3D *u);
 static void free_vae(struct VAE *v);
+static void free_packed_panels(T2VModel *m);
 
 /* Everything after the bytes are in memory: the header, the config, the tensor table, then each part.
  * (The fuzz targets, test/fuzz/, call it on bytes of their own.) */
@@ -688,6 +692,7 @@ void t2v_free(T2VModel *m) {
     free_vae(m->vae);
     while (m->n_copies > 0) free(m->copies[--m->n_copies]);
     free(m->copies);
+    free_packed_panels(m);
 #if T2V_POSIX
     if (m->mapped) munmap(m->file, m->file_size);
 #endif
@@ -1232,7 +1237,18 @@ typedef struct {
     const void *data;     /* [rows][row length], in the dtype */
     const float *scales;  /* int8: [rows][row length / group_size]; NULL otherwise */
     int dtype, group_size;
+    const struct PackedPanels *packed; /* a UNet float32 weight: the same weight packed once (mm_pack_whole); else NULL */
 } StoredWeight;
+
+/* A float32 weight packed once, whole, the way the matmul packs a block of it for each product (mm_run): panels
+ * [ceil(rows / NR)][k][NR], k in the reduction's order (weight_column), the columns past `rows` zero. A product of
+ * exactly this weight then reads its blocks where they lie (see mm_execute). */
+typedef struct PackedPanels {
+    const float *source;  /* the stored weight, rows x k, in the mapped file */
+    int rows, k, taps;
+    void *raw;            /* the allocation; panels is raw moved up to 64 bytes */
+    const float *panels;  /* NULL until packed (or if there was no memory for it) */
+} PackedPanels;
 
 static StoredWeight float32_weight(const float *w) {
     StoredWeight s;
@@ -1240,6 +1256,7 @@ static StoredWeight float32_weight(const float *w) {
     s.scales = NULL;
     s.dtype = T2V_F32;
     s.group_size = 0;
+    s.packed = NULL;
     return s;
 }
 
@@ -1596,6 +1613,29 @@ static void mm_pack_taps(float *restrict dst, const StoredWeight *w, size_t w0, 
 #  define MM_PAR_MIN_FLOPS 2e6 /* below this, no threads */
 #endif
 
+/* Packs p's weight whole into its panels with the two functions above, in the same parts as mm_run would, so the
+ * panels hold the same values in the same places. Without memory for them, p stays unpacked. */
+static void mm_pack_whole(PackedPanels *p) {
+    const int npan = (p->rows + MM_NR - 1) / MM_NR, kparts = (p->k + MM_PACK_K - 1) / MM_PACK_K;
+    const StoredWeight w = float32_weight(p->source);
+    float *panels;
+    int q;
+    p->raw = malloc(mul_size(mul_size((size_t)npan * MM_NR, (size_t)p->k), sizeof(float)) + 64);
+    if (!p->raw) return;
+    panels = (float *)align_64(p->raw);
+    PARALLEL_FOR(schedule(dynamic))
+    for (q = 0; q < npan * kparts; q++) {
+        const int panel = q / kparts, k0 = q % kparts * MM_PACK_K, n0 = panel * MM_NR;
+        const int nr = p->rows - n0 < MM_NR ? p->rows - n0 : MM_NR, klen = p->k - k0 < MM_PACK_K ? p->k - k0 : MM_PACK_K;
+        float *dst = panels + ((size_t)panel * p->k + k0) * MM_NR;
+        if (p->taps == 1)
+            mm_pack(dst, &w, (size_t)n0 * p->k + k0, p->k, nr, klen);
+        else
+            mm_pack_taps(dst, &w, (size_t)n0 * p->k, p->k, nr, klen, k0, p->k, p->taps);
+    }
+    p->panels = panels;
+}
+
 /* per-thread cached scratch (packed W block): no allocation per call once warm, and each calling thread owns its
  * own buffer. 64-byte aligned, as is the small one on the stack (mm_execute): a panel row of NR = 48 floats is then
  * three whole cache lines, and none of the kernel's vector loads of it straddles two. From malloc's 16-byte
@@ -1643,6 +1683,7 @@ struct mm_args {
     int taps;       /* w's rows are [K / taps][taps], reduced tap-major (weight_column); 1: plain */
     const PaddedRows *shifted; /* a convolution's padded input read in place (k = tap * C + channel); NULL: a */
     float *bp, *bb; /* packed W block [ncb/NR][kc][NR]; zero-padded bias [ncb] */
+    const float *panels; /* w packed whole beforehand ([N/NR][K][NR], see PackedPanels): bp unused; or NULL */
 };
 
 /* where row m of the reduction's operand begins, for k from pc to the end of pc's tap: a[m][pc..], or with
@@ -1751,23 +1792,29 @@ static void mm_run(const struct mm_args *g) {
             const int kc = K - pc < g->kcb ? K - pc : g->kcb;
             const int last = pc + kc == K;
             const long nitems = (long)mtiles * npan;
-            const int kparts = (kc + MM_PACK_K - 1) / MM_PACK_K;
+            const int kparts = g->panels ? 1 : (kc + MM_PACK_K - 1) / MM_PACK_K;
+            /* the block's first panel, and how far apart its panels are: packed here [npan][kc][NR], or in place
+             * within the whole packed weight [N/NR][K][NR] */
+            const float *block = g->panels ? g->panels + ((size_t)(jc / MM_NR) * K + pc) * MM_NR : bp;
+            const size_t panel_floats = (size_t)(g->panels ? K : kc) * MM_NR;
             long it;
             int q;
             /* pack W[jc .. jc+nc)[pc .. pc+kc), each panel in parts of MM_PACK_K k's: the threads share the
-             * packing even of a block one panel wide */
-            OMP(for schedule(static))
-            for (q = 0; q < npan * kparts; q++) {
-                const int p = q / kparts, k0 = q % kparts * MM_PACK_K, n0 = p * MM_NR;
-                const int nr = nc - n0 < MM_NR ? nc - n0 : MM_NR, klen = kc - k0 < MM_PACK_K ? kc - k0 : MM_PACK_K;
-                float *dst = bp + ((size_t)p * kc + k0) * MM_NR;
-                if (g->taps == 1)
-                    mm_pack(dst, g->w, (size_t)(jc + n0) * g->ldw + pc + k0, g->ldw, nr, klen);
-                else
-                    mm_pack_taps(dst, g->w, (size_t)(jc + n0) * g->ldw, g->ldw, nr, klen, pc + k0, K, g->taps);
-                if (k0 == 0 && last && g->bias) {
-                    int j;
-                    for (j = 0; j < MM_NR; j++) bb[n0 + j] = j < nr ? g->bias[jc + n0 + j] : 0.0f;
+             * packing even of a block one panel wide (nothing to pack when w was packed whole: the bias only) */
+            if (!g->panels || (last && g->bias)) {
+                OMP(for schedule(static))
+                for (q = 0; q < npan * kparts; q++) {
+                    const int p = q / kparts, k0 = q % kparts * MM_PACK_K, n0 = p * MM_NR;
+                    const int nr = nc - n0 < MM_NR ? nc - n0 : MM_NR, klen = kc - k0 < MM_PACK_K ? kc - k0 : MM_PACK_K;
+                    float *dst = bp + ((size_t)p * kc + k0) * MM_NR;
+                    if (!g->panels && g->taps == 1)
+                        mm_pack(dst, g->w, (size_t)(jc + n0) * g->ldw + pc + k0, g->ldw, nr, klen);
+                    else if (!g->panels)
+                        mm_pack_taps(dst, g->w, (size_t)(jc + n0) * g->ldw, g->ldw, nr, klen, pc + k0, K, g->taps);
+                    if (k0 == 0 && last && g->bias) {
+                        int j;
+                        for (j = 0; j < MM_NR; j++) bb[n0 + j] = j < nr ? g->bias[jc + n0 + j] : 0.0f;
+                    }
                 }
             }
             /* MR x NR tiles, row-tile major: a thread keeps its MR rows of a in L1 while it sweeps the packed
@@ -1779,7 +1826,7 @@ static void mm_run(const struct mm_args *g) {
                 const int mr = M - m0 < MM_MR ? M - m0 : MM_MR;
                 const int nr = nc - n0 < MM_NR ? nc - n0 : MM_NR;
                 if (ahead) mm_prefetch_rows_ahead(g, m0, ahead, kc, p2, npan);
-                mm_tile(g, m0, mr, nr, pc, kc, bp + (size_t)p2 * kc * MM_NR, g->out + (size_t)m0 * g->ldo + jc + n0,
+                mm_tile(g, m0, mr, nr, pc, kc, block + (size_t)p2 * panel_floats, g->out + (size_t)m0 * g->ldo + jc + n0,
                         (last && g->bias) ? bb + n0 : NULL);
             }
         }
@@ -2142,6 +2189,12 @@ static void matmul_int8(float *out, ptrdiff_t ldo, const float *a, ptrdiff_t lda
     }
 }
 
+/* w's panels when w was packed whole (PackedPanels) for exactly this product: all of it, in this reduction order */
+static const float *whole_panels(const struct mm_args *g) {
+    const PackedPanels *p = g->w->packed;
+    return p && p->panels && p->rows == g->N && p->k == g->K && p->taps == g->taps && g->ldw == g->K ? p->panels : NULL;
+}
+
 /* Runs one product described by g (operands, sizes, accumulate, taps, shifted set; blocking and scratch are
  * chosen here). Each element is one multiply-add chain over k = 0 .. K-1 (bias added last), so the result does
  * not depend on blocking or thread count. */
@@ -2164,7 +2217,8 @@ static void mm_execute(struct mm_args *g) {
         mm_simple(g);
         return;
     }
-    if (mm_swapped_applies(g)) {
+    g->panels = whole_panels(g);
+    if (!g->panels && mm_swapped_applies(g)) { /* (with w packed whole, there is no packing to save) */
         const size_t packed = (size_t)(M + MM_NR - 1) / MM_NR * K * MM_NR;
         buf = packed <= MM_STACK_FLOATS ? stackbuf : mm_get_scratch(packed);
         if (buf) {
@@ -2199,7 +2253,7 @@ static void mm_execute(struct mm_args *g) {
     if (widest < MM_NR) widest = MM_NR;
     nb = (N + widest - 1) / widest;
     g->ncb = ((N + nb - 1) / nb + MM_NR - 1) / MM_NR * MM_NR;
-    need = (size_t)g->kcb * g->ncb + g->ncb;
+    need = (g->panels ? 0 : (size_t)g->kcb * g->ncb) + g->ncb;
     if (M < MM_MR) apad = (size_t)MM_MR * K; /* tiny M: a is copied, zero-padded to MR rows (never shifted) */
     buf = need + apad <= MM_STACK_FLOATS ? stackbuf : mm_get_scratch(need + apad);
     if (!buf) { /* out of memory: same arithmetic, unblocked */
@@ -2207,7 +2261,7 @@ static void mm_execute(struct mm_args *g) {
         return;
     }
     g->bp = buf;
-    g->bb = buf + (size_t)g->kcb * g->ncb;
+    g->bb = buf + (need - g->ncb);
     if (apad) {
         float *at = buf + need;
         int i, k;
@@ -2286,7 +2340,11 @@ typedef struct { StoredWeight w; const float *b; int in, out, kh, kw; } Conv;   
 typedef struct { const float *w, *b; int channels, groups; float eps; } GroupNorm;
 typedef struct { const float *w, *b; int dim; float eps; } LayerNorm;
 
-typedef struct { T2VModel *m; const char *component; } Weights; /* component: "unet", "vae", "text_encoder" */
+typedef struct {
+    T2VModel *m;
+    const char *component; /* "unet", "vae", "text_encoder" */
+    int pack_panels;       /* float32 Linear and Conv weights are to be packed once (unet_pack_weights) */
+} Weights;
 
 #define FORMAT_NAME(buf, fmt)                  \
     do {                                       \
@@ -2323,6 +2381,28 @@ static const T2VTensor *weight_tensor(Weights *W, int ndim, const int64_t *shape
     return t;
 }
 
+/* Records a float32 weight (out, in, taps...) for unet_pack_weights: it will be packed as a product reduces it, over
+ * k = tap * in + channel (weight_column); taps is 1 for a Linear or a 1x1 convolution. */
+static const PackedPanels *panels_to_pack(T2VModel *m, const T2VTensor *t, const int64_t *shape, int ndim) {
+    PackedPanels *p = (PackedPanels *)xcalloc(1, sizeof(PackedPanels), "packed weights");
+    int i;
+    p->source = (const float *)t->data;
+    p->rows = (int)shape[0];
+    p->k = (int)shape[1];
+    p->taps = 1;
+    for (i = 2; i < ndim; i++) p->taps *= (int)shape[i];
+    p->k *= p->taps;
+    if (m->n_packed == m->cap_packed) {
+        PackedPanels **grown;
+        m->cap_packed = m->cap_packed ? 2 * m->cap_packed : 256;
+        grown = (PackedPanels **)realloc(m->packed, mul_size((size_t)m->cap_packed, sizeof(PackedPanels *)));
+        if (!grown) t2v_die("out of memory (packed weights)");
+        m->packed = grown;
+    }
+    m->packed[m->n_packed++] = p;
+    return p;
+}
+
 /* A big weight (Linear, Conv, the token embedding), used in place in its stored dtype. An int8 one's groups
  * must lie within its rows (the reduction), which the file's table alone does not promise. (Returned through
  * *s: tcc 0.9.27 garbles the variable arguments of a function that returns a struct.) */
@@ -2338,6 +2418,7 @@ static void tensor_weight(StoredWeight *s, Weights *W, int ndim, const int64_t *
     s->scales = t->scales;
     s->dtype = t->dtype;
     s->group_size = t->group_size;
+    s->packed = W->pack_panels && t->dtype == T2V_F32 && ndim >= 2 ? panels_to_pack(W->m, t, shape, ndim) : NULL;
 }
 
 /* A small tensor (norm, bias, positional embedding) as float32: in place for a float32 file; a float16 one is
@@ -3272,6 +3353,7 @@ static void load_text_encoder(T2VModel *m) {
     int64_t shape[2];
     W.m = m;
     W.component = "text_encoder";
+    W.pack_panels = 0;
     te->vocab = t2v_config_int(m, "text_encoder.vocab_size", 1, 1 << 24);
     te->dim = t2v_config_int(m, "text_encoder.hidden_size", 1, MAX_CHANNELS);
     te->ff = t2v_config_int(m, "text_encoder.intermediate_size", 1, 4 * MAX_CHANNELS);
@@ -3596,6 +3678,59 @@ static void load_block(UNet3D *u, Weights *W, UNetBlock *blk, const char *prefix
     if (sampler) load_conv(&blk->sampler, W, out, out, 3, 0, "%s.%s.0.conv", prefix, sampler < 0 ? "downsamplers" : "upsamplers");
 }
 
+/* The UNet runs once per step (50 times for the default video) on the same weights, and every one of its products
+ * packed its blocks of w anew from the mapped file, a strided transpose (mm_pack, mm_pack_taps) that cost most where
+ * few rows share a weight: the 8x8 and 4x4 levels, the feed-forwards run in chunks of rows, the time embedding.
+ * So its float32 weights are packed once, before its first forward, into the panels the products read
+ * (PackedPanels), and the file's pages under them are handed back to the system (MADV_DONTNEED on the pages that
+ * lie wholly inside the weight; read again, they would come back from the file unchanged): memory holds the UNet's
+ * weights once, not twice. The same bits; only where the file is mapped and the system has MADV_DONTNEED (else
+ * the products pack per block, as before). Float16 and int8 weights stay as stored (packed float32 they would take
+ * 2 and 4 times the memory), and so do the text encoder's (its 77-row products read the weights in place) and
+ * the VAE's (its products have 4096 rows or more, over which per-block packing is cheap). */
+static int unet_packs_weights(const T2VModel *m) {
+#if T2V_POSIX && defined(MADV_DONTNEED)
+    return m->mapped && !use_naive_matmul();
+#else
+    (void)m;
+    return 0;
+#endif
+}
+
+static void hand_back_pages(const void *data, size_t bytes) {
+#if T2V_POSIX && defined(MADV_DONTNEED)
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = ((uintptr_t)data + page - 1) / page * page, hi = ((uintptr_t)data + bytes) / page * page;
+    if (page > 0 && hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+#else
+    (void)data;
+    (void)bytes;
+#endif
+}
+
+/* Packs every weight panels_to_pack recorded (once: later calls return at once); returns the seconds it took */
+static double unet_pack_weights(T2VModel *m) {
+    const double start = now_seconds();
+    int i;
+    if (m->packed_done) return 0.0;
+    for (i = 0; i < m->n_packed; i++) {
+        PackedPanels *p = m->packed[i];
+        mm_pack_whole(p);
+        if (p->panels) hand_back_pages(p->source, (size_t)p->rows * p->k * sizeof(float));
+    }
+    m->packed_done = 1;
+    return now_seconds() - start;
+}
+
+static void free_packed_panels(T2VModel *m) {
+    while (m->n_packed > 0) {
+        PackedPanels *p = m->packed[--m->n_packed];
+        free(p->raw);
+        free(p);
+    }
+    free(m->packed);
+}
+
 static void load_unet(T2VModel *m) {
     UNet3D *u = (UNet3D *)xcalloc(1, sizeof(UNet3D), "unet");
     Weights W;
@@ -3604,6 +3739,7 @@ static void load_unet(T2VModel *m) {
     const int *ch = u->channels;
     W.m = m;
     W.component = "unet";
+    W.pack_panels = unet_packs_weights(m);
     u->is_2d = t2v_is_stable_diffusion(m);
     n = config_ints(m, "unet.block_out_channels", u->channels, MAX_BLOCKS, 1, MAX_CHANNELS);
     u->n_blocks = n;
@@ -4230,6 +4366,7 @@ static void unet_forward(T2VModel *m, const float *sample, int B, int F, int H, 
     int i;
     if (B < 1 || F < 1 || H < 1 || W < 1) t2v_die("unet: invalid sample size");
     check_unet_memory(u, B * F, H, W);
+    unet_pack_weights(m);
     r.u = u;
     r.a = &u->arena;
     r.B = B;
@@ -5242,6 +5379,7 @@ static void load_vae(T2VModel *m) {
     const int *ch = v->channels;
     W.m = m;
     W.component = "vae";
+    W.pack_panels = 0;
     n = v->n_blocks = config_ints(m, "vae.block_out_channels", v->channels, MAX_BLOCKS, 1, MAX_CHANNELS);
     if (config_list(m, "vae.down_block_types", down_types, MAX_BLOCKS) != n ||
         config_list(m, "vae.up_block_types", up_types, MAX_BLOCKS) != n)
@@ -5569,6 +5707,11 @@ static float *prepare_video_latents(T2VModel *m, const T2VGenerateOptions *o, co
     return video_latents;
 }
 
+/* before the first step, the UNet's weights are packed (unet_pack_weights): say so, as it takes seconds */
+static void report_packing(const T2VGenerateOptions *o, double seconds) {
+    if (!o->quiet && seconds > 0.5) fprintf(stderr, "unet weights packed for the matmul in %.1f s\n", seconds);
+}
+
 /* The denoising loop of __call__: at each timestep from the scheduler's begin index on, the UNet runs on the
  * latents once per batch item (scale_model_input is the identity for both schedulers); with guidance,
  * noise_pred = uncond + g (text - uncond) in float32 as torch computes it; then scheduler.step.
@@ -5581,9 +5724,11 @@ static void denoising_loop(T2VModel *m, const T2VGenerateOptions *o, Scheduler *
     float *noise_pred = alloc_floats(n, "noise prediction");
     StepDump dump_in = step_dump_new(o->dump_dir, steps, (size_t)B * n), dump_out = step_dump_new(o->dump_dir, steps, (size_t)B * n);
     StepDump dump_noise = step_dump_new(o->dump_dir, steps, n), dump_latents = step_dump_new(o->dump_dir, steps, n);
-    const double start = now_seconds();
+    double start;
     size_t j;
     int i, b;
+    report_packing(o, unet_pack_weights(m));
+    start = now_seconds();
     for (i = 0; i < steps; i++) {
         for (b = 0; b < B; b++) memcpy(unet_in + b * n, latents, n * sizeof(float));
         t2v_unet(m, unet_in, B, F, h, w, (double)s->timesteps[first + i], context, unet_out, NULL);
@@ -5651,9 +5796,11 @@ static void zero_backward_loop(T2VModel *m, const T2VGenerateOptions *o, Schedul
     const size_t n = (size_t)N * C * h * w;
     float *unet_in = alloc_floats(2 * n, "unet input"), *unet_out = alloc_floats(2 * n, "unet output");
     float *noise_pred = alloc_floats(n, "noise prediction");
-    const double start = now_seconds();
+    double start;
     size_t j;
     int i;
+    report_packing(o, unet_pack_weights(m));
+    start = now_seconds();
     s->numel = n;
     for (i = 0; i < steps; i++) {
         memcpy(unet_in, latents, n * sizeof(float));          /* unet_in: (2N, C, h, w), uncond half first */
@@ -6410,7 +6557,7 @@ static int cmd_unet(Args *a) {
     int64_t want[5] = {-1, -1, -1, -1, -1}, want_ctx[3] = {-1, -1, -1};
     float *sample, *context, *out;
     SchedulerConfig scheduler;
-    double timestep, t0;
+    double timestep, t0, packing;
     m = start_command(a, "unet", 5, 5, 4);
     want[1] = m->unet->in_channels;
     if (m->unet->is_2d) {        /* UNet2DConditionModel: (N, C, H, W), read as (N, C, 1, H, W) */
@@ -6431,6 +6578,7 @@ static int cmd_unet(Args *a) {
     if (ss.shape[0] > 64 || ss.shape[2] > 4096 || ss.shape[3] > 4096 || ss.shape[4] > 4096) t2v_die("unet: sample too large");
     out = alloc_floats(shape_numel(&ss), "unet output");
     if (a->gen.dump_dir) make_output_dir(a->gen.dump_dir, "--dump");
+    packing = unet_pack_weights(m); /* which the forward would do first: timed apart, as a video does it once */
     t0 = now_seconds();
     if (m->unet->is_2d)
         t2v_unet_2d(m, sample, (int)ss.shape[0], (int)ss.shape[3], (int)ss.shape[4], timestep, context,
@@ -6439,10 +6587,10 @@ static int cmd_unet(Args *a) {
         t2v_unet(m, sample, (int)ss.shape[0], (int)ss.shape[2], (int)ss.shape[3], (int)ss.shape[4], timestep, context, out,
                  a->gen.dump_dir);
     if (!a->gen.quiet)
-        fprintf(stderr, "unet: forward %.2f s for sample (%lld, %lld, %lld, %lld, %lld), %d thread%s, scratch %.0f MiB\n",
-                now_seconds() - t0, (long long)ss.shape[0], (long long)ss.shape[1], (long long)ss.shape[2],
-                (long long)ss.shape[3], (long long)ss.shape[4], num_threads(), num_threads() > 1 ? "s" : "",
-                m->unet->arena.peak * 4.0 / 1048576.0);
+        fprintf(stderr, "unet: forward %.2f s for sample (%lld, %lld, %lld, %lld, %lld), %d thread%s, scratch %.0f MiB; "
+                "weights packed beforehand in %.2f s\n", now_seconds() - t0, (long long)ss.shape[0], (long long)ss.shape[1],
+                (long long)ss.shape[2], (long long)ss.shape[3], (long long)ss.shape[4], num_threads(),
+                num_threads() > 1 ? "s" : "", m->unet->arena.peak * 4.0 / 1048576.0, packing);
     ss.shape[1] = m->unet->out_channels;
     check_finite(out, shape_numel(&ss), "the unet output");
     if (m->unet->is_2d) {        /* back to (N, C, H, W) */

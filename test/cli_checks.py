@@ -116,6 +116,7 @@ def check_model_files(t2v, model):
         T.run([t2v, "unet", model, sample, "10", ctx, o], env=env)
         outs.append(np.load(o))
     b = T.run([t2v, "tokenize", model, "a cat"], env={"T2V_NO_MMAP": "1"}).stdout
+    # (mapped, the UNet's weights are packed once before the forward; read, its products pack them per block)
     T.record("T2V_NO_MMAP=1 (plain read) gives identical results", a == b and np.array_equal(outs[0], outs[1]))
 
 

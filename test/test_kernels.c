@@ -473,6 +473,64 @@ static void test_conv_implicit_vs_gathered(void) {
     arena_free(&a);
 }
 
+/* A weight packed whole beforehand (the UNet's: unet_pack_weights) gives the products the same bits as packing it
+ * per block: plain products across the blocking (with few rows, which otherwise read w in place, mm_swapped_run;
+ * fewer than MR; many), the tap-major reduction on gathered patches, and convolutions read in place (implicit GEMM),
+ * 3x3 and temporal, in blocks of part of a tap and of whole taps. */
+static void test_whole_panels(void) {
+    static const int products[][4] = {{1, 7, 3, 1}, {5, 40, 70, 1}, {77, 1024, 300, 1}, {128, 288, 32, 1},
+                                      {20, 2 * MM_KC + 3, 2 * MM_NC + 5, 1}, {1027, 300, MM_NR + MM_NARROW, 1},
+                                      {7, 27, 5, 9}, {33, 2880, 40, 9}, {40, 288, 33, 3}, {9, 900, MM_NC + 1, 9}};
+    static const int convs[][5] = {{2, MM_MR, 40, 33, 0}, {1, 3 * MM_MR, 1000, 70, 0}, {12, 2 * MM_MR, 40, 33, 0},
+                                   {11, 2 * MM_MR, 700, 40, 0}, {7, 2 * MM_MR, 800, 40, 1}, {20, 2 * MM_MR, 48, 40, 1}};
+    size_t s;
+    int mismatches = 0, cases = 0;
+    Arena a;
+    memset(&a, 0, sizeof a);
+    for (s = 0; s < sizeof products / sizeof products[0]; s++, cases++) {
+        const int M = products[s][0], K = products[s][1], N = products[s][2], taps = products[s][3];
+        float *x = random_floats((size_t)M * K), *w = random_floats((size_t)N * K), *b = random_floats((size_t)N);
+        float *per_block = alloc_floats((size_t)M * N, "t"), *whole = alloc_floats((size_t)M * N, "t");
+        PackedPanels p;
+        StoredWeight sw = float32_weight(w);
+        memset(&p, 0, sizeof p);
+        p.source = w; p.rows = N; p.k = K; p.taps = taps;
+        mm_pack_whole(&p);
+        matmul_conv(per_block, x, &sw, s % 2 ? NULL : b, M, K, N, taps);
+        sw.packed = &p;
+        matmul_conv(whole, x, &sw, s % 2 ? NULL : b, M, K, N, taps);
+        if (!p.panels || memcmp(per_block, whole, (size_t)M * N * sizeof(float))) mismatches++;
+        free(p.raw); free(x); free(w); free(b); free(per_block); free(whole);
+    }
+    for (s = 0; s < sizeof convs / sizeof convs[0]; s++, cases++) {
+        const int n = convs[s][0], W = convs[s][1], temporal = convs[s][4], H = temporal ? 2 : 3;
+        const size_t tokens = (size_t)2 * n * H * W;
+        Conv c;
+        PackedPanels p;
+        float *in, *w, *per_block, *whole;
+        c.in = convs[s][2]; c.out = convs[s][3]; c.kh = 3; c.kw = temporal ? 1 : 3;
+        in = random_floats(tokens * c.in);
+        w = random_floats((size_t)c.out * c.in * c.kh * c.kw);
+        c.b = random_floats((size_t)c.out);
+        per_block = alloc_floats(tokens * c.out, "t");
+        whole = alloc_floats(tokens * c.out, "t");
+        memset(&p, 0, sizeof p);
+        p.source = w; p.rows = c.out; p.k = c.in * c.kh * c.kw; p.taps = c.kh * c.kw;
+        mm_pack_whole(&p);
+        c.w = float32_weight(w);
+        if (temporal) conv_temporal(&a, &c, in, per_block, 2, n, (size_t)H * W);
+        else conv2d(&a, &c, in, per_block, 2 * n, H, W, 1, 1, 1, H, W);
+        c.w.packed = &p;
+        if (temporal) conv_temporal(&a, &c, in, whole, 2, n, (size_t)H * W);
+        else conv2d(&a, &c, in, whole, 2 * n, H, W, 1, 1, 1, H, W);
+        if (!p.panels || memcmp(per_block, whole, tokens * c.out * sizeof(float))) mismatches++;
+        free(p.raw); free(in); free(w); free((void *)c.b); free(per_block); free(whole);
+    }
+    printf("  (%d products and convolutions)\n", cases);
+    report("weights packed whole vs per block: cases not identical", mismatches, 0);
+    arena_free(&a);
+}
+
 /* The gathered path's chunks of pixels: as few as GATHER_FLOATS allows, balanced (the last one short by less than
  * their count), at least 64 pixels (fewer only when there are fewer). */
 static void test_gathered_chunks(void) {
@@ -989,6 +1047,7 @@ int main(int argc, char **argv) {
     test_conv2d();
     test_conv_temporal();
     test_conv_implicit_vs_gathered();
+    test_whole_panels();
     test_gathered_chunks();
     test_group_norm();
     test_layer_norm();
