@@ -220,7 +220,8 @@ static void arena_free(Arena *a) {
 /* ============================================================================================
  * 2. The model file (layout in weights/README.md): magic, version, config lines, tensor table, data;
  *    the configuration readers.
- *    The data is mmap-ed and weights are used in place; a plain read is the fallback.
+ *    The data is mmap-ed and weights are used in place (the UNet's float32 ones are packed once: unet_pack_weights);
+ *    a plain read is the fallback.
  * ============================================================================================ */
 
 #define T2V_MAGIC "T2VMODEL"
@@ -1231,7 +1232,7 @@ static float half_to_float(uint16_t h) {
 }
 
 /* A Linear or Conv weight, or the token embedding, as the file stores it (used in place, never widened to a
- * float32 copy): float32, float16, or int8 with one float32 scale per group of group_size consecutive values
+ * float32 copy; a UNet float32 weight is also packed once, see PackedPanels): float32, float16, or int8 with one float32 scale per group of group_size consecutive values
  * of a row (weights/README.md). Activations and attention's operands are plain float32 ones. */
 typedef struct {
     const void *data;     /* [rows][row length], in the dtype */
@@ -2334,7 +2335,7 @@ static void matmul_conv_shifted(float *out, const float *padded, const PaddedRow
 /* ---- layer weights, looked up by their Diffusers / transformers names ---- */
 
 /* Linear and Conv weights stay in the mapped file as stored (float32, float16 or int8); the matmul converts them
- * as it packs. Biases and norms are float32 (copied at load from a float16 file). */
+ * as it packs (the UNet's float32 ones are packed once beforehand: unet_pack_weights). Biases and norms are float32 (copied at load from a float16 file). */
 typedef struct { StoredWeight w; const float *b; int in, out; } Linear;         /* nn.Linear: w (out, in) */
 typedef struct { StoredWeight w; const float *b; int in, out, kh, kw; } Conv;   /* Conv2d (out,in,kh,kw); temporal Conv3d (out,in,3,1,1); int8: stored (out,kh,kw,in) */
 typedef struct { const float *w, *b; int channels, groups; float eps; } GroupNorm;

@@ -163,8 +163,9 @@ class Stage:
             self.peaks.append(fma_peak(threads))
             _, rss, _, err = run_measured(cmd, extra, threads)
             self.times.append(forward_seconds(err, what))
-            if packing_seconds(err) is not None:
-                self.packing.append(packing_seconds(err))
+            packing = packing_seconds(err)
+            if packing is not None:
+                self.packing.append(packing)
             self.rss = max(self.rss, rss)
         self.profile = parse_profile(err)
         self.gflop = sum(g for _, g in self.profile.values())
