@@ -173,6 +173,22 @@ static void *align_64(void *p) {
     return (char *)p + (64 - (uintptr_t)p % 64) % 64;
 }
 
+/* The forward's products stream activations of tens of MiB (32768 x 320 floats is 40 MiB) through the caches, a
+ * few KiB of each 4 KiB page at a time, and every new page costs a TLB miss, which under a VM's nested paging is
+ * a long walk. So the arena asks for transparent huge pages (2 MiB on x86-64) where Linux offers them: 32768 x 320
+ * x 320 went from 200 to 215 GFLOP/s, 8192 x 2560 x 640 from 250 to 266 (2 threads of an AVX-512 Xeon VM). A hint
+ * only: no result changes, and elsewhere nothing happens. */
+static void advise_huge_pages(void *data, size_t bytes) {
+#if T2V_POSIX && defined(MADV_HUGEPAGE)
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = ((uintptr_t)data + page - 1) / page * page, hi = ((uintptr_t)data + bytes) / page * page;
+    if (page > 0 && hi > lo) madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+    (void)data;
+    (void)bytes;
+#endif
+}
+
 static float *arena_alloc(Arena *a, size_t n) {
     float *p;
     n = (n + 15) & ~(size_t)15; /* keep 64-byte alignment */
@@ -186,6 +202,7 @@ static float *arena_alloc(Arena *a, size_t n) {
         if (a->n_blocks == ARENA_MAX_BLOCKS) t2v_die("scratch memory: too many blocks");
         b = &a->blocks[a->n_blocks++];
         b->raw = xmalloc(mul_size(cap, sizeof(float)) + 64, "scratch activations");
+        advise_huge_pages(b->raw, cap * sizeof(float) + 64);
         b->data = (float *)align_64(b->raw);
         b->cap = cap;
         a->used = 0;
