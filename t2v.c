@@ -3014,18 +3014,72 @@ static void attention_short_direct(float *out, const float *q, const float *k, c
  * at once. The direct loops reduce each score over d in one chain per key (q . k_j), which no compiler may
  * vectorise; here the (sequence, head)'s keys are first copied transposed into keys_t[d][j] (zero past n_kv), so
  * that score j of query i is still the chain over d = 0, 1, ... of q[i][d] * keys_t[d][j], but the chains of all
- * keys and queries run side by side, one vector lane each. Both spell their sums with MM_FMA, so that no
- * compiler's contraction of a * b + c can make them differ: the same bits (unit test). A temporal layer's
- * 16 x 16 attention ran at 6-11 GFLOP/s in the direct loops, half of the default UNet3D forward's attention time;
- * this took 0.37-0.5 of their time in interleaved runs. */
+ * keys and queries run side by side, one vector lane each. The weighted sum of the values then runs over the
+ * head's d in chunks of ATTENTION_SHORT_LANES, each chunk's sums for all the queries held in registers while the
+ * keys go by (each value row read once for the queries together), still one chain per output element over
+ * j = 0, 1, ... from 0. Both functions spell their sums with MM_FMA, so that no compiler's contraction of
+ * a * b + c can make them differ: the same bits (unit test). A temporal layer's 16 x 16 attention ran at
+ * 6-11 GFLOP/s in the direct loops, half of the default UNet3D forward's attention time; transposed keys took
+ * 0.37-0.5 of their time. Scores spelt a row at a time (gcc had kept them in memory), 16 keys wide where n_kv <= 16,
+ * and the chunked value sums then took 0.88, 0.85 and 0.6 of that at the default video's three sizes (2048, 512
+ * and 128 sequences of 16 frames; 2 threads of an AVX-512 Xeon VM), where q, k and v streaming from memory is
+ * now most of the time. */
 #define ATTENTION_SHORT_QUERIES 4
+#define ATTENTION_SHORT_LANES 16
+
+/* scores[r][j] = q_r . key j for ATTENTION_SHORT_QUERIES queries from q0 (row stride inner; the rows past nq repeat
+ * the first, and their scores are not used) and `width` transposed keys (keys_t[d][width]); compiled for width 16
+ * and 32, constants, and spelt one row of scores at a time, so that gcc keeps the chains in vector registers */
+static MM_INLINE void attention_short_scores(const int width, float scores[][ATTENTION_SHORT], const float *q0, int nq,
+                                             int inner, const float *keys_t, int head_dim) {
+    float s0[ATTENTION_SHORT], s1[ATTENTION_SHORT], s2[ATTENTION_SHORT], s3[ATTENTION_SHORT];
+    const float *r0 = q0, *r1 = nq > 1 ? q0 + inner : q0, *r2 = nq > 2 ? q0 + 2 * (size_t)inner : q0;
+    const float *r3 = nq > 3 ? q0 + 3 * (size_t)inner : q0;
+    int j, d;
+    for (j = 0; j < width; j++) s0[j] = s1[j] = s2[j] = s3[j] = 0.0f;
+    for (d = 0; d < head_dim; d++) {
+        const float *kd = keys_t + d * width;
+        const float x0 = r0[d], x1 = r1[d], x2 = r2[d], x3 = r3[d];
+        for (j = 0; j < width; j++) s0[j] = MM_FMA(x0, kd[j], s0[j]);
+        for (j = 0; j < width; j++) s1[j] = MM_FMA(x1, kd[j], s1[j]);
+        for (j = 0; j < width; j++) s2[j] = MM_FMA(x2, kd[j], s2[j]);
+        for (j = 0; j < width; j++) s3[j] = MM_FMA(x3, kd[j], s3[j]);
+    }
+    for (j = 0; j < width; j++) {
+        scores[0][j] = s0[j];
+        scores[1][j] = s1[j];
+        scores[2][j] = s2[j];
+        scores[3][j] = s3[j];
+    }
+}
+
+/* out_r[d0 .. d0+len) = sum over j of p[r][j] * v_j[d0 ..] for nq queries, len <= ATTENTION_SHORT_LANES (a constant
+ * ATTENTION_SHORT_LANES for whole chunks); v0: key 0's values at d0 (row stride inner), out0 likewise */
+static MM_INLINE void attention_short_values(const int len, float p[][ATTENTION_SHORT], int nq, int n_kv,
+                                             const float *v0, float *out0, int inner) {
+    float acc0[ATTENTION_SHORT_LANES], acc1[ATTENTION_SHORT_LANES], acc2[ATTENTION_SHORT_LANES], acc3[ATTENTION_SHORT_LANES];
+    int j, d;
+    for (d = 0; d < len; d++) acc0[d] = acc1[d] = acc2[d] = acc3[d] = 0.0f;
+    for (j = 0; j < n_kv; j++) {
+        const float *vj = v0 + (size_t)j * inner;
+        const float p0 = p[0][j], p1 = p[1][j], p2 = p[2][j], p3 = p[3][j];
+        for (d = 0; d < len; d++) acc0[d] = MM_FMA(p0, vj[d], acc0[d]);
+        for (d = 0; d < len; d++) acc1[d] = MM_FMA(p1, vj[d], acc1[d]);
+        for (d = 0; d < len; d++) acc2[d] = MM_FMA(p2, vj[d], acc2[d]);
+        for (d = 0; d < len; d++) acc3[d] = MM_FMA(p3, vj[d], acc3[d]);
+    }
+    for (d = 0; d < len; d++) out0[d] = acc0[d];
+    if (nq > 1) for (d = 0; d < len; d++) out0[(size_t)inner + d] = acc1[d];
+    if (nq > 2) for (d = 0; d < len; d++) out0[(size_t)2 * inner + d] = acc2[d];
+    if (nq > 3) for (d = 0; d < len; d++) out0[(size_t)3 * inner + d] = acc3[d];
+}
 
 static void attention_short(Arena *a, float *out, const float *q, const float *k, const float *v, int n_seq, int n_q,
                             int n_kv, int kv_div, int heads, int head_dim) {
-    const int inner = heads * head_dim;
+    const int inner = heads * head_dim, width = n_kv <= 16 ? 16 : ATTENTION_SHORT;
     const float scale = 1.0f / sqrtf((float)head_dim);
     const ArenaMark mark = arena_mark(a);
-    const size_t keys_t_floats = (size_t)num_threads() * head_dim * ATTENTION_SHORT;
+    const size_t keys_t_floats = (size_t)num_threads() * head_dim * width;
     float *const keys_t_all = arena_alloc(a, keys_t_floats);
     long item;
     memset(keys_t_all, 0, keys_t_floats * sizeof(float)); /* the columns past n_kv stay zero */
@@ -3033,35 +3087,33 @@ static void attention_short(Arena *a, float *out, const float *q, const float *k
     for (item = 0; item < (long)n_seq * heads; item++) {
         const int s = (int)(item / heads), h = (int)(item % heads);
         const size_t kv0 = (size_t)(s / kv_div) * n_kv;
-        float *keys_t = keys_t_all + (size_t)thread_index() * head_dim * ATTENTION_SHORT;
+        const float *values = v + kv0 * inner + h * head_dim;
+        float *keys_t = keys_t_all + (size_t)thread_index() * head_dim * width;
         float scores[ATTENTION_SHORT_QUERIES][ATTENTION_SHORT];
         int i0, r, j, d;
         for (j = 0; j < n_kv; j++) {
             const float *kj = k + (kv0 + j) * inner + h * head_dim;
-            for (d = 0; d < head_dim; d++) keys_t[d * ATTENTION_SHORT + j] = kj[d];
+            for (d = 0; d < head_dim; d++) keys_t[d * width + j] = kj[d];
         }
         for (i0 = 0; i0 < n_q; i0 += ATTENTION_SHORT_QUERIES) {
             const int nq = n_q - i0 < ATTENTION_SHORT_QUERIES ? n_q - i0 : ATTENTION_SHORT_QUERIES;
-            const float *q0 = q + ((size_t)s * n_q + i0) * inner + h * head_dim;
-            for (r = 0; r < ATTENTION_SHORT_QUERIES; r++)
-                for (j = 0; j < ATTENTION_SHORT; j++) scores[r][j] = 0.0f;
-            for (d = 0; d < head_dim; d++) {
-                const float *kd = keys_t + d * ATTENTION_SHORT;
-                for (r = 0; r < ATTENTION_SHORT_QUERIES; r++) {
-                    const float qd = r < nq ? q0[(size_t)r * inner + d] : 0.0f;
-                    for (j = 0; j < ATTENTION_SHORT; j++) scores[r][j] = MM_FMA(qd, kd[j], scores[r][j]);
+            const size_t row0 = ((size_t)s * n_q + i0) * inner + h * head_dim;
+            if (width == 16)
+                attention_short_scores(16, scores, q + row0, nq, inner, keys_t, head_dim);
+            else
+                attention_short_scores(ATTENTION_SHORT, scores, q + row0, nq, inner, keys_t, head_dim);
+            for (r = 0; r < ATTENTION_SHORT_QUERIES; r++) {
+                if (r < nq) {
+                    for (j = 0; j < n_kv; j++) scores[r][j] *= scale;
+                    softmax_row(scores[r], n_kv);
+                } else {
+                    for (j = 0; j < n_kv; j++) scores[r][j] = 0.0f;
                 }
             }
-            for (r = 0; r < nq; r++) {
-                float *oi = out + ((size_t)s * n_q + i0 + r) * inner + h * head_dim;
-                for (j = 0; j < n_kv; j++) scores[r][j] *= scale;
-                softmax_row(scores[r], n_kv);
-                for (d = 0; d < head_dim; d++) oi[d] = 0.0f;
-                for (j = 0; j < n_kv; j++) {
-                    const float *vj = v + (kv0 + j) * inner + h * head_dim;
-                    for (d = 0; d < head_dim; d++) oi[d] = MM_FMA(scores[r][j], vj[d], oi[d]);
-                }
-            }
+            for (d = 0; d + ATTENTION_SHORT_LANES <= head_dim; d += ATTENTION_SHORT_LANES)
+                attention_short_values(ATTENTION_SHORT_LANES, scores, nq, n_kv, values + d, out + row0 + d, inner);
+            if (d < head_dim)
+                attention_short_values(head_dim - d, scores, nq, n_kv, values + d, out + row0 + d, inner);
         }
     }
     arena_reset(a, mark);
