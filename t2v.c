@@ -16,7 +16,7 @@
  * Diffusers' layouts appear only at the .npy boundary.
  */
 #define _POSIX_C_SOURCE 200809L
-#define _DEFAULT_SOURCE /* and, where the system has it, madvise(MADV_DONTNEED), which POSIX leaves out (unet_pack_weights) */
+#define _DEFAULT_SOURCE /* and, where the system has them, madvise(MADV_DONTNEED) and madvise(MADV_HUGEPAGE), which POSIX leaves out */
 #include "t2v.h"
 
 #include <errno.h>

@@ -124,6 +124,32 @@ static void test_half_to_float(void) {
 /* weights stored as float16 give exactly the same bits as the same values widened to float32, through every
  * path that reads them (blocked packing, tap-major packing, the unblocked loop for tiny products, the naive
  * reference) */
+/* K = 1 and 2 through the blocked path: the kernel's first step alone (it starts each chain, from 0 or from the
+ * output), and followed only by a last one; with and without bias, and accumulating. Run last, so that its random
+ * operands leave the other tests' ones as they were. */
+static void test_matmul_short_k(void) {
+    static const int shapes[][3] = {{64, 1, 96}, {9, 2, 50}, {40, 1, MM_NR + MM_NARROW}};
+    size_t s;
+    double worst = 0.0;
+    for (s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
+        float *a = random_floats((size_t)M * K), *w = random_floats((size_t)N * K), *b = random_floats((size_t)N);
+        float *fast = random_floats((size_t)M * N), *ref = alloc_floats((size_t)M * N, "t");
+        const StoredWeight sw = float32_weight(w);
+        int accumulate;
+        for (accumulate = 0; accumulate < 2; accumulate++) {
+            double e;
+            memcpy(ref, fast, sizeof(float) * M * N);
+            matmul_ex(fast, N, a, K, w, K, accumulate ? NULL : b, M, K, N, accumulate);
+            matmul_naive(ref, N, a, K, &sw, K, accumulate ? NULL : b, M, K, N, accumulate, 1);
+            e = max_rel_diff(fast, ref, (size_t)M * N);
+            if (e > worst) worst = e;
+        }
+        free(a); free(w); free(b); free(fast); free(ref);
+    }
+    report("matmul vs naive loop, K = 1 and 2 (3 shapes, bias or accumulating)", worst, 1e-5);
+}
+
 static void test_matmul_f16(void) {
     static const int shapes[][4] = {{1, 3, 1, 2}, {33, 65, 1, 17}, {20, 2 * MM_KC + 3, 1, MM_NC + 5},
                                     {9, 40, 9, 37}, {40, 96, 3, 33}, {7, 300, 9, 70}};
@@ -1065,6 +1091,7 @@ int main(int argc, char **argv) {
     test_scheduler_refusals();
     test_decimal_numbers();
     test_non_finite();
+    test_matmul_short_k();
     if (argc > 1) { /* argv[1]: the golden folder (../shared/golden); its tiny/ fixture is used */
         static char dir[4096];
         char probe[4200];
