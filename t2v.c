@@ -173,6 +173,15 @@ static void *align_64(void *p) {
     return (char *)p + (64 - (uintptr_t)p % 64) % 64;
 }
 
+#if T2V_POSIX && (defined(MADV_HUGEPAGE) || defined(MADV_DONTNEED))
+/* madvise(advice) over the whole pages that lie inside [data, data + bytes) */
+static void advise_pages_inside(const void *data, size_t bytes, int advice) {
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = ((uintptr_t)data + page - 1) / page * page, hi = ((uintptr_t)data + bytes) / page * page;
+    if (page > 0 && hi > lo) madvise((void *)lo, hi - lo, advice);
+}
+#endif
+
 /* The forward's products stream activations of tens of MiB (32768 x 320 floats is 40 MiB) through the caches, a
  * few KiB of each 4 KiB page at a time, and every new page costs a TLB miss, which under a VM's nested paging is
  * a long walk. So the arena asks for transparent huge pages (2 MiB on x86-64) where Linux offers them: 32768 x 320
@@ -180,9 +189,7 @@ static void *align_64(void *p) {
  * only: no result changes, and elsewhere nothing happens. */
 static void advise_huge_pages(void *data, size_t bytes) {
 #if T2V_POSIX && defined(MADV_HUGEPAGE)
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t lo = ((uintptr_t)data + page - 1) / page * page, hi = ((uintptr_t)data + bytes) / page * page;
-    if (page > 0 && hi > lo) madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+    advise_pages_inside(data, bytes, MADV_HUGEPAGE);
 #else
     (void)data;
     (void)bytes;
@@ -3811,9 +3818,7 @@ static int unet_packs_weights(const T2VModel *m) {
 
 static void hand_back_pages(const void *data, size_t bytes) {
 #if T2V_POSIX && defined(MADV_DONTNEED)
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t lo = ((uintptr_t)data + page - 1) / page * page, hi = ((uintptr_t)data + bytes) / page * page;
-    if (page > 0 && hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    advise_pages_inside(data, bytes, MADV_DONTNEED);
 #else
     (void)data;
     (void)bytes;
