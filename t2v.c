@@ -1846,9 +1846,11 @@ static void mm_run(const struct mm_args *g) {
                     const int p = q / kparts, k0 = q % kparts * MM_PACK_K, n0 = p * MM_NR;
                     const int nr = nc - n0 < MM_NR ? nc - n0 : MM_NR, klen = kc - k0 < MM_PACK_K ? kc - k0 : MM_PACK_K;
                     float *dst = bp + ((size_t)p * kc + k0) * MM_NR;
-                    if (!g->panels && g->taps == 1)
+                    if (g->panels)
+                        ; /* packed already */
+                    else if (g->taps == 1)
                         mm_pack(dst, g->w, (size_t)(jc + n0) * g->ldw + pc + k0, g->ldw, nr, klen);
-                    else if (!g->panels)
+                    else
                         mm_pack_taps(dst, g->w, (size_t)(jc + n0) * g->ldw, g->ldw, nr, klen, pc + k0, K, g->taps);
                     if (k0 == 0 && last && g->bias) {
                         int j;
