@@ -174,10 +174,11 @@ static void *align_64(void *p) {
 }
 
 #if T2V_POSIX && (defined(MADV_HUGEPAGE) || defined(MADV_DONTNEED))
-/* madvise(advice) over the whole pages that lie inside [data, data + bytes) */
-static void advise_pages_inside(const void *data, size_t bytes, int advice) {
+/* madvise(advice) over the whole pages that lie inside [start, start + bytes). The address comes as a number: as a
+ * const pointer to freshly allocated memory, gcc 12 warns that it may be read uninitialised. */
+static void advise_pages_inside(uintptr_t start, size_t bytes, int advice) {
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t lo = ((uintptr_t)data + page - 1) / page * page, hi = ((uintptr_t)data + bytes) / page * page;
+    const uintptr_t lo = (start + page - 1) / page * page, hi = (start + bytes) / page * page;
     if (page > 0 && hi > lo) madvise((void *)lo, hi - lo, advice);
 }
 #endif
@@ -189,7 +190,7 @@ static void advise_pages_inside(const void *data, size_t bytes, int advice) {
  * only: no result changes, and elsewhere nothing happens. */
 static void advise_huge_pages(void *data, size_t bytes) {
 #if T2V_POSIX && defined(MADV_HUGEPAGE)
-    advise_pages_inside(data, bytes, MADV_HUGEPAGE);
+    advise_pages_inside((uintptr_t)data, bytes, MADV_HUGEPAGE);
 #else
     (void)data;
     (void)bytes;
@@ -3820,7 +3821,7 @@ static int unet_packs_weights(const T2VModel *m) {
 
 static void hand_back_pages(const void *data, size_t bytes) {
 #if T2V_POSIX && defined(MADV_DONTNEED)
-    advise_pages_inside(data, bytes, MADV_DONTNEED);
+    advise_pages_inside((uintptr_t)data, bytes, MADV_DONTNEED);
 #else
     (void)data;
     (void)bytes;
