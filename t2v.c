@@ -1224,6 +1224,11 @@ static void work_end(WorkKind kind, double start, double flops) {
     g_work[kind].calls++;
 }
 
+/* --repeat: the table starts again with each run, so that it reports the last one */
+static void profile_restart(void) {
+    memset(g_work, 0, sizeof g_work);
+}
+
 void t2v_profile_report(void) {
     FILE *f = stderr;
     double total = 0.0;
@@ -6477,7 +6482,11 @@ static void usage(FILE *f) {
         "  --int8-math float|int      how an int8 model file's weights are multiplied: float dequantises them\n"
         "                             and multiplies in float32; int quantises the activations to int8 too and\n"
         "                             sums in int32 (default: %s in this build%s)\n"
-        "  --dump DIR                 (unet) write every intermediate as act_*.npy\n",
+        "  --dump DIR                 (unet) write every intermediate as act_*.npy\n"
+        "  --repeat N                 (encode-text, unet, vae-decode) run the computation N times on the same\n"
+        "                             input and report each run's time, for benchmarks: the first run also pays\n"
+        "                             for touching the weights and scratch memory, as a video's first step does\n"
+        "                             (T2V_PROFILE=1 then reports the last run)\n",
         T2V_INT8_SIMD ? "int" : "float", T2V_INT8_SIMD ? ", which has an AVX-512 VNNI kernel" :
         ", which has no SIMD integer kernel");
 }
@@ -6491,6 +6500,7 @@ typedef struct {
     const char *inputs[MAX_INPUTS];            /* the files read: no output may be one of them */
     int n_inputs;
     int threads, fps_num, fps_den, yuv444, random_seed;
+    int repeat;                  /* encode-text, unet, vae-decode: --repeat N, runs of the computation (1) */
     int frames_given, guidance_given, strength_given;   /* video-to-video takes its own defaults */
     int cross_frame;             /* unet --cross-frame: CrossFrameAttnProcessor(batch_size=2) */
     int scheduler_given, zero_option_given;             /* Text2Video-Zero takes its own defaults and options */
@@ -6535,6 +6545,7 @@ static void parse_args(int argc, char **argv, Args *a) {
     a->gen.t1 = 47;
     a->output = "output.y4m";
     a->fps_den = 1;
+    a->repeat = 1;
     for (i = 0; i < argc; i++) {
         const char *s = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes_value = 1;
@@ -6564,6 +6575,7 @@ static void parse_args(int argc, char **argv, Args *a) {
                 t2v_die("--strength expects a decimal number in (0, 1], got '%s'", v);
         }
         else if (is_option(s, "--threads", NULL)) a->threads = (int)parse_number(s, v, 1, 4096);
+        else if (is_option(s, "--repeat", NULL)) a->repeat = (int)parse_number(s, v, 1, 1000);
         else if (is_option(s, "--latents", NULL)) a->latents_path = add_input(a, v);
         else if (is_option(s, "--frames-dir", NULL)) a->frames_dir = v;
         else if (is_option(s, "--dump", NULL)) a->gen.dump_dir = v;
@@ -6652,19 +6664,26 @@ static int cmd_encode_text(Args *a) {
     int32_t *ids;
     float *states;
     int64_t dims[3];
-    double t0;
+    double t0, *seconds;
+    int run;
     m = start_command(a, "encode-text", 3, 3, 2);
     ids = tokenize_prompt(m, a->positional[1], a->gen.tokenizer);
     dims[0] = 1;
     dims[1] = t2v_context_length(m);
     dims[2] = t2v_text_hidden_size(m);
     states = alloc_floats((size_t)dims[1] * dims[2], "text states");
-    t0 = now_seconds();
-    t2v_encode_text(m, ids, states);
-    t0 = now_seconds() - t0;
+    seconds = (double *)xmalloc(sizeof(double) * (size_t)a->repeat, "timings");
+    for (run = 0; run < a->repeat; run++) {
+        profile_restart();
+        t0 = now_seconds();
+        t2v_encode_text(m, ids, states);
+        seconds[run] = now_seconds() - t0;
+    }
     check_finite(states, (size_t)dims[1] * dims[2], "the text states");
     npy_save_f32(a->positional[2], states, 3, dims);
-    if (!a->gen.quiet) fprintf(stderr, "encode-text: forward %.3f s, %d thread%s\n", t0, num_threads(), num_threads() > 1 ? "s" : "");
+    for (run = 0; run < a->repeat && !a->gen.quiet; run++)
+        fprintf(stderr, "encode-text: forward %.3f s, %d thread%s\n", seconds[run], num_threads(), num_threads() > 1 ? "s" : "");
+    free(seconds);
     free(states);
     free(ids);
     t2v_free(m);
@@ -6678,6 +6697,7 @@ static int cmd_unet(Args *a) {
     float *sample, *context, *out;
     SchedulerConfig scheduler;
     double timestep, t0, packing;
+    int run;
     m = start_command(a, "unet", 5, 5, 4);
     want[1] = m->unet->in_channels;
     if (m->unet->is_2d) {        /* UNet2DConditionModel: (N, C, H, W), read as (N, C, 1, H, W) */
@@ -6699,18 +6719,21 @@ static int cmd_unet(Args *a) {
     out = alloc_floats(shape_numel(&ss), "unet output");
     if (a->gen.dump_dir) make_output_dir(a->gen.dump_dir, "--dump");
     packing = unet_pack_weights(m); /* which the forward would do first: timed apart, as a video does it once */
-    t0 = now_seconds();
-    if (m->unet->is_2d)
-        t2v_unet_2d(m, sample, (int)ss.shape[0], (int)ss.shape[3], (int)ss.shape[4], timestep, context,
-                    a->cross_frame ? 2 : 0, out, a->gen.dump_dir);
-    else
-        t2v_unet(m, sample, (int)ss.shape[0], (int)ss.shape[2], (int)ss.shape[3], (int)ss.shape[4], timestep, context, out,
-                 a->gen.dump_dir);
-    if (!a->gen.quiet)
-        fprintf(stderr, "unet: forward %.2f s for sample (%lld, %lld, %lld, %lld, %lld), %d thread%s, scratch %.0f MiB; "
-                "weights packed beforehand in %.2f s\n", now_seconds() - t0, (long long)ss.shape[0], (long long)ss.shape[1],
-                (long long)ss.shape[2], (long long)ss.shape[3], (long long)ss.shape[4], num_threads(),
-                num_threads() > 1 ? "s" : "", m->unet->arena.peak * 4.0 / 1048576.0, packing);
+    for (run = 0; run < a->repeat; run++) {
+        profile_restart();
+        t0 = now_seconds();
+        if (m->unet->is_2d)
+            t2v_unet_2d(m, sample, (int)ss.shape[0], (int)ss.shape[3], (int)ss.shape[4], timestep, context,
+                        a->cross_frame ? 2 : 0, out, a->gen.dump_dir);
+        else
+            t2v_unet(m, sample, (int)ss.shape[0], (int)ss.shape[2], (int)ss.shape[3], (int)ss.shape[4], timestep, context,
+                     out, a->gen.dump_dir);
+        if (!a->gen.quiet)
+            fprintf(stderr, "unet: forward %.2f s for sample (%lld, %lld, %lld, %lld, %lld), %d thread%s, scratch %.0f MiB; "
+                    "weights packed beforehand in %.2f s\n", now_seconds() - t0, (long long)ss.shape[0],
+                    (long long)ss.shape[1], (long long)ss.shape[2], (long long)ss.shape[3], (long long)ss.shape[4],
+                    num_threads(), num_threads() > 1 ? "s" : "", m->unet->arena.peak * 4.0 / 1048576.0, packing);
+    }
     ss.shape[1] = m->unet->out_channels;
     check_finite(out, shape_numel(&ss), "the unet output");
     if (m->unet->is_2d) {        /* back to (N, C, H, W) */
@@ -6740,16 +6763,23 @@ static int cmd_vae_decode(Args *a) {
     Shape s;
     float *latents = load_nchw(a->positional[1], v->latent_channels, 1024, "(N, latent_channels, h, w)", &s);
     float *images = alloc_floats(mul_size(shape_numel(&s) / v->latent_channels * v->out_channels, (size_t)scale * scale), "vae output");
-    double t0 = now_seconds();
-    t2v_vae_decode(m, latents, (int)s.shape[0], (int)s.shape[2], (int)s.shape[3], images);
-    t0 = now_seconds() - t0;
+    double *seconds = (double *)xmalloc(sizeof(double) * (size_t)a->repeat, "timings");
+    int run;
+    for (run = 0; run < a->repeat; run++) {
+        const double t0 = now_seconds();
+        profile_restart();
+        t2v_vae_decode(m, latents, (int)s.shape[0], (int)s.shape[2], (int)s.shape[3], images);
+        seconds[run] = now_seconds() - t0;
+    }
     s.shape[1] = v->out_channels;
     s.shape[2] *= scale;
     s.shape[3] *= scale;
     check_finite(images, shape_numel(&s), "the decoded images");
     npy_save(a->positional[2], images, 0, &s);
-    if (!a->gen.quiet) fprintf(stderr, "vae-decode: forward %.2f s for %lld latents, %d thread%s\n", t0,
-                               (long long)s.shape[0], num_threads(), num_threads() > 1 ? "s" : "");
+    for (run = 0; run < a->repeat && !a->gen.quiet; run++)
+        fprintf(stderr, "vae-decode: forward %.2f s for %lld latents, %d thread%s\n", seconds[run], (long long)s.shape[0],
+                num_threads(), num_threads() > 1 ? "s" : "");
+    free(seconds);
     free(latents);
     free(images);
     t2v_free(m);
@@ -6975,9 +7005,12 @@ int main(int argc, char **argv) {
     }
     if (strlen(cmd) > 4 && !strcmp(cmd + strlen(cmd) - 4, ".t2v")) {
         parse_args(argc - 1, argv + 1, &a); /* t2v MODEL.t2v -p ...: shorthand for generate */
-        return cmd_generate(&a);
+        cmd = "generate";
+    } else {
+        parse_args(argc - 2, argv + 2, &a);
     }
-    parse_args(argc - 2, argv + 2, &a);
+    if (a.repeat != 1 && strcmp(cmd, "encode-text") && strcmp(cmd, "unet") && strcmp(cmd, "vae-decode"))
+        t2v_die("--repeat is for encode-text, unet and vae-decode");
     if (!strcmp(cmd, "generate")) return cmd_generate(&a);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(&a);
     if (!strcmp(cmd, "encode-text")) return cmd_encode_text(&a);

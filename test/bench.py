@@ -4,15 +4,18 @@ Diffusers 0.30.3 on the same CPU. It uses the real configs with random weights (
 made once in weights/. Timings on a shared machine are noisy: compare ratios measured in one run, and look at the
 load average printed with each stage.
 
-For each stage: the wall time of the computation as t2v reports it (loading excluded; min and median of
-BENCH_REPEATS runs), the GFLOP t2v counts from the shapes (2 x multiply-adds of convolutions, linear layers and
+For each stage: the wall time of the computation as t2v reports it (loading excluded): of the first run in a process,
+which also touches the weights and scratch memory for the first time, and the min and median of the later runs,
+which are what each further step of a video costs (BENCH_REPEATS processes, BENCH_RUNS runs each), the GFLOP t2v counts from the shapes (2 x multiply-adds of convolutions, linear layers and
 attention's two products, summed by T2V_PROFILE=1), GFLOP/s, the FMA peak at the same thread count measured just
 before each run (the best of them; on a shared virtual machine the peak itself drifts with what other guests run),
 the % of that peak, and the process's peak RSS (the mapped weights it touched included). Then the split of the default UNet forward
 by kind of work, and the same UNet, VAE decode and (with BENCH_SD) SD UNet in the real Diffusers.
 
-    make bench                           the stages below, 2 repeats each, then Diffusers' UNet and VAE decode
-    BENCH_REPEATS=3 make bench           more repeats
+    make bench                           the stages below, 2 processes each running the computation twice, then
+                                         Diffusers' UNet and VAE decode
+    BENCH_REPEATS=3 make bench           more processes
+    BENCH_RUNS=3 make bench              more runs per process (t2v ... --repeat 3)
     BENCH_THREADS=1 make bench           thread count (default: all cores)
     BENCH_DIFFUSERS=0 make bench         without the Diffusers baseline (it needs ../shared/refenv set up in
                                          BENCH_REFENV, default /tmp/refenv; minutes: one untimed call, then
@@ -45,6 +48,7 @@ from harness import CC, CFLAGS, OUT, ROOT, WARN
 MODEL = os.environ.get("BENCH_MODEL", os.path.join(ROOT, "weights", "random-ms-1.7b.t2v"))
 THREADS = int(os.environ.get("BENCH_THREADS", str(os.cpu_count() or 1)))
 REPEATS = int(os.environ.get("BENCH_REPEATS", "2"))
+RUNS = int(os.environ.get("BENCH_RUNS", "2"))
 REFENV = os.environ.get("BENCH_REFENV", "/tmp/refenv")
 REPORT = []  # markdown lines for test/out/bench.md
 
@@ -131,8 +135,8 @@ def parse_profile(stderr):
 
 
 def forward_seconds(stderr, what):
-    line = [x for x in stderr.splitlines() if x.startswith(what + ": forward")][-1]
-    return float(line.split("forward ")[1].split(" s")[0])
+    """the time of each run of the computation the command reports (--repeat: one line per run)"""
+    return [float(x.split("forward ")[1].split(" s")[0]) for x in stderr.splitlines() if x.startswith(what + ": forward")]
 
 
 def packing_seconds(stderr):
@@ -153,34 +157,40 @@ def fma_peak(threads):
 class Stage:
     """One t2v command run REPEATS times (the last with T2V_PROFILE=1, which costs nothing measurable), the FMA peak
     measured just before each run: on a shared virtual machine the peak itself drifts (other guests' load), so
-    each stage is compared with the best peak measured beside it rather than with one taken at the start."""
+    each stage is compared with the best peak measured beside it rather than with one taken at the start.
+    Each process runs the computation RUNS times (--repeat): its first run also pays for touching the weights and
+    the scratch memory for the first time, as a video's first UNet step and first decoded frame do; the later runs
+    are what each further step or frame costs. min and median are over those later runs (Diffusers' time, too, is
+    of a call after an untimed one), `first` is the best first run; the profile is of the last run."""
 
-    def __init__(self, name, cmd, what, threads=THREADS, repeats=REPEATS):
+    def __init__(self, name, cmd, what, threads=THREADS, repeats=REPEATS, runs=RUNS):
         self.name, self.threads = name, threads
-        self.times, self.peaks, self.rss, self.packing = [], [], 0.0, []
+        self.firsts, self.times, self.peaks, self.rss, self.packing = [], [], [], 0.0, []
         for i in range(repeats):
             extra = {"T2V_PROFILE": "1"} if i == repeats - 1 else None
             self.peaks.append(fma_peak(threads))
-            _, rss, _, err = run_measured(cmd, extra, threads)
-            self.times.append(forward_seconds(err, what))
+            _, rss, _, err = run_measured(cmd + (["--repeat", str(runs)] if runs > 1 else []), extra, threads)
+            seconds = forward_seconds(err, what)
+            self.firsts.append(seconds[0])
+            self.times += seconds[1:] or seconds
             packing = packing_seconds(err)
             if packing is not None:
                 self.packing.append(packing)
             self.rss = max(self.rss, rss)
         self.profile = parse_profile(err)
         self.gflop = sum(g for _, g in self.profile.values())
-        self.best, self.median = min(self.times), statistics.median(self.times)
+        self.first, self.best, self.median = min(self.firsts), min(self.times), statistics.median(self.times)
         self.peak = max(self.peaks)
 
 
-STAGE_HEADER = ("| stage | threads | min s | median s | GFLOP | GFLOP/s | FMA peak beside it, GFLOP/s | % of that peak "
-                "| peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|")
+STAGE_HEADER = ("| stage | threads | first run s | later runs: min s | median s | GFLOP | GFLOP/s | FMA peak beside it, "
+                "GFLOP/s | % of that peak | first run: % of peak | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def stage_row(s):
     rate = s.gflop / s.best
-    return (f"| {s.name} | {s.threads} | {s.best:.2f} | {s.median:.2f} | {s.gflop:.0f} | {rate:.0f} | "
-            f"{s.peak:.0f} | {100 * rate / s.peak:.0f}% | {s.rss:.0f} |")
+    return (f"| {s.name} | {s.threads} | {s.first:.2f} | {s.best:.2f} | {s.median:.2f} | {s.gflop:.0f} | {rate:.0f} | "
+            f"{s.peak:.0f} | {100 * rate / s.peak:.0f}% | {100 * s.gflop / s.first / s.peak:.0f}% | {s.rss:.0f} |")
 
 
 def diffusers(args, label):
@@ -255,16 +265,18 @@ def bench_modelscope(t2v):
     default = stages[0]
     total = sum(sec for sec, _ in default.profile.values())
     matmul = sum(sec for name, (sec, g) in default.profile.items() if g > 0)
-    say(f"\n### Where the default UNet forward's time goes (T2V_PROFILE=1, {default.times[-1]:.1f} s)\n")
+    say(f"\n### Where the default UNet forward's time goes (T2V_PROFILE=1, the last process's last run, {default.times[-1]:.1f} s)\n")
     say("| work | seconds | share | GFLOP | GFLOP/s |")
     say("|---|---|---|---|---|")
     for name, (sec, g) in sorted(default.profile.items(), key=lambda kv: -kv[1][0]):
         say(f"| {name} | {sec:.2f} | {100 * sec / total:.1f}% | {g:.0f} | {g / sec if g else 0:.0f} |")
     say(f"\nmatmul-like work (rows with GFLOP): {100 * matmul / total:.1f}% of the layers' time; the rest "
         f"(norms, activations, copies, padding): {100 * (total - matmul) / total:.1f}%.")
-    total_video = 50 * default.best + 16 * stages[2].best + 2 * stages[3].best
-    say(f"\nThe default video (16 frames 256x256, 50 DDIM steps with guidance): {default.best:.0f} s per step, about "
-        f"{total_video / 60:.0f} minutes in all.")
+    vae, text = stages[2], stages[3]
+    total_video = default.first + 49 * default.best + vae.first + 15 * vae.best + text.first + text.best
+    say(f"\nThe default video (16 frames 256x256, 50 DDIM steps with guidance): {default.best:.0f} s per step "
+        f"({default.first:.0f} s the first), about {total_video / 60:.0f} minutes in all (50 steps, 16 frames decoded, "
+        f"2 prompts encoded; loading and packing the weights aside).")
 
     rows = []
     d = diffusers([MODEL, "--shape", "2,4,16,32,32"], "UNet3DConditionModel (2,4,16,32,32)")
@@ -276,7 +288,7 @@ def bench_modelscope(t2v):
     if rows:
         say(f"\n## Against Diffusers 0.30.3 (real, torch {torch_version()}, {THREADS} threads; BLAS {rows[0][2][3]}"
             f"{', OPENBLAS_CORETYPE=' + openblas_env()['OPENBLAS_CORETYPE'] if openblas_env() else ''})\n")
-        say("| stage | t2v s | Diffusers s | t2v / Diffusers time | Diffusers GFLOP (its count) | Diffusers peak RSS MiB (after loading) |")
+        say("| stage | t2v s (later runs' min) | Diffusers s (a call after an untimed one) | t2v / Diffusers time | Diffusers GFLOP (its count) | Diffusers peak RSS MiB (after loading) |")
         say("|---|---|---|---|---|---|")
         for name, s, (sec, gflop, rss, _) in rows:
             say(f"| {name} | {s.best:.2f} | {sec:.2f} | {s.best / sec:.2f} | {gflop:.0f} | {rss:.0f} |")

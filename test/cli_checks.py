@@ -118,6 +118,20 @@ def check_model_files(t2v, model):
     b = T.run([t2v, "tokenize", model, "a cat"], env={"T2V_NO_MMAP": "1"}).stdout
     # (mapped, the UNet's weights are packed once before the forward; read, its products pack them per block)
     T.record("T2V_NO_MMAP=1 (plain read) gives identical results", a == b and np.array_equal(outs[0], outs[1]))
+    # --repeat N: N runs of the computation, each timed, the output the same bits as one run's
+    o = os.path.join(T.OUT, "unet_repeat.npy")
+    p = T.run([t2v, "unet", model, sample, "10", ctx, o, "--repeat", "3"])
+    T.record("unet --repeat 3: three timed forwards, the output of one", p.stderr.count("unet: forward") == 3 and
+             np.array_equal(np.load(o), outs[0]), f"{p.stderr.count('unet: forward')} forward lines;")
+    o = os.path.join(T.OUT, "vae_repeat.npy")
+    T.run([t2v, "vae-decode", model, os.path.join(T.GOLDEN, "vae", "decode_in.npy"), o])
+    once = np.load(o)
+    p = T.run([t2v, "vae-decode", model, os.path.join(T.GOLDEN, "vae", "decode_in.npy"), o, "--repeat", "2"])
+    T.record("vae-decode --repeat 2: two timed forwards, the output of one",
+             p.stderr.count("vae-decode: forward") == 2 and np.array_equal(np.load(o), once))
+    expect_error("--repeat with generate", [t2v, "generate", model, "-p", "a cat", "--repeat", "2"],
+                 ["--repeat", "unet"])
+    expect_error("--repeat 0", [t2v, "encode-text", model, "a cat", o, "--repeat", "0"], ["--repeat", "[1, 1000]"])
 
 
 # ---- prompts ----
@@ -195,7 +209,7 @@ def check_help(t2v):
     paired = ["-p, --prompt", "-n, --negative-prompt", "-o, --output", "-q, --quiet"]
     options = ["--frames", "--height", "--width", "--steps", "--guidance", "--scheduler", "--seed", "--latents",
                "--threads", "--fps", "--dump", "--tokenizer", "--frames-dir", "--yuv444", "--prompt-file",
-               "--negative-prompt-file"]
+               "--negative-prompt-file", "--repeat"]
     commands = ["generate", "tokenize", "encode-text", "unet", "vae-decode", "vae-encode"]
     missing = [o for o in paired if o not in text]
     missing += [o for o in options + commands if not whole_token(o).search(text)]
