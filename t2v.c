@@ -2843,6 +2843,45 @@ static void group_norm_into(Arena *a, const GroupNorm *g, const float *in, const
     group_norm_rows(a, g, in, x->data, x->padded ? &x->rows : NULL, sets, tokens, with_silu);
 }
 
+/* LayerNorm's sums over a token, in double, run in NORM_LANES interleaved partial sums (lane j takes elements j,
+ * j + NORM_LANES, ...) added pairwise at the end. As one chain, every add waited for the one before it (4 cycles
+ * each), and the 99 LayerNorms of the default UNet3D forward took 0.57 s of its 36 s; as lanes the compiler runs
+ * them as vector adds. A fixed order per token: the result does not depend on the thread count. */
+#define NORM_LANES 16
+
+static double lanes_total(double lane[NORM_LANES]) {
+    int width, j;
+    for (width = NORM_LANES / 2; width >= 1; width /= 2)
+        for (j = 0; j < width; j++) lane[j] += lane[j + width];
+    return lane[0];
+}
+
+/* the sum of x[0 .. n) */
+static double sum_in_lanes(const float *x, int n) {
+    double lane[NORM_LANES] = {0.0};
+    int i = 0, j;
+    for (; i + NORM_LANES <= n; i += NORM_LANES)
+        for (j = 0; j < NORM_LANES; j++) lane[j] += x[i + j];
+    for (j = 0; i < n; i++, j++) lane[j] += x[i];
+    return lanes_total(lane);
+}
+
+/* the sum of (x[i] - mean)^2, the difference taken in float and squared in double */
+static double squared_deviations_in_lanes(const float *x, int n, float mean) {
+    double lane[NORM_LANES] = {0.0};
+    int i = 0, j;
+    for (; i + NORM_LANES <= n; i += NORM_LANES)
+        for (j = 0; j < NORM_LANES; j++) {
+            const double d = x[i + j] - mean;
+            lane[j] += d * d;
+        }
+    for (j = 0; i < n; i++, j++) {
+        const double d = x[i] - mean;
+        lane[j] += d * d;
+    }
+    return lanes_total(lane);
+}
+
 /* nn.LayerNorm over the last dimension of each token */
 static void layer_norm(const LayerNorm *l, const float *in, float *out, size_t tokens) {
     const double start = work_begin();
@@ -2851,13 +2890,9 @@ static void layer_norm(const LayerNorm *l, const float *in, float *out, size_t t
     for (t = 0; t < tokens; t++) {
         const float *x = in + t * l->dim;
         float *y = out + t * l->dim;
-        double sum = 0.0, var = 0.0;
-        float mean, rstd;
+        const float mean = (float)(sum_in_lanes(x, l->dim) / l->dim);
+        const float rstd = (float)(1.0 / sqrt(squared_deviations_in_lanes(x, l->dim, mean) / l->dim + l->eps));
         int i;
-        for (i = 0; i < l->dim; i++) sum += x[i];
-        mean = (float)(sum / l->dim);
-        for (i = 0; i < l->dim; i++) var += (double)(x[i] - mean) * (x[i] - mean);
-        rstd = (float)(1.0 / sqrt(var / l->dim + l->eps));
         for (i = 0; i < l->dim; i++) y[i] = (x[i] - mean) * rstd * l->w[i] + l->b[i];
     }
     work_end(WORK_LAYER_NORM, start, 0.0);
