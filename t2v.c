@@ -1907,14 +1907,16 @@ static void mm_swapped_run(const struct mm_args *g, float *packed) {
             const int m0 = p * MM_NR, mc = M - m0 < MM_NR ? M - m0 : MM_NR;
             MmKernel *const kernel = mm_kernel_covering(mc, &width);
             float tile[MM_MR * MM_NR];
+            /* out's rows are the tile's columns: each row's MR values are moved together (one cache line), as a
+             * column at a time touched every line MR times, at a stride that is often 4 KiB (one L1 set) */
             if (g->accum) {
                 memset(tile, 0, sizeof tile);
-                for (i = 0; i < MM_MR; i++)
-                    for (j = 0; j < mc; j++) tile[i * MM_NR + j] = g->out[(size_t)(m0 + j) * g->ldo + n0 + i];
+                for (j = 0; j < mc; j++)
+                    for (i = 0; i < MM_MR; i++) tile[i * MM_NR + j] = g->out[(size_t)(m0 + j) * g->ldo + n0 + i];
             }
             kernel(K, w + (size_t)n0 * g->ldw, g->ldw, packed + (size_t)p * K * MM_NR, tile, MM_NR, g->accum, NULL);
-            for (i = shift; i < MM_MR; i++)
-                for (j = 0; j < mc; j++) {
+            for (j = 0; j < mc; j++)
+                for (i = shift; i < MM_MR; i++) {
                     const float v = tile[i * MM_NR + j];
                     g->out[(size_t)(m0 + j) * g->ldo + n0 + i] = g->bias ? v + g->bias[n0 + i] : v;
                 }
@@ -3622,10 +3624,13 @@ static void clip_encoder_layer(TextEncoder *te, const CLIPEncoderLayer *L, float
     layer_norm(&L->layer_norm2, h, x, T);
     linear(&L->fc1, x, ff, T);                      /* ff: [T][intermediate_size] */
     start = work_begin();
-    if (te->quick_gelu)                             /* two loops: each vectorises on its own */
+    if (te->quick_gelu) {                           /* two loops: each vectorises on its own */
+        PARALLEL_FOR(schedule(static))
         for (i = 0; i < n_ff; i++) ff[i] = quick_gelu(ff[i]);
-    else
+    } else {
+        PARALLEL_FOR(schedule(static))
         for (i = 0; i < n_ff; i++) ff[i] = gelu_erf(ff[i]);
+    }
     work_end(WORK_ELEMENTWISE, start, 0.0);
     linear(&L->fc2, ff, q, T);
     add_inplace(h, q, T * D);
