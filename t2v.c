@@ -1807,14 +1807,20 @@ static long tile_chunk(long nitems, int npan) {
 }
 #endif
 
-/* With a short K (all of it in one block), a row tile's products take so little time that its rows of a arrive
- * from memory too late: the kernel waits for them at the start of every row tile, and the hardware prefetcher does
- * not look far enough ahead. So while a thread computes the panels of row tile ti, it asks for the rows of a of
- * row tile ti + ahead (the one it will probably take next: the dynamic schedule hands the row tiles out in turn,
- * so ahead is the number of threads) into L2, a share of their cache lines with each panel. 32768 x 320 x 320
- * went from 239 to 269 GFLOP/s, 8192 x 640 x 640 from 282 to 301 (2 threads of an AVX-512 Xeon); with a longer K
- * the kernel has time enough, and the extra requests only cost. A hint: no result changes. */
-static void mm_prefetch_rows_ahead(const struct mm_args *g, int m0, int ahead, int kc, int p2, int npan) {
+/* With a short K (all of it in one block) and few columns, a row tile's products take so little time that its rows
+ * of a arrive from memory too late: the kernel waits for them at the start of every row tile, and the hardware
+ * prefetcher does not look far enough ahead. So while a thread computes the panels of row tile ti, it asks for the
+ * rows of a of row tile ti + ahead (the one it will probably take next: the dynamic schedule hands the row tiles out
+ * in turn, so ahead is the number of threads) into L2, a share of their cache lines with each panel. A hint: no
+ * result changes. Inlined by force: a function whose only effect is a prefetch is, to gcc 12, one without effects,
+ * and it dropped every call of it (for a while this one was never run). Measured with it running (2 threads of an
+ * AVX-512 Xeon VM): 32768 x 320 x 320 went from 229-238 to 256-257 GFLOP/s, 65536 x 256 x 128 from 197-202 to
+ * 221-224; from K x N = 320 x 512 on it gained nothing or cost (8192 x 640 x 640 and 16384 x 512 x 256 ran 0-7%
+ * slower), as the kernel then has time enough: hence MM_AHEAD_MAX_WORK. */
+#ifndef MM_AHEAD_MAX_WORK
+#  define MM_AHEAD_MAX_WORK (320 * 320) /* K x N at most this: mm_prefetch_rows_ahead */
+#endif
+static MM_INLINE void mm_prefetch_rows_ahead(const struct mm_args *g, int m0, int ahead, int kc, int p2, int npan) {
     const int lines_per_row = (kc + 15) / 16, lines = lines_per_row * MM_MR, per_panel = (lines + npan - 1) / npan;
     const int first_row = m0 + ahead * MM_MR;
     int l;
@@ -1827,7 +1833,7 @@ static void mm_prefetch_rows_ahead(const struct mm_args *g, int m0, int ahead, i
 static void mm_run(const struct mm_args *g) {
     const int M = g->M, K = g->K, N = g->N;
     const int mtiles = (M + MM_MR - 1) / MM_MR;
-    const int ahead = !g->shifted && g->kcb >= K ? team_size() : 0; /* mm_prefetch_rows_ahead, or none */
+    const int ahead = !g->shifted && g->kcb >= K && (double)K * N <= MM_AHEAD_MAX_WORK ? team_size() : 0; /* or none */
     float *const bp = g->bp, *const bb = g->bb;
     int jc, pc;
     for (jc = 0; jc < N; jc += g->ncb) {
@@ -3156,6 +3162,27 @@ static MM_INLINE void attention_short_values(const int len, float p[][ATTENTION_
     if (nq > 3) for (d = 0; d < len; d++) out0[(size_t)3 * inner + d] = acc3[d];
 }
 
+/* Asks for sequence s's rows of q, k and v (the next one a thread takes, unless it is the last of its share) into L2,
+ * a 1/heads share of their cache lines with each head h of the sequence before. A (sequence, head) is over in about
+ * 2 us and reads its rows a head's slice at a time, 16 strided pieces of 256 bytes per operand, which the hardware
+ * prefetcher did not fetch early enough: the temporal layers' 16 x 16 attention at the default video's sizes took
+ * 0.77-0.8 of its time with this (2 threads of an AVX-512 Xeon VM; one sequence ahead did as well as two or three).
+ * Inlined by force, as mm_prefetch_rows_ahead. */
+static MM_INLINE void attention_short_prefetch(const float *q, const float *k, const float *v, int s, int h, int n_q, int n_kv,
+                                     int kv_div, int heads, int inner) {
+    const int lines_per_row = (inner + 15) / 16, lines = lines_per_row * n_q, share = (lines + heads - 1) / heads;
+    const size_t kv0 = (size_t)(s / kv_div) * n_kv, kv_before = (size_t)((s - 1) / kv_div) * n_kv;
+    int l;
+    for (l = h * share; l < (h + 1) * share && l < lines; l++) {
+        const size_t row = (size_t)(l / lines_per_row), offset = row * inner + (size_t)(l % lines_per_row) * 16;
+        MM_PREFETCH_LINE_L2(q + (size_t)s * n_q * inner + offset);
+        if (kv0 != kv_before && row < (size_t)n_kv) { /* (cross-attention's keys are shared by kv_div sequences) */
+            MM_PREFETCH_LINE_L2(k + kv0 * inner + offset);
+            MM_PREFETCH_LINE_L2(v + kv0 * inner + offset);
+        }
+    }
+}
+
 static void attention_short(Arena *a, float *out, const float *q, const float *k, const float *v, int n_seq, int n_q,
                             int n_kv, int kv_div, int heads, int head_dim) {
     const int inner = heads * head_dim, width = n_kv <= 16 ? 16 : ATTENTION_SHORT;
@@ -3173,6 +3200,7 @@ static void attention_short(Arena *a, float *out, const float *q, const float *k
         float *keys_t = keys_t_all + (size_t)thread_index() * head_dim * width;
         float scores[ATTENTION_SHORT_QUERIES][ATTENTION_SHORT];
         int i0, r, j, d;
+        if (s + 1 < n_seq) attention_short_prefetch(q, k, v, s + 1, h, n_q, n_kv, kv_div, heads, inner);
         for (j = 0; j < n_kv; j++) {
             const float *kj = k + (kv0 + j) * inner + h * head_dim;
             for (d = 0; d < head_dim; d++) keys_t[d * width + j] = kj[d];
