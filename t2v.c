@@ -3168,8 +3168,8 @@ static MM_INLINE void attention_short_values(const int len, float p[][ATTENTION_
  * prefetcher did not fetch early enough: the temporal layers' 16 x 16 attention at the default video's sizes took
  * 0.77-0.8 of its time with this (2 threads of an AVX-512 Xeon VM; one sequence ahead did as well as two or three).
  * Inlined by force, as mm_prefetch_rows_ahead. */
-static MM_INLINE void attention_short_prefetch(const float *q, const float *k, const float *v, int s, int h, int n_q, int n_kv,
-                                     int kv_div, int heads, int inner) {
+static MM_INLINE void attention_short_prefetch(const float *q, const float *k, const float *v, int s, int h, int n_q,
+                                               int n_kv, int kv_div, int heads, int inner) {
     const int lines_per_row = (inner + 15) / 16, lines = lines_per_row * n_q, share = (lines + heads - 1) / heads;
     const size_t kv0 = (size_t)(s / kv_div) * n_kv, kv_before = (size_t)((s - 1) / kv_div) * n_kv;
     int l;
@@ -6750,7 +6750,8 @@ static int cmd_encode_text(Args *a) {
     check_finite(states, (size_t)dims[1] * dims[2], "the text states");
     npy_save_f32(a->positional[2], states, 3, dims);
     for (run = 0; run < a->repeat && !a->gen.quiet; run++)
-        fprintf(stderr, "encode-text: forward %.3f s, %d thread%s\n", seconds[run], num_threads(), num_threads() > 1 ? "s" : "");
+        fprintf(stderr, "encode-text: forward %.3f s, %d thread%s\n", seconds[run], num_threads(),
+                num_threads() > 1 ? "s" : "");
     free(seconds);
     free(states);
     free(ids);

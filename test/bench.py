@@ -6,8 +6,9 @@ load average printed with each stage.
 
 For each stage: the wall time of the computation as t2v reports it (loading excluded): of the first run in a process,
 which also touches the weights and scratch memory for the first time, and the min and median of the later runs,
-which are what each further step of a video costs (BENCH_REPEATS processes, BENCH_RUNS runs each), the GFLOP t2v counts from the shapes (2 x multiply-adds of convolutions, linear layers and
-attention's two products, summed by T2V_PROFILE=1), GFLOP/s, the FMA peak at the same thread count measured just
+which are what each further step of a video costs (BENCH_REPEATS processes, BENCH_RUNS runs each); the GFLOP t2v
+counts from the shapes (2 x multiply-adds of convolutions, linear layers and attention's two products, summed by
+T2V_PROFILE=1), GFLOP/s, the FMA peak at the same thread count measured just
 before each run (the best of them; on a shared virtual machine the peak itself drifts with what other guests run),
 the % of that peak, and the process's peak RSS (the mapped weights it touched included). Then the split of the default UNet forward
 by kind of work, and the same UNet, VAE decode and (with BENCH_SD) SD UNet in the real Diffusers.
@@ -265,7 +266,8 @@ def bench_modelscope(t2v):
     default = stages[0]
     total = sum(sec for sec, _ in default.profile.values())
     matmul = sum(sec for name, (sec, g) in default.profile.items() if g > 0)
-    say(f"\n### Where the default UNet forward's time goes (T2V_PROFILE=1, the last process's last run, {default.times[-1]:.1f} s)\n")
+    say(f"\n### Where the default UNet forward's time goes (T2V_PROFILE=1, the last process's last run, "
+        f"{default.times[-1]:.1f} s)\n")
     say("| work | seconds | share | GFLOP | GFLOP/s |")
     say("|---|---|---|---|---|")
     for name, (sec, g) in sorted(default.profile.items(), key=lambda kv: -kv[1][0]):
