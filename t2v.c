@@ -1815,8 +1815,8 @@ static long tile_chunk(long nitems, int npan) {
  * result changes. Inlined by force: a function whose only effect is a prefetch is, to gcc 12, one without effects,
  * and it dropped every call of it (for a while this one was never run). Measured with it running (2 threads of an
  * AVX-512 Xeon VM): 32768 x 320 x 320 went from 229-238 to 256-257 GFLOP/s, 65536 x 256 x 128 from 197-202 to
- * 221-224; from K x N = 320 x 512 on it gained nothing or cost (8192 x 640 x 640 and 16384 x 512 x 256 ran 0-7%
- * slower), as the kernel then has time enough: hence MM_AHEAD_MAX_WORK. */
+ * 221-224; from K x N = 320 x 512 on it gained nothing or cost (8192 x 640 x 640, 32768 x 512 x 512 and
+ * 16384 x 512 x 256 ran 0-9% slower), as the kernel then has time enough: hence MM_AHEAD_MAX_WORK. */
 #ifndef MM_AHEAD_MAX_WORK
 #  define MM_AHEAD_MAX_WORK (320 * 320) /* K x N at most this: mm_prefetch_rows_ahead */
 #endif
@@ -3170,12 +3170,13 @@ static MM_INLINE void attention_short_values(const int len, float p[][ATTENTION_
  * Inlined by force, as mm_prefetch_rows_ahead. */
 static MM_INLINE void attention_short_prefetch(const float *q, const float *k, const float *v, int s, int h, int n_q,
                                                int n_kv, int kv_div, int heads, int inner) {
-    const int lines_per_row = (inner + 15) / 16, lines = lines_per_row * n_q, share = (lines + heads - 1) / heads;
+    const int rows = n_q > n_kv ? n_q : n_kv, lines_per_row = (inner + 15) / 16, lines = lines_per_row * rows;
+    const int share = (lines + heads - 1) / heads;
     const size_t kv0 = (size_t)(s / kv_div) * n_kv, kv_before = (size_t)((s - 1) / kv_div) * n_kv;
     int l;
     for (l = h * share; l < (h + 1) * share && l < lines; l++) {
         const size_t row = (size_t)(l / lines_per_row), offset = row * inner + (size_t)(l % lines_per_row) * 16;
-        MM_PREFETCH_LINE_L2(q + (size_t)s * n_q * inner + offset);
+        if (row < (size_t)n_q) MM_PREFETCH_LINE_L2(q + (size_t)s * n_q * inner + offset);
         if (kv0 != kv_before && row < (size_t)n_kv) { /* (cross-attention's keys are shared by kv_div sequences) */
             MM_PREFETCH_LINE_L2(k + kv0 * inner + offset);
             MM_PREFETCH_LINE_L2(v + kv0 * inner + offset);
@@ -6835,8 +6836,9 @@ static int cmd_vae_decode(Args *a) {
     double *seconds = (double *)xmalloc(sizeof(double) * (size_t)a->repeat, "timings");
     int run;
     for (run = 0; run < a->repeat; run++) {
-        const double t0 = now_seconds();
+        double t0;
         profile_restart();
+        t0 = now_seconds();
         t2v_vae_decode(m, latents, (int)s.shape[0], (int)s.shape[2], (int)s.shape[3], images);
         seconds[run] = now_seconds() - t0;
     }
