@@ -3294,7 +3294,10 @@ static void attention_reference(Arena *a, float *out, const float *q, const floa
  * tiles; padded keys are masked out of the max and get P = 0. A thread keeps these while consecutive items
  * of its static share are panels of the same (sequence, head). Each output element is computed by one
  * thread, in the same order whatever the thread count. Cross-attention (77 text tokens: one block) takes this
- * path too: at heads of 40 and 64 it measured about twice as fast as attention_reference (make bench). */
+ * path too: at heads of 40 and 64 it measured about twice as fast as attention_reference (make bench).
+ * Causal (CLIP's text encoder): query i sees keys 0..i only. A later key's score is set to -FLT_MAX before the max,
+ * so that it never raises the max and its e^(x - max) is 0, as the padded keys' (each query sees key 0, so its max
+ * is finite from the first block on); blocks past a panel's last query are skipped. */
 #define ATTENTION_PANEL MM_NR
 
 /* T2V_ATTENTION=reference switches long sequences to attention_reference: a way to rule the blocked one out. */
@@ -3325,39 +3328,45 @@ static void attention_pack_kv(AttentionScratch *w, const float *k, const float *
                               int head_dim) {
     const int n_kv_pad = (n_kv + MM_MR - 1) / MM_MR * MM_MR, dim_pad = (head_dim + MM_MR - 1) / MM_MR * MM_MR;
     const int blocks = (n_kv_pad + ATTENTION_BLOCK - 1) / ATTENTION_BLOCK;
-    int j, d, b;
+    int j, d;
     for (j = 0; j < n_kv_pad; j++)
         for (d = 0; d < head_dim; d++) w->keys[(size_t)j * head_dim + d] = j < n_kv ? k[(size_t)j * inner + d] : 0.0f;
-    for (b = 0; b < blocks; b++) {
-        float *vb = w->values + (size_t)b * dim_pad * ATTENTION_BLOCK;
-        const int j0 = b * ATTENTION_BLOCK;
-        for (d = 0; d < dim_pad; d++)
-            for (j = 0; j < ATTENTION_BLOCK; j++)
-                vb[(size_t)d * ATTENTION_BLOCK + j] = d < head_dim && j0 + j < n_kv ? v[(size_t)(j0 + j) * inner + d] : 0.0f;
+    /* a value row at a time: read down the rows instead, a head's slice of 4 KiB rows (16 heads of 64) sits in one
+     * set of L1, and the copy took a fifth of the text encoder's attention time */
+    memset(w->values, 0, sizeof(float) * blocks * dim_pad * ATTENTION_BLOCK);
+    for (j = 0; j < n_kv; j++) {
+        float *vb = w->values + (size_t)(j / ATTENTION_BLOCK) * dim_pad * ATTENTION_BLOCK + j % ATTENTION_BLOCK;
+        for (d = 0; d < head_dim; d++) vb[(size_t)d * ATTENTION_BLOCK] = v[(size_t)j * inner + d];
     }
 }
 
-/* one panel: queries q[0 .. nq) (row stride inner) -> out[0 .. nq) (row stride inner) */
+/* one panel: queries q[0 .. nq) (row stride inner) -> out[0 .. nq) (row stride inner). first_query >= 0: causal,
+ * the panel's queries are tokens first_query, first_query + 1, ... of the sequence; -1: every query sees every key */
 static void attention_panel(AttentionScratch *w, float *out, const float *q, int nq, int n_kv, int inner,
-                            int head_dim, float scale) {
+                            int head_dim, float scale, int first_query) {
     const int n_kv_pad = (n_kv + MM_MR - 1) / MM_MR * MM_MR, dim_pad = (head_dim + MM_MR - 1) / MM_MR * MM_MR;
     float *restrict q_t = w->q_t, *restrict p_t = w->p_t, *restrict o_t = w->o_t;
     float run_max[ATTENTION_PANEL], run_sum[ATTENTION_PANEL], rescale[ATTENTION_PANEL];
     int i, j, c, d, j0, moved;
-    for (d = 0; d < head_dim; d++)
-        for (c = 0; c < ATTENTION_PANEL; c++) q_t[d * ATTENTION_PANEL + c] = c < nq ? q[(size_t)c * inner + d] * scale : 0.0f;
+    for (c = 0; c < ATTENTION_PANEL; c++) /* a query row at a time (see attention_pack_kv) */
+        for (d = 0; d < head_dim; d++) q_t[d * ATTENTION_PANEL + c] = c < nq ? q[(size_t)c * inner + d] * scale : 0.0f;
     for (c = 0; c < ATTENTION_PANEL; c++) {
         run_max[c] = -FLT_MAX;
         run_sum[c] = 0.0f;
     }
     for (i = 0; i < dim_pad * ATTENTION_PANEL; i++) o_t[i] = 0.0f;
-    for (j0 = 0; j0 < n_kv_pad; j0 += ATTENTION_BLOCK) {
-        const int kb = n_kv_pad - j0 < ATTENTION_BLOCK ? n_kv_pad - j0 : ATTENTION_BLOCK;
-        const int valid = n_kv - j0 < kb ? n_kv - j0 : kb;
+    for (j0 = 0; j0 < n_kv_pad && (first_query < 0 || j0 < first_query + nq); j0 += ATTENTION_BLOCK) {
+        const int seen = first_query < 0 ? n_kv : first_query + nq;  /* keys that a query of the panel sees */
+        const int kb_all = n_kv_pad - j0 < ATTENTION_BLOCK ? n_kv_pad - j0 : ATTENTION_BLOCK;
+        const int kb = seen - j0 < kb_all ? (seen - j0 + MM_MR - 1) / MM_MR * MM_MR : kb_all;
+        const int valid = seen - j0 < kb ? seen - j0 : kb;
         const float *vb = w->values + (size_t)(j0 / ATTENTION_BLOCK) * dim_pad * ATTENTION_BLOCK;
         for (j = 0; j < kb; j += MM_MR)
             mm_kernel(head_dim, w->keys + (size_t)(j0 + j) * head_dim, head_dim, q_t, p_t + j * ATTENTION_PANEL,
                       ATTENTION_PANEL, 0, NULL);
+        if (first_query >= 0) /* key j0 + j is later than queries first_query + c for c < j0 + j - first_query */
+            for (j = 0; j < valid; j++)
+                for (c = 0; c < j0 + j - first_query && c < ATTENTION_PANEL; c++) p_t[j * ATTENTION_PANEL + c] = -FLT_MAX;
         for (c = 0; c < ATTENTION_PANEL; c++) rescale[c] = run_max[c];
         for (j = 0; j < valid; j++)
             for (c = 0; c < ATTENTION_PANEL; c++) {
@@ -3375,7 +3384,8 @@ static void attention_panel(AttentionScratch *w, float *out, const float *q, int
         for (j = 0; j < valid; j++)
             for (c = 0; c < ATTENTION_PANEL; c++) {
                 const float x = p_t[j * ATTENTION_PANEL + c] - run_max[c];  /* <= 0 */
-                const float p = exp_in_range(x < -87.3f ? -87.3f : x);
+                const float e = exp_in_range(x < -87.3f ? -87.3f : x);
+                const float p = x < -87.3f ? 0.0f : e;                          /* (0 for a masked key) */
                 p_t[j * ATTENTION_PANEL + c] = p;
                 run_sum[c] += p;
             }
@@ -3392,8 +3402,9 @@ static void attention_panel(AttentionScratch *w, float *out, const float *q, int
         for (d = 0; d < head_dim; d++) out[(size_t)c * inner + d] = o_t[d * ATTENTION_PANEL + c] * run_sum[c];
 }
 
-static void attention(Arena *a, float *out, const float *q, const float *k, const float *v, int n_seq, int n_q,
-                      int n_kv, int kv_div, int heads, int head_dim) {
+/* causal: self-attention (n_q = n_kv, kv_div = 1) where query i sees keys 0..i */
+static void attention_blocked(Arena *a, float *out, const float *q, const float *k, const float *v, int n_seq,
+                              int n_q, int n_kv, int kv_div, int heads, int head_dim, int causal) {
     const int inner = heads * head_dim, panels = (n_q + ATTENTION_PANEL - 1) / ATTENTION_PANEL;
     const int n_kv_pad = (n_kv + MM_MR - 1) / MM_MR * MM_MR, dim_pad = (head_dim + MM_MR - 1) / MM_MR * MM_MR;
     const int blocks = (n_kv_pad + ATTENTION_BLOCK - 1) / ATTENTION_BLOCK;
@@ -3403,14 +3414,6 @@ static void attention(Arena *a, float *out, const float *q, const float *k, cons
     AttentionScratch *scratch;
     long item;
     int t;
-    if (use_reference_attention()) {
-        attention_reference(a, out, q, k, v, n_seq, n_q, n_kv, kv_div, heads, head_dim);
-        return;
-    }
-    if (n_kv <= ATTENTION_SHORT) {
-        attention_short(a, out, q, k, v, n_seq, n_q, n_kv, kv_div, heads, head_dim);
-        return;
-    }
     scratch = (AttentionScratch *)(void *)arena_alloc(a, ((size_t)threads * sizeof *scratch + sizeof(float) - 1) / sizeof(float));
     for (t = 0; t < threads; t++) {
         AttentionScratch *w = &scratch[t];
@@ -3446,9 +3449,20 @@ static void attention(Arena *a, float *out, const float *q, const float *k, cons
             attention_pack_kv(w, k + kv0, v + kv0, n_kv, inner, head_dim);
             w->cached = kv_key;
         }
-        attention_panel(w, out + q0, q + q0, nq, n_kv, inner, head_dim, scale);
+        attention_panel(w, out + q0, q + q0, nq, n_kv, inner, head_dim, scale, causal ? i0 : -1);
     }
     arena_reset(a, mark);
+}
+
+/* the path for these lengths (T2V_ATTENTION=reference: always attention_reference) */
+static void attention(Arena *a, float *out, const float *q, const float *k, const float *v, int n_seq, int n_q,
+                      int n_kv, int kv_div, int heads, int head_dim) {
+    if (use_reference_attention())
+        attention_reference(a, out, q, k, v, n_seq, n_q, n_kv, kv_div, heads, head_dim);
+    else if (n_kv <= ATTENTION_SHORT)
+        attention_short(a, out, q, k, v, n_seq, n_q, n_kv, kv_div, heads, head_dim);
+    else
+        attention_blocked(a, out, q, k, v, n_seq, n_q, n_kv, kv_div, heads, head_dim, 0);
 }
 
 /* Nearest-neighbour resize of channels-last frames, as torch's F.interpolate(mode="nearest"):
@@ -3590,45 +3604,12 @@ static void free_text_encoder(TextEncoder *te) {
 
 int t2v_text_hidden_size(const T2VModel *m) { return m->text_encoder->dim; }
 
-/* CLIPAttention with the causal mask CLIPTextTransformer always applies: token i sees tokens 0..i.
- * T <= 4096, the limit t2v_load puts on tokenizer.model_max_length. Each score is one sum over d in order, as a
- * dot product; the head's keys are transposed first (zero-padded to a multiple of 16) so that the sums of all keys
- * run side by side in vector lanes, over whole vectors: query i's scores are computed up to the next multiple of 16
- * past i, and the mask drops the extra ones. One dot product at a time, a serial chain, ran at 5-8 GFLOP/s (9% of
- * the encoder's time); this takes 0.3-0.4 of that time, with the same bits. */
+/* CLIPAttention with the causal mask CLIPTextTransformer always applies: token i sees tokens 0..i. The blocked
+ * attention with its causal option: it ran the 23 layers' attention of ModelScope's encoder in 2-3 ms, where loops
+ * of its own for the 77 tokens took 9-10 ms (2 threads of an AVX-512 Xeon VM), a twentieth of the encoder. */
 static void clip_causal_self_attention(Arena *a, const TextEncoder *te, const float *q, const float *k,
                                        const float *v, float *out, int T) {
-    const int hd = te->dim / te->heads, T_pad = (T + 15) / 16 * 16;
-    const float scale = 1.0f / sqrtf((float)hd);
-    const ArenaMark mark = arena_mark(a);
-    float *const keys_t_all = arena_alloc(a, (size_t)te->heads * hd * T_pad);
-    int h;
-    PARALLEL_FOR(schedule(static))
-    for (h = 0; h < te->heads; h++) {
-        float scores[4096];
-        float *const keys_t = keys_t_all + (size_t)h * hd * T_pad; /* [hd][T_pad]: the head's keys, transposed */
-        int i, j, d;
-        for (d = 0; d < hd; d++)
-            for (j = 0; j < T_pad; j++) keys_t[(size_t)d * T_pad + j] = j < T ? k[(size_t)j * te->dim + h * hd + d] : 0.0f;
-        for (i = 0; i < T; i++) {
-            const float *qi = q + (size_t)i * te->dim + h * hd;
-            float *oi = out + (size_t)i * te->dim + h * hd;
-            const int n_scores = (i + 16) / 16 * 16; /* keys 0..i, and up to 15 more that the mask drops */
-            for (j = 0; j < n_scores; j++) scores[j] = 0.0f;
-            for (d = 0; d < hd; d++) {
-                const float qd = qi[d], *kd = keys_t + (size_t)d * T_pad;
-                for (j = 0; j < n_scores; j++) scores[j] += qd * kd[j];
-            }
-            for (j = 0; j <= i; j++) scores[j] *= scale;
-            softmax_row(scores, i + 1);
-            for (d = 0; d < hd; d++) oi[d] = 0.0f;
-            for (j = 0; j <= i; j++) {
-                const float *vj = v + (size_t)j * te->dim + h * hd;
-                for (d = 0; d < hd; d++) oi[d] += scores[j] * vj[d];
-            }
-        }
-    }
-    arena_reset(a, mark);
+    attention_blocked(a, out, q, k, v, 1, T, T, 1, te->heads, te->dim / te->heads, 1);
 }
 
 /* CLIPEncoderLayer (pre-LayerNorm): h += self_attn(layer_norm1(h)); h += mlp(layer_norm2(h)), where CLIPMLP is

@@ -649,8 +649,10 @@ static void test_layer_norm(void) {
     free(x); free(w); free(b); free(y); free(ref);
 }
 
-/* n_seq query sequences of n_q tokens attend to kv_seqs key/value sequences of n_kv tokens, heads of hd */
-static double attention_error(int n_seq, int n_q, int n_kv, int kv_seqs, int heads, int hd) {
+/* n_seq query sequences of n_q tokens attend to kv_seqs key/value sequences of n_kv tokens, heads of hd; causal
+ * (CLIP's text encoder: self-attention, query i sees keys 0..i) through attention_blocked, with q scaled by 4 so
+ * that the running max moves between blocks */
+static double attention_error(int n_seq, int n_q, int n_kv, int kv_seqs, int heads, int hd, int causal) {
     const int inner = heads * hd;
     float *q = random_floats((size_t)n_seq * n_q * inner), *k = random_floats((size_t)kv_seqs * n_kv * inner);
     float *v = random_floats((size_t)kv_seqs * n_kv * inner);
@@ -659,23 +661,28 @@ static double attention_error(int n_seq, int n_q, int n_kv, int kv_seqs, int hea
     Arena a;
     int s, h, i, j, d;
     memset(&a, 0, sizeof a);
-    attention(&a, out, q, k, v, n_seq, n_q, n_kv, n_seq / kv_seqs, heads, hd);
+    if (causal) {
+        for (i = 0; i < n_seq * n_q * inner; i++) q[i] *= 4.0f;
+        attention_blocked(&a, out, q, k, v, n_seq, n_q, n_kv, n_seq / kv_seqs, heads, hd, 1);
+    } else {
+        attention(&a, out, q, k, v, n_seq, n_q, n_kv, n_seq / kv_seqs, heads, hd);
+    }
     for (s = 0; s < n_seq; s++)
         for (h = 0; h < heads; h++)
             for (i = 0; i < n_q; i++) {
                 double mx = -1e30, sum = 0;
-                const int kvs = s / (n_seq / kv_seqs);
-                for (j = 0; j < n_kv; j++) {
+                const int kvs = s / (n_seq / kv_seqs), seen = causal ? i + 1 : n_kv;
+                for (j = 0; j < seen; j++) {
                     double dot = 0;
                     for (d = 0; d < hd; d++)
                         dot += (double)q[((size_t)s * n_q + i) * inner + h * hd + d] * k[((size_t)kvs * n_kv + j) * inner + h * hd + d];
                     sc[j] = dot / sqrt((double)hd);
                     if (sc[j] > mx) mx = sc[j];
                 }
-                for (j = 0; j < n_kv; j++) sum += sc[j] = exp(sc[j] - mx);
+                for (j = 0; j < seen; j++) sum += sc[j] = exp(sc[j] - mx);
                 for (d = 0; d < hd; d++) {
                     double o = 0;
-                    for (j = 0; j < n_kv; j++) o += sc[j] / sum * v[((size_t)kvs * n_kv + j) * inner + h * hd + d];
+                    for (j = 0; j < seen; j++) o += sc[j] / sum * v[((size_t)kvs * n_kv + j) * inner + h * hd + d];
                     ref[((size_t)s * n_q + i) * inner + h * hd + d] = (float)o;
                 }
             }
@@ -738,10 +745,17 @@ static void test_attention(void) {
         {257, 1031, 160, 8.0f}, {33, 7, 40, 1.0f},  {1, 1, 64, 1.0f},
     };
     size_t i;
-    report("attention, short sequences, cross", attention_error(4, 5, 3, 2, 3, 4), 1e-5);
-    report("attention, long sequences (blocked), cross", attention_error(6, 300, 77, 2, 2, 8), 1e-5);
-    report("attention, long sequences (blocked), self", attention_error(3, 150, 150, 3, 3, 16), 1e-5);
-    report("attention, blocked, 1500 keys, head 40", attention_error(2, 40, 1500, 1, 2, 40), 1e-5);
+    static const int causal_lengths[] = {1, 7, 33, 49, 77, 300};
+    report("attention, short sequences, cross", attention_error(4, 5, 3, 2, 3, 4, 0), 1e-5);
+    report("attention, long sequences (blocked), cross", attention_error(6, 300, 77, 2, 2, 8, 0), 1e-5);
+    report("attention, long sequences (blocked), self", attention_error(3, 150, 150, 3, 3, 16, 0), 1e-5);
+    report("attention, blocked, 1500 keys, head 40", attention_error(2, 40, 1500, 1, 2, 40, 0), 1e-5);
+    for (i = 0; i < sizeof causal_lengths / sizeof causal_lengths[0]; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "attention, causal, %d tokens, heads of 64 and 37", causal_lengths[i]);
+        report(name, fmax(attention_error(1, causal_lengths[i], causal_lengths[i], 1, 3, 64, 1),
+                          attention_error(2, causal_lengths[i], causal_lengths[i], 2, 2, 37, 1)), 1e-5);
+    }
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char name[96];
         snprintf(name, sizeof name, "attention vs naive: %d q x %d kv, head %d, x%g", cases[i].n_q, cases[i].n_kv,
