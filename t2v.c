@@ -1889,7 +1889,7 @@ static void mm_run(const struct mm_args *g) {
 /* How many of mm_swapped_run's tiles a thread takes at a time: 32 columns of out. A tile writes MR columns of each
  * row of out, and with MR = 8 two tiles share every cache line: handed out one at a time, the two threads kept
  * writing into the same lines (and each read its rows of w in pieces of 32 KiB, not 128). The text encoder took
- * 0.18-0.19 s instead of 0.21 (2 threads of an AVX-512 Xeon VM, 4 and 8 tiles a time alike). */
+ * 0.18-0.20 s instead of 0.21-0.22 (2 threads of an AVX-512 Xeon VM; 4 and 8 tiles at a time alike). */
 #define MM_SWAP_CHUNK (32 / MM_MR > 0 ? 32 / MM_MR : 1)
 
 /* Few rows and a float32 w (the text encoder's 77 tokens): w has to come from memory once per call in any order,
@@ -3611,8 +3611,8 @@ static void free_text_encoder(TextEncoder *te) {
 int t2v_text_hidden_size(const T2VModel *m) { return m->text_encoder->dim; }
 
 /* CLIPAttention with the causal mask CLIPTextTransformer always applies: token i sees tokens 0..i. The blocked
- * attention with its causal option: it ran the 23 layers' attention of ModelScope's encoder in 2-3 ms, where loops
- * of its own for the 77 tokens took 9-10 ms (2 threads of an AVX-512 Xeon VM), a twentieth of the encoder. */
+ * attention with its causal option: the 23 layers' attention of ModelScope's encoder took 5-6 ms, where loops of
+ * its own for the 77 tokens had taken 9-10 ms, a twentieth of the encoder (2 threads of an AVX-512 Xeon VM). */
 static void clip_causal_self_attention(Arena *a, const TextEncoder *te, const float *q, const float *k,
                                        const float *v, float *out, int T) {
     attention_blocked(a, out, q, k, v, 1, T, T, 1, te->heads, te->dim / te->heads, 1);
