@@ -3350,7 +3350,8 @@ static void attention_pack_kv(AttentionScratch *w, const float *k, const float *
  * the panel's queries are tokens first_query, first_query + 1, ... of the sequence; -1: every query sees every key */
 static void attention_panel(AttentionScratch *w, float *out, const float *q, int nq, int n_kv, int inner,
                             int head_dim, float scale, int first_query) {
-    const int n_kv_pad = (n_kv + MM_MR - 1) / MM_MR * MM_MR, dim_pad = (head_dim + MM_MR - 1) / MM_MR * MM_MR;
+    const int dim_pad = (head_dim + MM_MR - 1) / MM_MR * MM_MR;
+    const int seen = first_query < 0 ? n_kv : first_query + nq; /* keys that some query of the panel sees */
     float *restrict q_t = w->q_t, *restrict p_t = w->p_t, *restrict o_t = w->o_t;
     float run_max[ATTENTION_PANEL], run_sum[ATTENTION_PANEL], rescale[ATTENTION_PANEL];
     int i, j, c, d, j0, moved;
@@ -3361,11 +3362,9 @@ static void attention_panel(AttentionScratch *w, float *out, const float *q, int
         run_sum[c] = 0.0f;
     }
     for (i = 0; i < dim_pad * ATTENTION_PANEL; i++) o_t[i] = 0.0f;
-    for (j0 = 0; j0 < n_kv_pad && (first_query < 0 || j0 < first_query + nq); j0 += ATTENTION_BLOCK) {
-        const int seen = first_query < 0 ? n_kv : first_query + nq;  /* keys that a query of the panel sees */
-        const int kb_all = n_kv_pad - j0 < ATTENTION_BLOCK ? n_kv_pad - j0 : ATTENTION_BLOCK;
-        const int kb = seen - j0 < kb_all ? (seen - j0 + MM_MR - 1) / MM_MR * MM_MR : kb_all;
-        const int valid = seen - j0 < kb ? seen - j0 : kb;
+    for (j0 = 0; j0 < seen; j0 += ATTENTION_BLOCK) {
+        const int valid = seen - j0 < ATTENTION_BLOCK ? seen - j0 : ATTENTION_BLOCK;
+        const int kb = (valid + MM_MR - 1) / MM_MR * MM_MR; /* whole kernel tiles: keys past `valid` are dropped */
         const float *vb = w->values + (size_t)(j0 / ATTENTION_BLOCK) * dim_pad * ATTENTION_BLOCK;
         for (j = 0; j < kb; j += MM_MR)
             mm_kernel(head_dim, w->keys + (size_t)(j0 + j) * head_dim, head_dim, q_t, p_t + j * ATTENTION_PANEL,
