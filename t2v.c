@@ -1206,11 +1206,12 @@ static int thread_index(void) {
  * convolution's patch gathering and its matmul are separate rows, attention() excludes its projections
  * (they are linear rows), so the rows add up to the forward. Called from the serial level only. */
 typedef enum {
-    WORK_CONV_GATHER, WORK_CONV_MATMUL, WORK_TEMPORAL_CONV_GATHER, WORK_TEMPORAL_CONV_MATMUL, WORK_LINEAR,
-    WORK_ATTENTION, WORK_GROUP_NORM, WORK_LAYER_NORM, WORK_GEGLU, WORK_ELEMENTWISE, WORK_COPIES, WORK_KINDS
+    WORK_CONV_GATHER, WORK_CONV_WINOGRAD, WORK_CONV_MATMUL, WORK_TEMPORAL_CONV_GATHER, WORK_TEMPORAL_CONV_MATMUL,
+    WORK_LINEAR, WORK_ATTENTION, WORK_GROUP_NORM, WORK_LAYER_NORM, WORK_GEGLU, WORK_ELEMENTWISE, WORK_COPIES, WORK_KINDS
 } WorkKind;
 static const char *const work_names[WORK_KINDS] = {
-    "3x3 conv: patch gathering", "3x3 conv: matmul", "temporal conv: patch gathering", "temporal conv: matmul",
+    "3x3 conv: patch gathering", "3x3 conv: Winograd transforms", "3x3 conv: matmul",
+    "temporal conv: patch gathering", "temporal conv: matmul",
     "linear, 1x1 conv", "attention (scores, softmax, values)", "GroupNorm (+SiLU)", "LayerNorm",
     "GEGLU activation", "residual adds, SiLU, scaling", "layout copies, skip concat, upsample"
 };
@@ -1225,11 +1226,15 @@ static double work_begin(void) {
     return g_profiling ? now_seconds() : 0.0;
 }
 
-static void work_end(WorkKind kind, double start, double flops) {
+static void work_add(WorkKind kind, double seconds, double flops) {
     if (!g_profiling) return;
-    g_work[kind].seconds += now_seconds() - start;
+    g_work[kind].seconds += seconds;
     g_work[kind].flops += flops;
     g_work[kind].calls++;
+}
+
+static void work_end(WorkKind kind, double start, double flops) {
+    if (g_profiling) work_add(kind, now_seconds() - start, flops);
 }
 
 /* --repeat: the table starts again with each run, so that it reports the last one */
@@ -1777,8 +1782,11 @@ static void mm_simple(const struct mm_args *g) {
             const size_t wr = (size_t)n * g->ldw;
             float *o = g->out + (size_t)m * g->ldo + n;
             float s = g->accum ? *o : 0.0f;
-            for (k = 0; k < g->K; k++)
-                s = MM_FMA(*mm_row(g, (size_t)m, k), weight_at(g->w, wr + weight_column(k, g->K, g->taps)), s);
+            for (k = 0; k < g->K; k++) {     /* w from its panels where it was packed whole (it may exist only so) */
+                const float wk = g->panels ? g->panels[((size_t)(n / MM_NR) * g->K + k) * MM_NR + n % MM_NR]
+                                           : weight_at(g->w, wr + weight_column(k, g->K, g->taps));
+                s = MM_FMA(*mm_row(g, (size_t)m, k), wk, s);
+            }
             *o = g->bias ? s + g->bias[n] : s;
         }
     }
@@ -2295,11 +2303,11 @@ static void mm_execute(struct mm_args *g) {
             }
         return;
     }
+    g->panels = whole_panels(g);
     if ((double)M * N * K <= MM_TINY) { /* packing would cost more than it saves */
         mm_simple(g);
         return;
     }
-    g->panels = whole_panels(g);
     if (!g->panels && mm_swapped_applies(g)) { /* (with w packed whole, there is no packing to save) */
         const size_t packed = (size_t)(M + MM_NR - 1) / MM_NR * K * MM_NR;
         buf = packed <= MM_STACK_FLOATS ? stackbuf : mm_get_scratch(packed);
@@ -2984,10 +2992,287 @@ static void conv2d_gathered(Arena *a, const Conv *c, const float *in, float *out
     arena_reset(a, mark);
 }
 
-/* a 3x3 convolution, stride 1, padding 1, from its prepared input x (conv_input_3x3) */
+/* ---- 3x3 convolutions by Winograd's minimal filtering, F(2x2, 3x3) ----
+ * A 3x3 convolution with stride 1 and padding 1 computes each 2x2 block of output pixels from the 4x4 input pixels
+ * around it. Lavin and Gray ("Fast Algorithms for Convolutional Neural Networks", 2015) do that with 16
+ * multiplications per pair of channels instead of 36:
+ *
+ *     B^T = [1  0 -1  0]      G = [ 1    0    0 ]      A^T = [1  1  1  0]
+ *           [0  1  1  0]          [1/2  1/2  1/2]            [0  1 -1 -1]
+ *           [0 -1  1  0]          [1/2 -1/2  1/2]
+ *           [0  1  0 -1]          [ 0    0    1 ]
+ *
+ * an input tile d (4x4) becomes V = B^T d B, a filter g (3x3) becomes U = G g G^T, and the 2x2 outputs are
+ * A^T M A where M, for each of the 16 positions of the tile, is the sum over input channels of U . V. That sum is a
+ * matmul, [tiles][in] x [in][out], one for each position. So the convolution is three passes: the input tiles'
+ * transform (winograd_input), 16 products against the transformed filters (winograd_filters), and the transform
+ * back (winograd_output). The products do 16/36 = 4/9 of the direct convolution's multiply-adds; the transforms
+ * only add and subtract, a pass over memory each.
+ * The transforms' coefficients are 0, +-1 and +-1/2, so they round only in their additions, and the result stays
+ * as close to Diffusers' as the direct sum's: against the golden tensors the UNet3D's output is within 3.2e-6 (3.3e-6
+ * direct) and the VAE decoder's within 4.5e-6 (the same); test_kernels.c bounds it against the exact sum at awkward
+ * sizes. Each output block comes from its own tile, and each channel sum is one product's chain over k, so the
+ * result does not depend on the chunking below or on the number of threads.
+ * On the default UNet3D forward (2 threads of an AVX-512 Xeon VM) the 3x3 convolutions took 5.6 s instead of
+ * 10.2 s (the transforms 0.7 s of it), the forward 28.1 s instead of 32.9; a 256x256 VAE decode 1.46 s instead of
+ * 2.32. */
+
+/* The three buffers below are chunks: tiles (all 16 positions of nt tiles), filters (nc output channels) and the
+ * products (nt x nc for each position) take at most this many floats each, so that their scratch stays within a
+ * few of the arena's blocks whatever the layer. */
+#define WINOGRAD_FLOATS ((size_t)1 << 23)   /* 32 MiB */
+static size_t winograd_chunk_floats = WINOGRAD_FLOATS; /* (the unit tests lower it to test the chunking) */
+#define WINOGRAD_CB 64                      /* channels a tile's transform holds in L1 at a time */
+
+/* The Winograd path needs whole 2x2 output blocks (even H and W), and the fast matmul: the reference matmul and
+ * int8 arithmetic (on whole rows of its own operand) keep the direct convolution; so do layers with few input or
+ * output channels (conv_in's 4, conv_out's 4 or 3), where the transforms cost more than the products save (the
+ * UNet3D's conv_out took 34 ms this way, 25 ms direct). */
+static int winograd_applies(const Conv *c, int H, int W) {
+    return c->kh == 3 && c->kw == 3 && H % 2 == 0 && W % 2 == 0 && c->in >= 16 && c->out >= 16 && !use_naive_matmul() &&
+           !(c->w.dtype == T2V_I8 && g_int8_math == T2V_INT8_MATH_INT);
+}
+
+/* filter o's weight from input channel i under tap (ky * 3 + kx): from the panels it was packed into, or as stored */
+static float conv_weight(const Conv *c, int o, int i, int tap) {
+    const PackedPanels *p = c->w.packed;
+    if (p && p->panels) return p->panels[((size_t)(o / MM_NR) * p->k + (size_t)tap * c->in + i) * MM_NR + o % MM_NR];
+    if (c->w.dtype == T2V_I8) return weight_at(&c->w, ((size_t)o * 9 + tap) * c->in + i); /* (out, taps, in) */
+    return weight_at(&c->w, ((size_t)o * c->in + i) * 9 + tap);                          /* (out, in, 3, 3) */
+}
+
+/* U = G g G^T for output channels o0 .. o0 + nc - 1 (o0 a multiple of MM_NR), written as the matmul's panels of
+ * a weight [nc][in] for each position: U[pos][nc / NR][in][NR], columns past nc zero. */
+static void winograd_filters(const Conv *c, int o0, int nc, float *U) {
+    const int C = c->in, npan = (nc + MM_NR - 1) / MM_NR;
+    const size_t pos_stride = (size_t)npan * C * MM_NR;
+    long q;
+    PARALLEL_FOR(schedule(static))
+    for (q = 0; q < (long)npan * C; q++) {
+        const int pan = (int)(q / C), i = (int)(q % C), first = o0 + pan * MM_NR;
+        const int lanes = nc - pan * MM_NR < MM_NR ? nc - pan * MM_NR : MM_NR;
+        const PackedPanels *p = c->w.packed;
+        float g[9][MM_NR], u[16][MM_NR]; /* (copied out to U's 16 positions after: see winograd_input) */
+        int tap, l;
+        for (tap = 0; tap < 9; tap++) {
+            if (p && p->panels) {   /* the lanes past the weight's rows are zero in its panels */
+                memcpy(g[tap], p->panels + ((size_t)(first / MM_NR) * p->k + (size_t)tap * C + i) * MM_NR,
+                       sizeof g[tap]);
+                for (l = lanes; l < MM_NR; l++) g[tap][l] = 0.0f;
+            } else {
+                for (l = 0; l < MM_NR; l++) g[tap][l] = l < lanes ? conv_weight(c, first + l, i, tap) : 0.0f;
+            }
+        }
+        for (l = 0; l < MM_NR; l++) {
+            /* G g: rows of the 4x3 t */
+            const float t00 = g[0][l], t01 = g[1][l], t02 = g[2][l];
+            const float t10 = 0.5f * (g[0][l] + g[3][l] + g[6][l]), t11 = 0.5f * (g[1][l] + g[4][l] + g[7][l]),
+                        t12 = 0.5f * (g[2][l] + g[5][l] + g[8][l]);
+            const float t20 = 0.5f * (g[0][l] - g[3][l] + g[6][l]), t21 = 0.5f * (g[1][l] - g[4][l] + g[7][l]),
+                        t22 = 0.5f * (g[2][l] - g[5][l] + g[8][l]);
+            const float t30 = g[6][l], t31 = g[7][l], t32 = g[8][l];
+            /* (G g) G^T: each row r of t gives positions 4r .. 4r + 3 */
+            u[0][l] = t00;
+            u[1][l] = 0.5f * (t00 + t01 + t02);
+            u[2][l] = 0.5f * (t00 - t01 + t02);
+            u[3][l] = t02;
+            u[4][l] = t10;
+            u[5][l] = 0.5f * (t10 + t11 + t12);
+            u[6][l] = 0.5f * (t10 - t11 + t12);
+            u[7][l] = t12;
+            u[8][l] = t20;
+            u[9][l] = 0.5f * (t20 + t21 + t22);
+            u[10][l] = 0.5f * (t20 - t21 + t22);
+            u[11][l] = t22;
+            u[12][l] = t30;
+            u[13][l] = 0.5f * (t30 + t31 + t32);
+            u[14][l] = 0.5f * (t30 - t31 + t32);
+            u[15][l] = t32;
+        }
+        for (l = 0; l < 16; l++) memcpy(U + l * pos_stride + ((size_t)pan * C + i) * MM_NR, u[l], sizeof u[l]);
+    }
+}
+
+/* where the input pixel (row y, column x) of frame f lies in x (rows and columns -1 and H, W are the zero border);
+ * `zeros` (C zeros) for a pixel outside a plain (unpadded) input */
+static const float *winograd_pixel(const ConvInput *x, int f, int y, int xx, int H, int W, const float *zeros) {
+    if (x->padded) return x->data + (((size_t)f * (H + 2) + (y + 1)) * (W + 2) + (xx + 1)) * x->channels;
+    if (y < 0 || y >= H || xx < 0 || xx >= W) return zeros;
+    return x->data + (((size_t)f * H + y) * W + xx) * x->channels;
+}
+
+/* V = B^T d B for tiles t0 .. t0 + nt - 1 (row-major over frames, then 2-pixel rows and columns of each frame):
+ * V[pos][nt][in], each position a matmul operand of nt rows. Written as two loops over channels so that gcc 12
+ * vectorises both: B^T d from the 16 pixels into a small t, then t B, four positions at a time (with all 16
+ * positions' rows of V written in one loop it did not). */
+static void winograd_input(const ConvInput *x, int H, int W, size_t t0, int nt, const float *zeros, float *V) {
+    const int C = x->channels, tiles_w = W / 2;
+    const size_t per_frame = (size_t)(H / 2) * tiles_w, pos_stride = (size_t)nt * C;
+    long j;
+    PARALLEL_FOR(schedule(static))
+    for (j = 0; j < nt; j++) {
+        const size_t t = t0 + (size_t)j;
+        const int f = (int)(t / per_frame), y0 = (int)(t % per_frame / tiles_w) * 2 - 1,
+                  x0 = (int)(t % tiles_w) * 2 - 1;
+        const float *d[16];     /* the 4x4 input pixels, row by row */
+        float bd[16][WINOGRAD_CB];
+        int k, c0, c, r;
+        for (k = 0; k < 16; k++) d[k] = winograd_pixel(x, f, y0 + k / 4, x0 + k % 4, H, W, zeros);
+        for (c0 = 0; c0 < C; c0 += WINOGRAD_CB) {
+            const int n = C - c0 < WINOGRAD_CB ? C - c0 : WINOGRAD_CB;
+            const float *const d0 = d[0] + c0, *const d1 = d[1] + c0, *const d2 = d[2] + c0, *const d3 = d[3] + c0;
+            const float *const d4 = d[4] + c0, *const d5 = d[5] + c0, *const d6 = d[6] + c0, *const d7 = d[7] + c0;
+            const float *const d8 = d[8] + c0, *const d9 = d[9] + c0, *const d10 = d[10] + c0, *const d11 = d[11] + c0;
+            const float *const d12 = d[12] + c0, *const d13 = d[13] + c0, *const d14 = d[14] + c0,
+                        *const d15 = d[15] + c0;
+            for (c = 0; c < n; c++) {   /* B^T d: row i of it is bd[4i .. 4i + 3] */
+                bd[0][c] = d0[c] - d8[c];    bd[1][c] = d1[c] - d9[c];
+                bd[2][c] = d2[c] - d10[c];   bd[3][c] = d3[c] - d11[c];
+                bd[4][c] = d4[c] + d8[c];    bd[5][c] = d5[c] + d9[c];
+                bd[6][c] = d6[c] + d10[c];   bd[7][c] = d7[c] + d11[c];
+                bd[8][c] = d8[c] - d4[c];    bd[9][c] = d9[c] - d5[c];
+                bd[10][c] = d10[c] - d6[c];  bd[11][c] = d11[c] - d7[c];
+                bd[12][c] = d4[c] - d12[c];  bd[13][c] = d5[c] - d13[c];
+                bd[14][c] = d6[c] - d14[c];  bd[15][c] = d7[c] - d15[c];
+            }
+            for (r = 0; r < 4; r++) {   /* (B^T d) B: row r of it is positions 4r .. 4r + 3 */
+                const float *restrict e0 = bd[4 * r], *restrict e1 = bd[4 * r + 1], *restrict e2 = bd[4 * r + 2],
+                                      *restrict e3 = bd[4 * r + 3];
+                float *restrict v0 = V + (size_t)(4 * r) * pos_stride + (size_t)j * C + c0;
+                float *restrict v1 = v0 + pos_stride, *restrict v2 = v1 + pos_stride, *restrict v3 = v2 + pos_stride;
+                for (c = 0; c < n; c++) {
+                    v0[c] = e0[c] - e2[c];
+                    v1[c] = e1[c] + e2[c];
+                    v2[c] = e2[c] - e1[c];
+                    v3[c] = e1[c] - e3[c];
+                }
+            }
+        }
+    }
+}
+
+/* one tile's 2x2 output pixels y00, y01 (its first row), y10, y11 from m, its 16 positions' n products (s floats
+ * apart): A^T M A + bias. (The outputs as restrict parameters: as locals, gcc 12 did not vectorise the loop.) */
+static void winograd_output_tile(const float *m, size_t s, const float *bias, int n, float *restrict y00,
+                                 float *restrict y01, float *restrict y10, float *restrict y11) {
+    const float *const m0 = m, *const m1 = m0 + s, *const m2 = m1 + s, *const m3 = m2 + s;
+    const float *const m4 = m3 + s, *const m5 = m4 + s, *const m6 = m5 + s, *const m7 = m6 + s;
+    const float *const m8 = m7 + s, *const m9 = m8 + s, *const m10 = m9 + s, *const m11 = m10 + s;
+    const float *const m12 = m11 + s, *const m13 = m12 + s, *const m14 = m13 + s, *const m15 = m14 + s;
+    int c;
+    for (c = 0; c < n; c++) {
+        /* A^T M: two rows of four; then (A^T M) A: two columns of each */
+        const float a0 = m0[c] + m4[c] + m8[c], a1 = m1[c] + m5[c] + m9[c], a2 = m2[c] + m6[c] + m10[c],
+                    a3 = m3[c] + m7[c] + m11[c];
+        const float b0 = m4[c] - m8[c] - m12[c], b1 = m5[c] - m9[c] - m13[c], b2 = m6[c] - m10[c] - m14[c],
+                    b3 = m7[c] - m11[c] - m15[c];
+        y00[c] = a0 + a1 + a2 + bias[c];
+        y01[c] = a1 - a2 - a3 + bias[c];
+        y10[c] = b0 + b1 + b2 + bias[c];
+        y11[c] = b1 - b2 - b3 + bias[c];
+    }
+}
+
+/* out's 2x2 blocks of tiles t0 .. t0 + nt - 1, channels o0 .. o0 + nc - 1, from the products M[pos][nt][nc]; out
+ * is [frames][H][W][out], bias [nc] */
+static void winograd_output(const float *M, const float *bias, int H, int W, int out_channels, size_t t0, int nt,
+                            int o0, int nc, float *out) {
+    const int tiles_w = W / 2;
+    const size_t per_frame = (size_t)(H / 2) * tiles_w;
+    long j;
+    PARALLEL_FOR(schedule(static))
+    for (j = 0; j < nt; j++) {
+        const size_t t = t0 + (size_t)j, f = t / per_frame;
+        const int y = (int)(t % per_frame / tiles_w) * 2, x = (int)(t % tiles_w) * 2;
+        float *const y00 = out + ((f * H + y) * W + x) * out_channels + o0, *const y10 = y00 + (size_t)W * out_channels;
+        winograd_output_tile(M + (size_t)j * nc, (size_t)nt * nc, bias, nc, y00, y00 + out_channels, y10,
+                             y10 + out_channels);
+    }
+}
+
+/* One product per position: M[pos] = V[pos] U[pos]^T over the input channels, U read as the panels it was
+ * written as (a weight packed whole, with no stored form behind it) */
+static void winograd_products(const float *V, const float *U, float *M, int nt, int C, int nc) {
+    const size_t u_stride = (size_t)(nc + MM_NR - 1) / MM_NR * C * MM_NR;
+    int pos;
+    for (pos = 0; pos < 16; pos++) {
+        PackedPanels panels;
+        StoredWeight w = float32_weight(NULL);
+        memset(&panels, 0, sizeof panels);
+        panels.rows = nc;
+        panels.k = C;
+        panels.taps = 1;
+        panels.panels = U + pos * u_stride;
+        w.packed = &panels;
+        matmul_general(M + (size_t)pos * nt * nc, nc, V + (size_t)pos * nt * C, C, &w, C, NULL, nt, C, nc, 0, 1);
+    }
+}
+
+/* A 3x3 convolution (stride 1, padding 1) of x, frames of even H and W, by F(2x2, 3x3): in chunks of output
+ * channels (whole panels) and of tiles, each buffer at most winograd_chunk_floats. The loop nest visits every pair of
+ * chunks and recomputes the transformed filters or tiles only when its chunk changes; the outer loop runs over
+ * whichever kind of chunk is cheaper to recompute. */
+static void conv2d_3x3_winograd(Arena *a, const Conv *c, const ConvInput *x, float *out, int frames, int H, int W) {
+    const int C = c->in, O = c->out, panels = (O + MM_NR - 1) / MM_NR;
+    const size_t tiles = (size_t)frames * (H / 2) * (W / 2);
+    const ArenaMark mark = arena_mark(a);
+    size_t fit, filter_chunks, tile_chunks, nt, i, n_outer, n_inner, filters_at = (size_t)-1, tiles_at = (size_t)-1;
+    int panels_per_chunk, filters_outer;
+    float *zeros, *U, *V, *M;
+    double transforms = 0.0, products = 0.0;
+    /* output channels: as many whole panels as fit, balanced */
+    fit = winograd_chunk_floats / (16 * (size_t)MM_NR * C);
+    if (fit < 1) fit = 1;
+    filter_chunks = ((size_t)panels + fit - 1) / fit;
+    panels_per_chunk = (int)(((size_t)panels + filter_chunks - 1) / filter_chunks);
+    /* tiles: as many as fit beside the widest chunk of output channels, balanced */
+    fit = winograd_chunk_floats / (16 * (size_t)(C > panels_per_chunk * MM_NR ? C : panels_per_chunk * MM_NR));
+    if (fit < 1) fit = 1;
+    tile_chunks = (tiles + fit - 1) / fit;
+    nt = (tiles + tile_chunks - 1) / tile_chunks;
+    /* recomputing the filters once per tile chunk costs (tile_chunks - 1) passes over all of them; the other way,
+     * (filter_chunks - 1) passes over all the tiles */
+    filters_outer = (filter_chunks - 1) * tiles < (tile_chunks - 1) * (size_t)O;
+    n_outer = filters_outer ? filter_chunks : tile_chunks;
+    n_inner = filters_outer ? tile_chunks : filter_chunks;
+    zeros = arena_alloc(a, (size_t)(C > O ? C : O)); /* zero pixels outside an unpadded input; no bias */
+    memset(zeros, 0, (size_t)(C > O ? C : O) * sizeof(float));
+    U = arena_alloc(a, 16 * (size_t)panels_per_chunk * MM_NR * C);
+    V = arena_alloc(a, 16 * nt * C);
+    M = arena_alloc(a, 16 * nt * (size_t)panels_per_chunk * MM_NR);
+    for (i = 0; i < n_outer * n_inner; i++) {
+        const size_t fi = filters_outer ? i / n_inner : i % n_inner, ti = filters_outer ? i % n_inner : i / n_inner;
+        const int o0 = (int)fi * panels_per_chunk * MM_NR;
+        const int nc = O - o0 < panels_per_chunk * MM_NR ? O - o0 : panels_per_chunk * MM_NR;
+        const size_t t0 = ti * nt;
+        const int n = (int)(tiles - t0 < nt ? tiles - t0 : nt);
+        double t = work_begin();
+        if (fi != filters_at) winograd_filters(c, o0, nc, U);
+        if (ti != tiles_at) winograd_input(x, H, W, t0, n, zeros, V);
+        filters_at = fi;
+        tiles_at = ti;
+        transforms += work_begin() - t;
+        t = work_begin();
+        winograd_products(V, U, M, n, C, nc);
+        products += work_begin() - t;
+        t = work_begin();
+        winograd_output(M, c->b ? c->b + o0 : zeros, H, W, O, t0, n, o0, nc, out);
+        transforms += work_begin() - t;
+    }
+    arena_reset(a, mark);
+    work_add(WORK_CONV_WINOGRAD, transforms, 0.0);
+    work_add(WORK_CONV_MATMUL, products, 2.0 * 16 * tiles * C * O);
+}
+
+/* a 3x3 convolution, stride 1, padding 1, from its prepared input x (conv_input_3x3): by Winograd's transforms
+ * where they apply, else directly */
 static void conv2d_3x3_from(Arena *a, const Conv *c, const ConvInput *x, float *out, int frames, int H, int W) {
     const size_t total = (size_t)frames * H * W;
     double start;
+    if (winograd_applies(c, H, W)) {
+        conv2d_3x3_winograd(a, c, x, out, frames, H, W);
+        return;
+    }
     if (!x->padded) {
         conv2d_gathered(a, c, x->data, out, frames, H, W, 1, 1, 1, H, W);
         return;
@@ -2998,8 +3283,9 @@ static void conv2d_3x3_from(Arena *a, const Conv *c, const ConvInput *x, float *
 }
 
 /* nn.Conv2d on channels-last frames [frames][H][W][in] -> [frames][Ho][Wo][out]: a 1x1 convolution is a Linear
- * layer; a 3x3 one with stride 1 and padding 1 reads a padded copy of its input in place where it can; the rest
- * (Downsample2D's stride 2, inputs too narrow for the implicit GEMM) gather their patches. */
+ * layer; a 3x3 one with stride 1 and padding 1 goes through Winograd's transforms where they apply
+ * (winograd_applies), or else reads a padded copy of its input in place where it can; the rest (Downsample2D's
+ * stride 2, inputs too narrow for the implicit GEMM) gather their patches. */
 static void conv2d(Arena *a, const Conv *c, const float *in, float *out, int frames, int H, int W, int stride,
                    int pad_t, int pad_l, int Ho, int Wo) {
     const size_t total = (size_t)frames * Ho * Wo;
@@ -3007,6 +3293,13 @@ static void conv2d(Arena *a, const Conv *c, const float *in, float *out, int fra
         Linear l;
         l.w = c->w; l.b = c->b; l.in = c->in; l.out = c->out;
         linear(&l, in, out, total);
+    } else if (c->kh == 3 && c->kw == 3 && stride == 1 && pad_t == 1 && pad_l == 1 && Ho == H && Wo == W &&
+               winograd_applies(c, H, W)) {
+        ConvInput x;                 /* read as it is */
+        memset(&x, 0, sizeof x);
+        x.data = (float *)in;
+        x.channels = c->in;
+        conv2d_3x3_winograd(a, c, &x, out, frames, H, W);
     } else if (c->kh == 3 && c->kw == 3 && stride == 1 && pad_t == 1 && pad_l == 1 && Ho == H && Wo == W &&
                implicit_conv_applies(W, c)) {
         const ArenaMark mark = arena_mark(a);

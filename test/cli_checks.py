@@ -391,7 +391,8 @@ def check_video(t2v, model):
         raw = open(path, "rb").read()
         head = b"P6\n64 48\n255\n"
         img = np.frombuffer(raw[len(head):], np.uint8).reshape(48, 64, 3) / 255.0
-        ok = ok and raw.startswith(head) and float(np.abs(img - frames[i]).max()) <= 0.5 / 255 + 1e-9
+        # t2v rounds v * 255 computed in float32 (to_byte): within a float32 rounding of the half-way point
+        ok = ok and raw.startswith(head) and float(np.abs(img - frames[i]).max()) <= 0.5 / 255 + 1e-7
     T.record("--frames-dir: P6 images equal to the frames (rounded)", ok, f"{len(ppms)} files;")
     if shutil.which("ffmpeg"):
         for path, label in ((y420, "4:2:0"), (y444, "4:4:4")):

@@ -413,6 +413,70 @@ static void test_conv2d(void) {
     arena_free(&a);
 }
 
+/* 3x3 convolutions with even H and W go through Winograd's F(2x2, 3x3) (conv2d_3x3_winograd): against the direct
+ * sum in double, from a plain input (conv2d) and from a padded one (conv2d_3x3_from, W a multiple of MM_MR), at
+ * awkward channel counts; and bit for bit the same whatever the chunks of tiles and output channels (a budget so
+ * small that both are chunked, in either loop order) and with the weight packed whole or read as stored. */
+static void test_conv2d_winograd(void) {
+    /* frames, H, W, in, out */
+    static const int cases[][5] = {{1, 2, 2, 16, 16}, {3, 4, 6, 17, 23}, {2, 8, 8, 33, 49}, {1, 6, 16, 64, 100},
+                                   {2, 2, 2 * MM_MR, 100, MM_NR + 1}, {1, 10, 4, 300, 17}, {4, 4, 8, 769, 20},
+                                   {6, 8, 8, 48, 4 * MM_NR}};
+    /* the last: 4 chunks of output channels and 2 of tiles, tiles in the outer loop (the others: filters) */
+    static const size_t budgets[] = {16 * MM_NR * 40, 16 * MM_NR * 800, 16 * 7 * 40, 16 * MM_NR * 48};
+    size_t s, b;
+    double worst = 0.0;
+    int mismatches = 0, runs = 0;
+    Arena a;
+    memset(&a, 0, sizeof a);
+    for (s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        const int frames = cases[s][0], H = cases[s][1], W = cases[s][2];
+        const size_t tokens = (size_t)frames * H * W;
+        Conv c;
+        PackedPanels p;
+        ConvInput x;
+        ArenaMark mark;
+        float *in, *w, *out, *ref, *other;
+        c.in = cases[s][3]; c.out = cases[s][4]; c.kh = c.kw = 3;
+        in = random_floats(tokens * c.in);
+        w = random_floats((size_t)c.out * c.in * 9);
+        c.b = random_floats((size_t)c.out);
+        c.w = float32_weight(w);
+        out = alloc_floats(tokens * c.out, "t");
+        ref = alloc_floats(tokens * c.out, "t");
+        other = alloc_floats(tokens * c.out, "t");
+        if (!winograd_applies(&c, H, W)) t2v_die("test: the Winograd path does not apply");
+        conv2d(&a, &c, in, out, frames, H, W, 1, 1, 1, H, W);
+        conv2d_reference(&c, in, ref, frames, H, W, 1, 1, 1, H, W);
+        worst = fmax(worst, max_rel_diff(out, ref, tokens * c.out));
+        mark = arena_mark(&a);                      /* from a padded input, where the implicit GEMM would read it */
+        x = conv_input_3x3(&a, &c, frames, H, W);
+        conv_input_fill(&x, in, tokens);
+        conv2d_3x3_from(&a, &c, &x, other, frames, H, W);
+        mismatches += (W % MM_MR == 0) != x.padded || memcmp(out, other, tokens * c.out * sizeof(float)) != 0;
+        arena_reset(&a, mark);
+        runs++;
+        for (b = 0; b < sizeof budgets / sizeof budgets[0]; b++, runs++) {
+            winograd_chunk_floats = budgets[b];
+            conv2d(&a, &c, in, other, frames, H, W, 1, 1, 1, H, W);
+            mismatches += memcmp(out, other, tokens * c.out * sizeof(float)) != 0;
+        }
+        winograd_chunk_floats = WINOGRAD_FLOATS;
+        memset(&p, 0, sizeof p);                    /* packed whole, as the UNet's weights are */
+        p.source = w; p.rows = c.out; p.k = c.in * 9; p.taps = 9;
+        mm_pack_whole(&p);
+        c.w.packed = &p;
+        conv2d(&a, &c, in, other, frames, H, W, 1, 1, 1, H, W);
+        mismatches += !p.panels || memcmp(out, other, tokens * c.out * sizeof(float)) != 0;
+        runs++;
+        free(p.raw); free(in); free(w); free((void *)c.b); free(out); free(ref); free(other);
+    }
+    report("conv2d 3x3 by Winograd F(2x2, 3x3) vs direct (double)", worst, 1e-5);
+    printf("  (%d runs: padded input, chunk budgets, packed weight)\n", runs);
+    report("Winograd: runs not identical to the first", mismatches, 0);
+    arena_free(&a);
+}
+
 /* TemporalConvLayer's convolution from plain [B][F][P][in], as temporal_conv_layer runs it */
 static void conv_temporal(Arena *a, const Conv *c, const float *in, float *out, int B, int F, size_t P) {
     const ArenaMark mark = arena_mark(a);
@@ -1085,6 +1149,7 @@ int main(int argc, char **argv) {
     test_matmul_int8_float();
     test_matmul_int8_int();
     test_conv2d();
+    test_conv2d_winograd();
     test_conv_temporal();
     test_conv_implicit_vs_gathered();
     test_whole_panels();
