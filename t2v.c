@@ -3024,21 +3024,23 @@ static void conv2d_gathered(Arena *a, const Conv *c, const float *in, float *out
 static size_t winograd_chunk_floats = WINOGRAD_FLOATS; /* (the unit tests lower it to test the chunking) */
 #define WINOGRAD_CB 64                      /* channels a tile's transform holds in L1 at a time */
 
-/* The Winograd path needs whole 2x2 output blocks (even H and W), and the fast matmul: the reference matmul and
- * int8 arithmetic (on whole rows of its own operand) keep the direct convolution; so do layers with few input or
- * output channels (conv_in's 4, conv_out's 4 or 3), where the transforms cost more than the products save (the
- * UNet3D's conv_out took 34 ms this way, 25 ms direct). */
+/* The Winograd path needs whole 2x2 output blocks (even H and W), float32 weights, and the fast matmul. The
+ * reference matmul keeps the direct convolution, and so do float16 and int8 weights: their filters would be
+ * converted element by element for every call (the int8 file's forward with float arithmetic went from 4.8 to
+ * 5.0 s at (2,4,8,16,16) that way), where the direct products convert them in whole rows as they pack them. So do
+ * layers with few input or output channels (conv_in's 4, conv_out's 4 or 3) too, where the transforms cost more
+ * than the products save (the UNet3D's conv_out took 34 ms this way, 25 ms direct). */
 static int winograd_applies(const Conv *c, int H, int W) {
-    return c->kh == 3 && c->kw == 3 && H % 2 == 0 && W % 2 == 0 && c->in >= 16 && c->out >= 16 && !use_naive_matmul() &&
-           !(c->w.dtype == T2V_I8 && g_int8_math == T2V_INT8_MATH_INT);
+    return c->kh == 3 && c->kw == 3 && H % 2 == 0 && W % 2 == 0 && c->in >= 16 && c->out >= 16 &&
+           c->w.dtype == T2V_F32 && !use_naive_matmul();
 }
 
-/* filter o's weight from input channel i under tap (ky * 3 + kx): from the panels it was packed into, or as stored */
+/* filter o's float32 weight from input channel i under tap (ky * 3 + kx): from the panels it was packed into, or
+ * as stored, (out, in, 3, 3) */
 static float conv_weight(const Conv *c, int o, int i, int tap) {
     const PackedPanels *p = c->w.packed;
     if (p && p->panels) return p->panels[((size_t)(o / MM_NR) * p->k + (size_t)tap * c->in + i) * MM_NR + o % MM_NR];
-    if (c->w.dtype == T2V_I8) return weight_at(&c->w, ((size_t)o * 9 + tap) * c->in + i); /* (out, taps, in) */
-    return weight_at(&c->w, ((size_t)o * c->in + i) * 9 + tap);                          /* (out, in, 3, 3) */
+    return ((const float *)c->w.data)[((size_t)o * c->in + i) * 9 + tap];
 }
 
 /* U = G g G^T for output channels o0 .. o0 + nc - 1 (o0 a multiple of MM_NR), written as the matmul's panels of
