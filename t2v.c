@@ -1206,12 +1206,12 @@ static int thread_index(void) {
  * convolution's patch gathering and its matmul are separate rows, attention() excludes its projections
  * (they are linear rows), so the rows add up to the forward. Called from the serial level only. */
 typedef enum {
-    WORK_CONV_GATHER, WORK_CONV_WINOGRAD, WORK_CONV_MATMUL, WORK_TEMPORAL_CONV_GATHER, WORK_TEMPORAL_CONV_MATMUL,
-    WORK_LINEAR, WORK_ATTENTION, WORK_GROUP_NORM, WORK_LAYER_NORM, WORK_GEGLU, WORK_ELEMENTWISE, WORK_COPIES, WORK_KINDS
+    WORK_CONV_GATHER, WORK_CONV_WINOGRAD, WORK_CONV_MATMUL, WORK_TEMPORAL_CONV_GATHER, WORK_TEMPORAL_CONV_WINOGRAD,
+    WORK_TEMPORAL_CONV_MATMUL, WORK_LINEAR, WORK_ATTENTION, WORK_GROUP_NORM, WORK_LAYER_NORM, WORK_GEGLU, WORK_ELEMENTWISE, WORK_COPIES, WORK_KINDS
 } WorkKind;
 static const char *const work_names[WORK_KINDS] = {
     "3x3 conv: patch gathering", "3x3 conv: Winograd transforms", "3x3 conv: matmul",
-    "temporal conv: patch gathering", "temporal conv: matmul",
+    "temporal conv: patch gathering", "temporal conv: Winograd transforms", "temporal conv: matmul",
     "linear, 1x1 conv", "attention (scores, softmax, values)", "GroupNorm (+SiLU)", "LayerNorm",
     "GEGLU activation", "residual adds, SiLU, scaling", "layout copies, skip concat, upsample"
 };
@@ -2992,7 +2992,7 @@ static void conv2d_gathered(Arena *a, const Conv *c, const float *in, float *out
     arena_reset(a, mark);
 }
 
-/* ---- 3x3 convolutions by Winograd's minimal filtering, F(2x2, 3x3) ----
+/* ---- convolutions by Winograd's minimal filtering: F(2x2, 3x3) and F(2, 3) ----
  * A 3x3 convolution with stride 1 and padding 1 computes each 2x2 block of output pixels from the 4x4 input pixels
  * around it. Lavin and Gray ("Fast Algorithms for Convolutional Neural Networks", 2015) do that with 16
  * multiplications per pair of channels instead of 36:
@@ -3005,9 +3005,11 @@ static void conv2d_gathered(Arena *a, const Conv *c, const float *in, float *out
  * an input tile d (4x4) becomes V = B^T d B, a filter g (3x3) becomes U = G g G^T, and the 2x2 outputs are
  * A^T M A where M, for each of the 16 positions of the tile, is the sum over input channels of U . V. That sum is a
  * matmul, [tiles][in] x [in][out], one for each position. So the convolution is three passes: the input tiles'
- * transform (winograd_input), 16 products against the transformed filters (winograd_filters), and the transform
- * back (winograd_output). The products do 16/36 = 4/9 of the direct convolution's multiply-adds; the transforms
- * only add and subtract, a pass over memory each.
+ * transform (winograd_input_3x3), 16 products against the transformed filters (winograd_filters), and the
+ * transform back (winograd_output_3x3). The products do 16/36 = 4/9 of the direct convolution's multiply-adds; the
+ * transforms only add and subtract, a pass over memory each.
+ * TemporalConvLayer's (3, 1, 1) convolution over frames is the same in one dimension, F(2, 3): two output frames
+ * from four input frames at each pixel, V = B^T d, U = G g, outputs A^T M, 4 products instead of 6.
  * The transforms' coefficients are 0, +-1 and +-1/2, so they round only in their additions, and the result stays
  * as close to Diffusers' as the direct sum's: against the golden tensors the UNet3D's output is within 3.2e-6 (3.3e-6
  * direct) and the VAE decoder's within 4.5e-6 (the same); test_kernels.c bounds it against the exact sum at awkward
@@ -3017,36 +3019,48 @@ static void conv2d_gathered(Arena *a, const Conv *c, const float *in, float *out
  * 10.2 s (the transforms 0.7 s of it), the forward 28.1 s instead of 32.9; a 256x256 VAE decode 1.46 s instead of
  * 2.32. */
 
-/* The three buffers below are chunks: tiles (all 16 positions of nt tiles), filters (nc output channels) and the
+/* The three buffers below are chunks: tiles (all positions of nt tiles), filters (nc output channels) and the
  * products (nt x nc for each position) take at most this many floats each, so that their scratch stays within a
  * few of the arena's blocks whatever the layer. */
 #define WINOGRAD_FLOATS ((size_t)1 << 23)   /* 32 MiB */
 static size_t winograd_chunk_floats = WINOGRAD_FLOATS; /* (the unit tests lower it to test the chunking) */
 #define WINOGRAD_CB 64                      /* channels a tile's transform holds in L1 at a time */
 
-/* The Winograd path needs whole 2x2 output blocks (even H and W), float32 weights, and the fast matmul. The
- * reference matmul keeps the direct convolution, and so do float16 and int8 weights: their filters would be
- * converted element by element for every call (the int8 file's forward with float arithmetic went from 4.8 to
- * 5.0 s at (2,4,8,16,16) that way), where the direct products convert them in whole rows as they pack them. So do
- * layers with few input or output channels (conv_in's 4, conv_out's 4 or 3) too, where the transforms cost more
- * than the products save (the UNet3D's conv_out took 34 ms this way, 25 ms direct). */
-static int winograd_applies(const Conv *c, int H, int W) {
-    return c->kh == 3 && c->kw == 3 && H % 2 == 0 && W % 2 == 0 && c->in >= 16 && c->out >= 16 &&
-           c->w.dtype == T2V_F32 && !use_naive_matmul();
+/* The tiles of one Winograd convolution */
+typedef struct {
+    int temporal;          /* 0: 3x3 over `frames` frames of H x W, tiles of 2x2 output pixels (16 positions);
+                            * 1: (3, 1, 1) over B videos of F frames of P pixels, tiles of 2 output frames of one
+                            *    pixel (4 positions) */
+    int positions;
+    int frames, H, W;
+    int B, F;
+    size_t P, count;
+} WinogradTiles;
+
+/* The Winograd path needs whole tiles (even H and W, or an even number of frames), float32 or float16 weights (a
+ * float16 file gives the same bits as a float32 one of the same values), and the fast matmul. The reference matmul
+ * keeps the direct convolution, and so do int8 weights: their filters would be converted element by element for
+ * every call (the int8 file's forward with float arithmetic went from 4.8 to 5.0 s at (2,4,8,16,16) that way),
+ * where the direct products convert them in whole rows as they pack them (integer arithmetic has its own kernel).
+ * So do layers with few input or output channels (conv_in's 4, conv_out's 4 or 3), where the transforms cost
+ * more than the products save (the UNet3D's conv_out took 34 ms this way, 25 ms direct). */
+static int winograd_applies(const Conv *c, int whole_tiles) {
+    return whole_tiles && c->in >= 16 && c->out >= 16 && c->w.dtype != T2V_I8 && !use_naive_matmul();
 }
 
-/* filter o's float32 weight from input channel i under tap (ky * 3 + kx): from the panels it was packed into, or
- * as stored, (out, in, 3, 3) */
+/* filter o's weight from input channel i under a tap (ky * 3 + kx, or the frame offset + 1): from the panels it
+ * was packed into, or as stored, (out, in, taps) */
 static float conv_weight(const Conv *c, int o, int i, int tap) {
     const PackedPanels *p = c->w.packed;
+    const int taps = c->kh * c->kw;
     if (p && p->panels) return p->panels[((size_t)(o / MM_NR) * p->k + (size_t)tap * c->in + i) * MM_NR + o % MM_NR];
-    return ((const float *)c->w.data)[((size_t)o * c->in + i) * 9 + tap];
+    return weight_at(&c->w, ((size_t)o * c->in + i) * taps + tap);
 }
 
-/* U = G g G^T for output channels o0 .. o0 + nc - 1 (o0 a multiple of MM_NR), written as the matmul's panels of
- * a weight [nc][in] for each position: U[pos][nc / NR][in][NR], columns past nc zero. */
-static void winograd_filters(const Conv *c, int o0, int nc, float *U) {
-    const int C = c->in, npan = (nc + MM_NR - 1) / MM_NR;
+/* U = G g G^T (3x3) or G g (temporal) for output channels o0 .. o0 + nc - 1 (o0 a multiple of MM_NR), written as
+ * the matmul's panels of a weight [nc][in] for each position: U[pos][nc / NR][in][NR], columns past nc zero. */
+static void winograd_filters(const Conv *c, int temporal, int o0, int nc, float *U) {
+    const int C = c->in, npan = (nc + MM_NR - 1) / MM_NR, taps = temporal ? 3 : 9, positions = temporal ? 4 : 16;
     const size_t pos_stride = (size_t)npan * C * MM_NR;
     long q;
     PARALLEL_FOR(schedule(static))
@@ -3054,9 +3068,9 @@ static void winograd_filters(const Conv *c, int o0, int nc, float *U) {
         const int pan = (int)(q / C), i = (int)(q % C), first = o0 + pan * MM_NR;
         const int lanes = nc - pan * MM_NR < MM_NR ? nc - pan * MM_NR : MM_NR;
         const PackedPanels *p = c->w.packed;
-        float g[9][MM_NR], u[16][MM_NR]; /* (copied out to U's 16 positions after: see winograd_input) */
+        float g[9][MM_NR], u[16][MM_NR]; /* (copied out to U's positions after: see winograd_input_3x3) */
         int tap, l;
-        for (tap = 0; tap < 9; tap++) {
+        for (tap = 0; tap < taps; tap++) {
             if (p && p->panels) {   /* the lanes past the weight's rows are zero in its panels */
                 memcpy(g[tap], p->panels + ((size_t)(first / MM_NR) * p->k + (size_t)tap * C + i) * MM_NR,
                        sizeof g[tap]);
@@ -3065,33 +3079,42 @@ static void winograd_filters(const Conv *c, int o0, int nc, float *U) {
                 for (l = 0; l < MM_NR; l++) g[tap][l] = l < lanes ? conv_weight(c, first + l, i, tap) : 0.0f;
             }
         }
-        for (l = 0; l < MM_NR; l++) {
-            /* G g: rows of the 4x3 t */
-            const float t00 = g[0][l], t01 = g[1][l], t02 = g[2][l];
-            const float t10 = 0.5f * (g[0][l] + g[3][l] + g[6][l]), t11 = 0.5f * (g[1][l] + g[4][l] + g[7][l]),
-                        t12 = 0.5f * (g[2][l] + g[5][l] + g[8][l]);
-            const float t20 = 0.5f * (g[0][l] - g[3][l] + g[6][l]), t21 = 0.5f * (g[1][l] - g[4][l] + g[7][l]),
-                        t22 = 0.5f * (g[2][l] - g[5][l] + g[8][l]);
-            const float t30 = g[6][l], t31 = g[7][l], t32 = g[8][l];
-            /* (G g) G^T: each row r of t gives positions 4r .. 4r + 3 */
-            u[0][l] = t00;
-            u[1][l] = 0.5f * (t00 + t01 + t02);
-            u[2][l] = 0.5f * (t00 - t01 + t02);
-            u[3][l] = t02;
-            u[4][l] = t10;
-            u[5][l] = 0.5f * (t10 + t11 + t12);
-            u[6][l] = 0.5f * (t10 - t11 + t12);
-            u[7][l] = t12;
-            u[8][l] = t20;
-            u[9][l] = 0.5f * (t20 + t21 + t22);
-            u[10][l] = 0.5f * (t20 - t21 + t22);
-            u[11][l] = t22;
-            u[12][l] = t30;
-            u[13][l] = 0.5f * (t30 + t31 + t32);
-            u[14][l] = 0.5f * (t30 - t31 + t32);
-            u[15][l] = t32;
+        if (temporal) {
+            for (l = 0; l < MM_NR; l++) {   /* G g */
+                u[0][l] = g[0][l];
+                u[1][l] = 0.5f * (g[0][l] + g[1][l] + g[2][l]);
+                u[2][l] = 0.5f * (g[0][l] - g[1][l] + g[2][l]);
+                u[3][l] = g[2][l];
+            }
+        } else {
+            for (l = 0; l < MM_NR; l++) {
+                /* G g: rows of the 4x3 t */
+                const float t00 = g[0][l], t01 = g[1][l], t02 = g[2][l];
+                const float t10 = 0.5f * (g[0][l] + g[3][l] + g[6][l]), t11 = 0.5f * (g[1][l] + g[4][l] + g[7][l]),
+                            t12 = 0.5f * (g[2][l] + g[5][l] + g[8][l]);
+                const float t20 = 0.5f * (g[0][l] - g[3][l] + g[6][l]), t21 = 0.5f * (g[1][l] - g[4][l] + g[7][l]),
+                            t22 = 0.5f * (g[2][l] - g[5][l] + g[8][l]);
+                const float t30 = g[6][l], t31 = g[7][l], t32 = g[8][l];
+                /* (G g) G^T: each row r of t gives positions 4r .. 4r + 3 */
+                u[0][l] = t00;
+                u[1][l] = 0.5f * (t00 + t01 + t02);
+                u[2][l] = 0.5f * (t00 - t01 + t02);
+                u[3][l] = t02;
+                u[4][l] = t10;
+                u[5][l] = 0.5f * (t10 + t11 + t12);
+                u[6][l] = 0.5f * (t10 - t11 + t12);
+                u[7][l] = t12;
+                u[8][l] = t20;
+                u[9][l] = 0.5f * (t20 + t21 + t22);
+                u[10][l] = 0.5f * (t20 - t21 + t22);
+                u[11][l] = t22;
+                u[12][l] = t30;
+                u[13][l] = 0.5f * (t30 + t31 + t32);
+                u[14][l] = 0.5f * (t30 - t31 + t32);
+                u[15][l] = t32;
+            }
         }
-        for (l = 0; l < 16; l++) memcpy(U + l * pos_stride + ((size_t)pan * C + i) * MM_NR, u[l], sizeof u[l]);
+        for (l = 0; l < positions; l++) memcpy(U + l * pos_stride + ((size_t)pan * C + i) * MM_NR, u[l], sizeof u[l]);
     }
 }
 
@@ -3105,10 +3128,11 @@ static const float *winograd_pixel(const ConvInput *x, int f, int y, int xx, int
 
 /* V = B^T d B for tiles t0 .. t0 + nt - 1 (row-major over frames, then 2-pixel rows and columns of each frame):
  * V[pos][nt][in], each position a matmul operand of nt rows. Written as two loops over channels so that gcc 12
- * vectorises both: B^T d from the 16 pixels into a small t, then t B, four positions at a time (with all 16
+ * vectorises both: B^T d from the 16 pixels into a small bd, then bd B, four positions at a time (with all 16
  * positions' rows of V written in one loop it did not). */
-static void winograd_input(const ConvInput *x, int H, int W, size_t t0, int nt, const float *zeros, float *V) {
-    const int C = x->channels, tiles_w = W / 2;
+static void winograd_input_3x3(const ConvInput *x, const WinogradTiles *wt, size_t t0, int nt, const float *zeros,
+                               float *V) {
+    const int C = x->channels, H = wt->H, W = wt->W, tiles_w = W / 2;
     const size_t per_frame = (size_t)(H / 2) * tiles_w, pos_stride = (size_t)nt * C;
     long j;
     PARALLEL_FOR(schedule(static))
@@ -3153,6 +3177,41 @@ static void winograd_input(const ConvInput *x, int H, int W, size_t t0, int nt, 
     }
 }
 
+/* one temporal tile's 4 positions from its 4 input frames d0..d3: v = B^T d (restrict parameters: see
+ * winograd_output_tile) */
+static void winograd_input_frames(const float *d0, const float *d1, const float *d2, const float *d3, int n,
+                                  float *restrict v0, float *restrict v1, float *restrict v2, float *restrict v3) {
+    int c;
+    for (c = 0; c < n; c++) {
+        v0[c] = d0[c] - d2[c];
+        v1[c] = d1[c] + d2[c];
+        v2[c] = d2[c] - d1[c];
+        v3[c] = d1[c] - d3[c];
+    }
+}
+
+/* V = B^T d for temporal tiles t0 .. t0 + nt - 1 (row-major over videos, pairs of frames, pixels): V[pos][nt][in] */
+static void winograd_input_temporal(const ConvInput *x, const WinogradTiles *wt, size_t t0, int nt,
+                                    const float *zeros, float *V) {
+    const int C = x->channels, F = wt->F;
+    const size_t P = wt->P, pos_stride = (size_t)nt * C;
+    long j;
+    PARALLEL_FOR(schedule(static))
+    for (j = 0; j < nt; j++) {
+        const size_t t = t0 + (size_t)j, p = t % P, pair = t / P, b = pair / (size_t)(F / 2);
+        const int f0 = (int)(pair % (size_t)(F / 2)) * 2 - 1;   /* the tile's first input frame */
+        const float *d[4];
+        float *const v = V + (size_t)j * C;
+        int k;
+        for (k = 0; k < 4; k++) {
+            const int f = f0 + k;
+            d[k] = x->padded ? x->data + ((b * (F + 2) + (size_t)(f + 1)) * P + p) * C
+                 : f < 0 || f >= F ? zeros : x->data + ((b * F + (size_t)f) * P + p) * C;
+        }
+        winograd_input_frames(d[0], d[1], d[2], d[3], C, v, v + pos_stride, v + 2 * pos_stride, v + 3 * pos_stride);
+    }
+}
+
 /* one tile's 2x2 output pixels y00, y01 (its first row), y10, y11 from m, its 16 positions' n products (s floats
  * apart): A^T M A + bias. (The outputs as restrict parameters: as locals, gcc 12 did not vectorise the loop.) */
 static void winograd_output_tile(const float *m, size_t s, const float *bias, int n, float *restrict y00,
@@ -3177,9 +3236,9 @@ static void winograd_output_tile(const float *m, size_t s, const float *bias, in
 
 /* out's 2x2 blocks of tiles t0 .. t0 + nt - 1, channels o0 .. o0 + nc - 1, from the products M[pos][nt][nc]; out
  * is [frames][H][W][out], bias [nc] */
-static void winograd_output(const float *M, const float *bias, int H, int W, int out_channels, size_t t0, int nt,
-                            int o0, int nc, float *out) {
-    const int tiles_w = W / 2;
+static void winograd_output_3x3(const float *M, const float *bias, const WinogradTiles *wt, int out_channels,
+                                size_t t0, int nt, int o0, int nc, float *out) {
+    const int H = wt->H, W = wt->W, tiles_w = W / 2;
     const size_t per_frame = (size_t)(H / 2) * tiles_w;
     long j;
     PARALLEL_FOR(schedule(static))
@@ -3192,12 +3251,38 @@ static void winograd_output(const float *M, const float *bias, int H, int W, int
     }
 }
 
+/* one temporal tile's two output frames y0, y1 from m, its 4 positions' n products (s floats apart): A^T M + bias */
+static void winograd_output_frames(const float *m, size_t s, const float *bias, int n, float *restrict y0,
+                                   float *restrict y1) {
+    const float *const m0 = m, *const m1 = m0 + s, *const m2 = m1 + s, *const m3 = m2 + s;
+    int c;
+    for (c = 0; c < n; c++) {
+        y0[c] = m0[c] + m1[c] + m2[c] + bias[c];
+        y1[c] = m1[c] - m2[c] - m3[c] + bias[c];
+    }
+}
+
+/* out's frame pairs of temporal tiles t0 .. t0 + nt - 1, channels o0 .. o0 + nc - 1; out is [B][F][P][out] */
+static void winograd_output_temporal(const float *M, const float *bias, const WinogradTiles *wt, int out_channels,
+                                     size_t t0, int nt, int o0, int nc, float *out) {
+    const int F = wt->F;
+    const size_t P = wt->P;
+    long j;
+    PARALLEL_FOR(schedule(static))
+    for (j = 0; j < nt; j++) {
+        const size_t t = t0 + (size_t)j, p = t % P, pair = t / P, b = pair / (size_t)(F / 2);
+        const size_t f = pair % (size_t)(F / 2) * 2;
+        float *const y0 = out + ((b * F + f) * P + p) * out_channels + o0;
+        winograd_output_frames(M + (size_t)j * nc, (size_t)nt * nc, bias, nc, y0, y0 + P * out_channels);
+    }
+}
+
 /* One product per position: M[pos] = V[pos] U[pos]^T over the input channels, U read as the panels it was
  * written as (a weight packed whole, with no stored form behind it) */
-static void winograd_products(const float *V, const float *U, float *M, int nt, int C, int nc) {
+static void winograd_products(const float *V, const float *U, float *M, int positions, int nt, int C, int nc) {
     const size_t u_stride = (size_t)(nc + MM_NR - 1) / MM_NR * C * MM_NR;
     int pos;
-    for (pos = 0; pos < 16; pos++) {
+    for (pos = 0; pos < positions; pos++) {
         PackedPanels panels;
         StoredWeight w = float32_weight(NULL);
         memset(&panels, 0, sizeof panels);
@@ -3210,25 +3295,25 @@ static void winograd_products(const float *V, const float *U, float *M, int nt, 
     }
 }
 
-/* A 3x3 convolution (stride 1, padding 1) of x, frames of even H and W, by F(2x2, 3x3): in chunks of output
- * channels (whole panels) and of tiles, each buffer at most winograd_chunk_floats. The loop nest visits every pair of
- * chunks and recomputes the transformed filters or tiles only when its chunk changes; the outer loop runs over
- * whichever kind of chunk is cheaper to recompute. */
-static void conv2d_3x3_winograd(Arena *a, const Conv *c, const ConvInput *x, float *out, int frames, int H, int W) {
-    const int C = c->in, O = c->out, panels = (O + MM_NR - 1) / MM_NR;
-    const size_t tiles = (size_t)frames * (H / 2) * (W / 2);
+/* A convolution of x by Winograd's transforms (see above), over the tiles wt: in chunks of output channels (whole
+ * panels) and of tiles, each buffer at most winograd_chunk_floats. The loop nest visits every pair of chunks and
+ * recomputes the transformed filters or tiles only when its chunk changes; the outer loop runs over whichever kind
+ * of chunk is cheaper to recompute. */
+static void conv_winograd(Arena *a, const Conv *c, const ConvInput *x, float *out, const WinogradTiles *wt) {
+    const int C = c->in, O = c->out, panels = (O + MM_NR - 1) / MM_NR, positions = wt->positions;
+    const size_t tiles = wt->count;
     const ArenaMark mark = arena_mark(a);
     size_t fit, filter_chunks, tile_chunks, nt, i, n_outer, n_inner, filters_at = (size_t)-1, tiles_at = (size_t)-1;
     int panels_per_chunk, filters_outer;
     float *zeros, *U, *V, *M;
     double transforms = 0.0, products = 0.0;
     /* output channels: as many whole panels as fit, balanced */
-    fit = winograd_chunk_floats / (16 * (size_t)MM_NR * C);
+    fit = winograd_chunk_floats / ((size_t)positions * MM_NR * C);
     if (fit < 1) fit = 1;
     filter_chunks = ((size_t)panels + fit - 1) / fit;
     panels_per_chunk = (int)(((size_t)panels + filter_chunks - 1) / filter_chunks);
     /* tiles: as many as fit beside the widest chunk of output channels, balanced */
-    fit = winograd_chunk_floats / (16 * (size_t)(C > panels_per_chunk * MM_NR ? C : panels_per_chunk * MM_NR));
+    fit = winograd_chunk_floats / ((size_t)positions * (C > panels_per_chunk * MM_NR ? C : panels_per_chunk * MM_NR));
     if (fit < 1) fit = 1;
     tile_chunks = (tiles + fit - 1) / fit;
     nt = (tiles + tile_chunks - 1) / tile_chunks;
@@ -3239,31 +3324,62 @@ static void conv2d_3x3_winograd(Arena *a, const Conv *c, const ConvInput *x, flo
     n_inner = filters_outer ? tile_chunks : filter_chunks;
     zeros = arena_alloc(a, (size_t)(C > O ? C : O)); /* zero pixels outside an unpadded input; no bias */
     memset(zeros, 0, (size_t)(C > O ? C : O) * sizeof(float));
-    U = arena_alloc(a, 16 * (size_t)panels_per_chunk * MM_NR * C);
-    V = arena_alloc(a, 16 * nt * C);
-    M = arena_alloc(a, 16 * nt * (size_t)panels_per_chunk * MM_NR);
+    U = arena_alloc(a, (size_t)positions * panels_per_chunk * MM_NR * C);
+    V = arena_alloc(a, (size_t)positions * nt * C);
+    M = arena_alloc(a, (size_t)positions * nt * panels_per_chunk * MM_NR);
     for (i = 0; i < n_outer * n_inner; i++) {
         const size_t fi = filters_outer ? i / n_inner : i % n_inner, ti = filters_outer ? i % n_inner : i / n_inner;
         const int o0 = (int)fi * panels_per_chunk * MM_NR;
         const int nc = O - o0 < panels_per_chunk * MM_NR ? O - o0 : panels_per_chunk * MM_NR;
         const size_t t0 = ti * nt;
         const int n = (int)(tiles - t0 < nt ? tiles - t0 : nt);
+        const float *const bias = c->b ? c->b + o0 : zeros;
         double t = work_begin();
-        if (fi != filters_at) winograd_filters(c, o0, nc, U);
-        if (ti != tiles_at) winograd_input(x, H, W, t0, n, zeros, V);
+        if (fi != filters_at) winograd_filters(c, wt->temporal, o0, nc, U);
+        if (ti != tiles_at) {
+            if (wt->temporal) winograd_input_temporal(x, wt, t0, n, zeros, V);
+            else winograd_input_3x3(x, wt, t0, n, zeros, V);
+        }
         filters_at = fi;
         tiles_at = ti;
         transforms += work_begin() - t;
         t = work_begin();
-        winograd_products(V, U, M, n, C, nc);
+        winograd_products(V, U, M, positions, n, C, nc);
         products += work_begin() - t;
         t = work_begin();
-        winograd_output(M, c->b ? c->b + o0 : zeros, H, W, O, t0, n, o0, nc, out);
+        if (wt->temporal) winograd_output_temporal(M, bias, wt, O, t0, n, o0, nc, out);
+        else winograd_output_3x3(M, bias, wt, O, t0, n, o0, nc, out);
         transforms += work_begin() - t;
     }
     arena_reset(a, mark);
-    work_add(WORK_CONV_WINOGRAD, transforms, 0.0);
-    work_add(WORK_CONV_MATMUL, products, 2.0 * 16 * tiles * C * O);
+    work_add(wt->temporal ? WORK_TEMPORAL_CONV_WINOGRAD : WORK_CONV_WINOGRAD, transforms, 0.0);
+    work_add(wt->temporal ? WORK_TEMPORAL_CONV_MATMUL : WORK_CONV_MATMUL, products,
+             2.0 * positions * tiles * C * O);
+}
+
+/* a 3x3 convolution (stride 1, padding 1) of x by F(2x2, 3x3) */
+static void conv2d_3x3_winograd(Arena *a, const Conv *c, const ConvInput *x, float *out, int frames, int H, int W) {
+    WinogradTiles wt;
+    memset(&wt, 0, sizeof wt);
+    wt.positions = 16;
+    wt.frames = frames;
+    wt.H = H;
+    wt.W = W;
+    wt.count = (size_t)frames * (H / 2) * (W / 2);
+    conv_winograd(a, c, x, out, &wt);
+}
+
+/* TemporalConvLayer's (3, 1, 1) convolution of x by F(2, 3) */
+static void conv_temporal_winograd(Arena *a, const Conv *c, const ConvInput *x, float *out, int B, int F, size_t P) {
+    WinogradTiles wt;
+    memset(&wt, 0, sizeof wt);
+    wt.temporal = 1;
+    wt.positions = 4;
+    wt.B = B;
+    wt.F = F;
+    wt.P = P;
+    wt.count = (size_t)B * (F / 2) * P;
+    conv_winograd(a, c, x, out, &wt);
 }
 
 /* a 3x3 convolution, stride 1, padding 1, from its prepared input x (conv_input_3x3): by Winograd's transforms
@@ -3271,7 +3387,7 @@ static void conv2d_3x3_winograd(Arena *a, const Conv *c, const ConvInput *x, flo
 static void conv2d_3x3_from(Arena *a, const Conv *c, const ConvInput *x, float *out, int frames, int H, int W) {
     const size_t total = (size_t)frames * H * W;
     double start;
-    if (winograd_applies(c, H, W)) {
+    if (winograd_applies(c, H % 2 == 0 && W % 2 == 0)) {
         conv2d_3x3_winograd(a, c, x, out, frames, H, W);
         return;
     }
@@ -3296,7 +3412,7 @@ static void conv2d(Arena *a, const Conv *c, const float *in, float *out, int fra
         l.w = c->w; l.b = c->b; l.in = c->in; l.out = c->out;
         linear(&l, in, out, total);
     } else if (c->kh == 3 && c->kw == 3 && stride == 1 && pad_t == 1 && pad_l == 1 && Ho == H && Wo == W &&
-               winograd_applies(c, H, W)) {
+               winograd_applies(c, H % 2 == 0 && W % 2 == 0)) {
         ConvInput x;                 /* read as it is */
         memset(&x, 0, sizeof x);
         x.data = (float *)in;
@@ -3351,8 +3467,8 @@ static void conv_temporal_gathered(Arena *a, const Conv *c, const float *in, flo
     arena_reset(a, mark);
 }
 
-/* the same from its prepared input x (conv_input_temporal), read in place when padded */
-static void conv_temporal_from(Arena *a, const Conv *c, const ConvInput *x, float *out, int B, int F, size_t P) {
+/* the same from its prepared input x (conv_input_temporal), directly: read in place when padded */
+static void conv_temporal_direct(Arena *a, const Conv *c, const ConvInput *x, float *out, int B, int F, size_t P) {
     const size_t total = (size_t)B * F * P;
     double start;
     if (!x->padded) {
@@ -3362,6 +3478,12 @@ static void conv_temporal_from(Arena *a, const Conv *c, const ConvInput *x, floa
     start = work_begin();
     matmul_conv_shifted(out, x->data, &x->rows, &c->w, c->b, (int)total, 3 * c->in, c->out);
     work_end(WORK_TEMPORAL_CONV_MATMUL, start, 2.0 * total * 3 * c->in * c->out);
+}
+
+/* the same by Winograd's transforms where they apply, else directly */
+static void conv_temporal_from(Arena *a, const Conv *c, const ConvInput *x, float *out, int B, int F, size_t P) {
+    if (winograd_applies(c, F % 2 == 0)) conv_temporal_winograd(a, c, x, out, B, F, P);
+    else conv_temporal_direct(a, c, x, out, B, F, P);
 }
 
 

@@ -445,7 +445,7 @@ static void test_conv2d_winograd(void) {
         out = alloc_floats(tokens * c.out, "t");
         ref = alloc_floats(tokens * c.out, "t");
         other = alloc_floats(tokens * c.out, "t");
-        if (!winograd_applies(&c, H, W)) t2v_die("test: the Winograd path does not apply");
+        if (!winograd_applies(&c, H % 2 == 0 && W % 2 == 0)) t2v_die("test: the Winograd path does not apply");
         conv2d(&a, &c, in, out, frames, H, W, 1, 1, 1, H, W);
         conv2d_reference(&c, in, ref, frames, H, W, 1, 1, 1, H, W);
         worst = fmax(worst, max_rel_diff(out, ref, tokens * c.out));
@@ -477,13 +477,18 @@ static void test_conv2d_winograd(void) {
     arena_free(&a);
 }
 
-/* TemporalConvLayer's convolution from plain [B][F][P][in], as temporal_conv_layer runs it */
-static void conv_temporal(Arena *a, const Conv *c, const float *in, float *out, int B, int F, size_t P) {
+/* TemporalConvLayer's convolution from plain [B][F][P][in], as temporal_conv_layer runs it (or always directly) */
+static void conv_temporal_as(Arena *a, const Conv *c, const float *in, float *out, int B, int F, size_t P, int direct) {
     const ArenaMark mark = arena_mark(a);
     const ConvInput x = conv_input_temporal(a, c, B, F, P);
     conv_input_fill(&x, in, (size_t)B * F * P);
-    conv_temporal_from(a, c, &x, out, B, F, P);
+    if (direct) conv_temporal_direct(a, c, &x, out, B, F, P);
+    else conv_temporal_from(a, c, &x, out, B, F, P);
     arena_reset(a, mark);
+}
+
+static void conv_temporal(Arena *a, const Conv *c, const float *in, float *out, int B, int F, size_t P) {
+    conv_temporal_as(a, c, in, out, B, F, P, 0);
 }
 
 static void test_conv_temporal_case(int C, size_t P) {
@@ -520,8 +525,70 @@ static void test_conv_temporal(void) {
     test_conv_temporal_case(24, 2 * MM_MR);
 }
 
+/* TemporalConvLayer's convolution with an even number of frames goes through F(2, 3) (conv_temporal_winograd):
+ * against the direct sum in double, from a plain input (P not a multiple of MM_MR) and a padded one, at awkward
+ * channel counts; bit for bit the same across chunk budgets (both loop orders) and with the weight packed whole. */
+static void test_conv_temporal_winograd(void) {
+    /* B, F, P, in, out */
+    static const int cases[][5] = {{1, 2, 1, 16, 16}, {2, 4, 3, 17, 23}, {2, 6, MM_MR, 33, MM_NR + 1},
+                                   {1, 16, 2 * MM_MR, 64, 100}, {3, 2, 5, 300, 17}, {2, 8, MM_MR, 48, 4 * MM_NR}};
+    static const size_t budgets[] = {4 * MM_NR * 40, 4 * 7 * 40, 4 * MM_NR * 48};
+    size_t s, bu;
+    double worst = 0.0;
+    int mismatches = 0, runs = 0;
+    Arena a;
+    memset(&a, 0, sizeof a);
+    for (s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        const int B = cases[s][0], F = cases[s][1], C = cases[s][3], O = cases[s][4];
+        const size_t P = (size_t)cases[s][2], tokens = (size_t)B * F * P;
+        float *in = random_floats(tokens * C), *w = random_floats((size_t)O * C * 3), *bias = random_floats((size_t)O);
+        float *out = alloc_floats(tokens * O, "t"), *ref = alloc_floats(tokens * O, "t");
+        float *other = alloc_floats(tokens * O, "t");
+        PackedPanels p;
+        Conv c;
+        int bb, f, o, i, dt;
+        size_t px;
+        c.in = C; c.out = O; c.kh = 3; c.kw = 1; c.w = float32_weight(w); c.b = bias;
+        if (!winograd_applies(&c, F % 2 == 0)) t2v_die("test: the Winograd path does not apply");
+        conv_temporal(&a, &c, in, out, B, F, P);
+        for (bb = 0; bb < B; bb++)
+            for (f = 0; f < F; f++)
+                for (px = 0; px < P; px++)
+                    for (o = 0; o < O; o++) {
+                        double sum = bias[o];
+                        for (i = 0; i < C; i++)
+                            for (dt = 0; dt < 3; dt++) {
+                                const int sf = f + dt - 1;
+                                if (sf >= 0 && sf < F)
+                                    sum += (double)w[((size_t)o * C + i) * 3 + dt] * in[(((size_t)bb * F + sf) * P + px) * C + i];
+                            }
+                        ref[(((size_t)bb * F + f) * P + px) * O + o] = (float)sum;
+                    }
+        worst = fmax(worst, max_rel_diff(out, ref, tokens * O));
+        for (bu = 0; bu < sizeof budgets / sizeof budgets[0]; bu++, runs++) {
+            winograd_chunk_floats = budgets[bu];
+            conv_temporal(&a, &c, in, other, B, F, P);
+            mismatches += memcmp(out, other, tokens * O * sizeof(float)) != 0;
+        }
+        winograd_chunk_floats = WINOGRAD_FLOATS;
+        memset(&p, 0, sizeof p);
+        p.source = w; p.rows = O; p.k = C * 3; p.taps = 3;
+        mm_pack_whole(&p);
+        c.w.packed = &p;
+        conv_temporal(&a, &c, in, other, B, F, P);
+        mismatches += !p.panels || memcmp(out, other, tokens * O * sizeof(float)) != 0;
+        runs++;
+        free(p.raw); free(in); free(w); free(bias); free(out); free(ref); free(other);
+    }
+    report("temporal conv (3,1,1) by Winograd F(2, 3) vs direct (double)", worst, 1e-5);
+    printf("  (%d runs: chunk budgets, packed weight)\n", runs);
+    report("temporal Winograd: runs not identical to the first", mismatches, 0);
+    arena_free(&a);
+}
+
 /* The implicit GEMM reads the padded input in place; the gathered path copies each patch first. Both reduce
- * k = tap * C + channel in the same order, so they agree bit for bit, whatever the blocking (C past MM_KC). */
+ * k = tap * C + channel in the same order, so they agree bit for bit, whatever the blocking (C past MM_KC). (The
+ * frames have 3 rows, so that the 3x3 convolutions stay direct: Winograd's needs an even number.) */
 static void test_conv_implicit_vs_gathered(void) {
     static const int cases[][5] = {{3, 2 * MM_MR, 16, 9, 0}, {2, MM_MR, 40, 33, 0}, {1, 3 * MM_MR, 1000, 70, 0},
                                    {5, MM_MR, 24, 7, 1}, {7, 2 * MM_MR, 800, 40, 1},
@@ -550,7 +617,7 @@ static void test_conv_implicit_vs_gathered(void) {
         fast = alloc_floats(tokens * c.out, "t");
         gathered = alloc_floats(tokens * c.out, "t");
         if (temporal) {     /* 2 videos of n frames of H x W pixels */
-            conv_temporal(&a, &c, in, fast, 2, n, (size_t)H * W);
+            conv_temporal_as(&a, &c, in, fast, 2, n, (size_t)H * W, 1);
             conv_temporal_gathered(&a, &c, in, gathered, 2, n, (size_t)H * W);
         } else {            /* 2n frames of H x W */
             conv2d(&a, &c, in, fast, 2 * n, H, W, 1, 1, 1, H, W);
@@ -608,10 +675,10 @@ static void test_whole_panels(void) {
         p.source = w; p.rows = c.out; p.k = c.in * c.kh * c.kw; p.taps = c.kh * c.kw;
         mm_pack_whole(&p);
         c.w = float32_weight(w);
-        if (temporal) conv_temporal(&a, &c, in, per_block, 2, n, (size_t)H * W);
+        if (temporal) conv_temporal_as(&a, &c, in, per_block, 2, n, (size_t)H * W, 1);
         else conv2d(&a, &c, in, per_block, 2 * n, H, W, 1, 1, 1, H, W);
         c.w.packed = &p;
-        if (temporal) conv_temporal(&a, &c, in, whole, 2, n, (size_t)H * W);
+        if (temporal) conv_temporal_as(&a, &c, in, whole, 2, n, (size_t)H * W, 1);
         else conv2d(&a, &c, in, whole, 2 * n, H, W, 1, 1, 1, H, W);
         if (!p.panels || memcmp(per_block, whole, tokens * c.out * sizeof(float))) mismatches++;
         free(p.raw); free(in); free(w); free((void *)c.b); free(per_block); free(whole);
@@ -1151,6 +1218,7 @@ int main(int argc, char **argv) {
     test_conv2d();
     test_conv2d_winograd();
     test_conv_temporal();
+    test_conv_temporal_winograd();
     test_conv_implicit_vs_gathered();
     test_whole_panels();
     test_gathered_chunks();
