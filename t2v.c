@@ -1203,11 +1203,14 @@ static int thread_index(void) {
 /* ---- where the time goes: T2V_PROFILE=1 ----
  * Every layer function adds its wall time, and the floating-point operations it counts from its shapes (a
  * multiply-add is 2), to one row of this table, which the command prints on exit. Rows never nest: a
- * convolution's patch gathering and its matmul are separate rows, attention() excludes its projections
- * (they are linear rows), so the rows add up to the forward. Called from the serial level only. */
+ * convolution's patch gathering or Winograd transforms and its matmul are separate rows, attention() excludes its
+ * projections (they are linear rows), so the rows add up to the forward. A convolution is counted as the direct
+ * one computes it, also where Winograd's products do fewer multiply-adds (conv_winograd). Called from the serial
+ * level only. */
 typedef enum {
     WORK_CONV_GATHER, WORK_CONV_WINOGRAD, WORK_CONV_MATMUL, WORK_TEMPORAL_CONV_GATHER, WORK_TEMPORAL_CONV_WINOGRAD,
-    WORK_TEMPORAL_CONV_MATMUL, WORK_LINEAR, WORK_ATTENTION, WORK_GROUP_NORM, WORK_LAYER_NORM, WORK_GEGLU, WORK_ELEMENTWISE, WORK_COPIES, WORK_KINDS
+    WORK_TEMPORAL_CONV_MATMUL, WORK_LINEAR, WORK_ATTENTION, WORK_GROUP_NORM, WORK_LAYER_NORM, WORK_GEGLU,
+    WORK_ELEMENTWISE, WORK_COPIES, WORK_KINDS
 } WorkKind;
 static const char *const work_names[WORK_KINDS] = {
     "3x3 conv: patch gathering", "3x3 conv: Winograd transforms", "3x3 conv: matmul",
@@ -3075,6 +3078,9 @@ static void winograd_filters(const Conv *c, int temporal, int o0, int nc, float 
                 memcpy(g[tap], p->panels + ((size_t)(first / MM_NR) * p->k + (size_t)tap * C + i) * MM_NR,
                        sizeof g[tap]);
                 for (l = lanes; l < MM_NR; l++) g[tap][l] = 0.0f;
+            } else if (c->w.dtype == T2V_F32) {  /* as stored, (out, in, taps): lanes C * taps floats apart */
+                const float *const w = (const float *)c->w.data + ((size_t)first * C + i) * taps + tap;
+                for (l = 0; l < MM_NR; l++) g[tap][l] = l < lanes ? w[(size_t)l * C * taps] : 0.0f;
             } else {
                 for (l = 0; l < MM_NR; l++) g[tap][l] = l < lanes ? conv_weight(c, first + l, i, tap) : 0.0f;
             }
@@ -3352,9 +3358,11 @@ static void conv_winograd(Arena *a, const Conv *c, const ConvInput *x, float *ou
         transforms += work_begin() - t;
     }
     arena_reset(a, mark);
+    /* the profile counts a convolution's operations from its shapes, as the direct one does them (2 per tap, input
+     * and output channel, output pixel): the products do 4/9 (3x3) or 2/3 (temporal) of that */
     work_add(wt->temporal ? WORK_TEMPORAL_CONV_WINOGRAD : WORK_CONV_WINOGRAD, transforms, 0.0);
     work_add(wt->temporal ? WORK_TEMPORAL_CONV_MATMUL : WORK_CONV_MATMUL, products,
-             2.0 * positions * tiles * C * O);
+             wt->temporal ? 2.0 * tiles * 2 * 3 * C * O : 2.0 * tiles * 4 * 9 * C * O);
 }
 
 /* a 3x3 convolution (stride 1, padding 1) of x by F(2x2, 3x3) */
@@ -3382,15 +3390,11 @@ static void conv_temporal_winograd(Arena *a, const Conv *c, const ConvInput *x, 
     conv_winograd(a, c, x, out, &wt);
 }
 
-/* a 3x3 convolution, stride 1, padding 1, from its prepared input x (conv_input_3x3): by Winograd's transforms
- * where they apply, else directly */
-static void conv2d_3x3_from(Arena *a, const Conv *c, const ConvInput *x, float *out, int frames, int H, int W) {
+/* a 3x3 convolution, stride 1, padding 1, from its prepared input x (conv_input_3x3), directly: read in place
+ * when padded, else from gathered patches */
+static void conv2d_3x3_direct(Arena *a, const Conv *c, const ConvInput *x, float *out, int frames, int H, int W) {
     const size_t total = (size_t)frames * H * W;
     double start;
-    if (winograd_applies(c, H % 2 == 0 && W % 2 == 0)) {
-        conv2d_3x3_winograd(a, c, x, out, frames, H, W);
-        return;
-    }
     if (!x->padded) {
         conv2d_gathered(a, c, x->data, out, frames, H, W, 1, 1, 1, H, W);
         return;
@@ -3398,6 +3402,12 @@ static void conv2d_3x3_from(Arena *a, const Conv *c, const ConvInput *x, float *
     start = work_begin();
     matmul_conv_shifted(out, x->data, &x->rows, &c->w, c->b, (int)total, 9 * c->in, c->out);
     work_end(WORK_CONV_MATMUL, start, 2.0 * total * 9 * c->in * c->out);
+}
+
+/* the same by Winograd's transforms where they apply, else directly */
+static void conv2d_3x3_from(Arena *a, const Conv *c, const ConvInput *x, float *out, int frames, int H, int W) {
+    if (winograd_applies(c, H % 2 == 0 && W % 2 == 0)) conv2d_3x3_winograd(a, c, x, out, frames, H, W);
+    else conv2d_3x3_direct(a, c, x, out, frames, H, W);
 }
 
 /* nn.Conv2d on channels-last frames [frames][H][W][in] -> [frames][Ho][Wo][out]: a 1x1 convolution is a Linear

@@ -273,7 +273,9 @@ def bench_modelscope(t2v):
     for name, (sec, g) in sorted(default.profile.items(), key=lambda kv: -kv[1][0]):
         say(f"| {name} | {sec:.2f} | {100 * sec / total:.1f}% | {g:.0f} | {g / sec if g else 0:.0f} |")
     say(f"\nmatmul-like work (rows with GFLOP): {100 * matmul / total:.1f}% of the layers' time; the rest "
-        f"(norms, activations, copies, padding): {100 * (total - matmul) / total:.1f}%.")
+        f"(norms, activations, copies, padding, Winograd's transforms): {100 * (total - matmul) / total:.1f}%. "
+        f"The convolutions' GFLOP are counted as a direct convolution does them; Winograd's products do 4/9 of "
+        f"them for a 3x3 convolution and 2/3 for a temporal one, so their GFLOP/s here are effective rates.")
     vae, text = stages[2], stages[3]
     total_video = default.first + 49 * default.best + vae.first + 15 * vae.best + text.first + text.best
     say(f"\nThe default video (16 frames 256x256, 50 DDIM steps with guidance): {default.best:.0f} s per step "

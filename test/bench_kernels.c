@@ -135,7 +135,9 @@ static double time_matmul(int M, int K, int N, double *gflops, double *blas_gflo
 }
 
 /* a 3x3 (or temporal) convolution as the UNet runs it: from its padded input, read in place */
-static double time_conv(int frames, int H, int W, int C, int O, int temporal, double *gflops) {
+/* best of 3 runs of one convolution, directly (implicit GEMM) or by Winograd's transforms; GFLOP/s counts the
+ * direct convolution's multiply-adds either way (Winograd's products do 4/9 or 2/3 of them) */
+static double time_conv(int frames, int H, int W, int C, int O, int temporal, int winograd, double *gflops) {
     const size_t tokens = (size_t)frames * H * W;
     float *in = filled(tokens * C), *w = filled((size_t)O * C * (temporal ? 3 : 9)), *b = filled((size_t)O);
     float *out = alloc_floats(tokens * O, "bench");
@@ -150,8 +152,13 @@ static double time_conv(int frames, int H, int W, int C, int O, int temporal, do
     conv_input_fill(&x, in, tokens);
     for (r = 0; r < 3; r++) {
         double t0 = now_seconds();
-        if (temporal) conv_temporal_from(&a, &c, &x, out, 2, frames / 2, (size_t)H * W);
-        else conv2d_3x3_from(&a, &c, &x, out, frames, H, W);
+        if (temporal) {
+            if (winograd) conv_temporal_winograd(&a, &c, &x, out, 2, frames / 2, (size_t)H * W);
+            else conv_temporal_direct(&a, &c, &x, out, 2, frames / 2, (size_t)H * W);
+        } else {
+            if (winograd) conv2d_3x3_winograd(&a, &c, &x, out, frames, H, W);
+            else conv2d_3x3_direct(&a, &c, &x, out, frames, H, W);
+        }
         if (now_seconds() - t0 < best) best = now_seconds() - t0;
     }
     *gflops = 2.0 * tokens * C * (temporal ? 3 : 9) * O / best / 1e9;
@@ -321,13 +328,18 @@ int main(int argc, char **argv) {
         if (blas_sgemm) printf(" %11.1f %6.0f%%", gb, 100.0 * gb / peak);
         printf("\n");
     }
-    printf("%-36s %22s %9s %8s %7s\n", "convolution, implicit GEMM", "frames x H x W, C -> O", "ms", "GFLOP/s", "% peak");
+    printf("%-36s %22s %9s %8s %7s %9s %8s %7s\n", "convolution: implicit GEMM | Winograd", "frames x H x W, C -> O",
+           "ms", "GFLOP/s", "% peak", "ms", "GFLOP/s", "% peak");
     for (i = 0; i < sizeof convs / sizeof convs[0]; i++) {
-        double g, t = time_conv(32, convs[i].H, convs[i].W, convs[i].C, convs[i].C, convs[i].temporal, &g);
+        double g, gw, t = time_conv(32, convs[i].H, convs[i].W, convs[i].C, convs[i].C, convs[i].temporal, 0, &g);
+        double tw = time_conv(32, convs[i].H, convs[i].W, convs[i].C, convs[i].C, convs[i].temporal, 1, &gw);
         char dims[64];
         snprintf(dims, sizeof dims, "32 x %d x %d, %d -> %d", convs[i].H, convs[i].W, convs[i].C, convs[i].C);
-        printf("%-36s %22s %9.2f %8.1f %6.0f%%\n", convs[i].what, dims, t * 1e3, g, 100.0 * g / peak);
+        printf("%-36s %22s %9.2f %8.1f %6.0f%% %9.2f %8.1f %6.0f%%\n", convs[i].what, dims, t * 1e3, g,
+               100.0 * g / peak, tw * 1e3, gw, 100.0 * gw / peak);
     }
+    printf("(GFLOP/s counts a direct convolution's operations; Winograd's products do 4/9 of them for a 3x3\n"
+           " convolution and 2/3 for a temporal one, so its rates are effective ones)\n");
     bench_attention();
     printf("\n");
     bench_int8();
