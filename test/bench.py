@@ -7,8 +7,8 @@ load average printed with each stage.
 For each stage: the wall time of the computation as t2v reports it (loading excluded): of the first run in a process,
 which also touches the weights and scratch memory for the first time, and the min and median of the later runs,
 which are what each further step of a video costs (BENCH_REPEATS processes, BENCH_RUNS runs each); the GFLOP t2v
-counts from the shapes (2 x multiply-adds of convolutions, linear layers and attention's two products, summed by
-T2V_PROFILE=1), GFLOP/s, the FMA peak at the same thread count measured just
+counts from the shapes (2 x multiply-adds of convolutions, as a direct convolution does them also where Winograd's
+products do fewer, of linear layers and of attention's two products, summed by T2V_PROFILE=1), GFLOP/s, the FMA peak at the same thread count measured just
 before each run (the best of them; on a shared virtual machine the peak itself drifts with what other guests run),
 the % of that peak, and the process's peak RSS (the mapped weights it touched included). Then the split of the default UNet forward
 by kind of work, and the same UNet, VAE decode and (with BENCH_SD) SD UNet in the real Diffusers.
