@@ -3313,6 +3313,7 @@ static void conv_winograd(Arena *a, const Conv *c, const ConvInput *x, float *ou
     int panels_per_chunk, filters_outer;
     float *zeros, *U, *V, *M;
     double transforms = 0.0, products = 0.0;
+    if (tiles == 0) return;
     /* output channels: as many whole panels as fit, balanced */
     fit = winograd_chunk_floats / ((size_t)positions * MM_NR * C);
     if (fit < 1) fit = 1;
