@@ -491,29 +491,37 @@ static void conv_temporal(Arena *a, const Conv *c, const float *in, float *out, 
     conv_temporal_as(a, c, in, out, B, F, P, 0);
 }
 
+/* direct temporal convolution in double on [B][F][P][in], weight (out, in, 3, 1, 1) */
+static void conv_temporal_reference(const Conv *c, const float *in, float *out, int B, int F, size_t P) {
+    const float *w = (const float *)c->w.data;
+    const int C = c->in, O = c->out;
+    int bb, f, o, i, dt;
+    size_t p;
+    for (bb = 0; bb < B; bb++)
+        for (f = 0; f < F; f++)
+            for (p = 0; p < P; p++)
+                for (o = 0; o < O; o++) {
+                    double sum = c->b[o];
+                    for (i = 0; i < C; i++)
+                        for (dt = 0; dt < 3; dt++) {
+                            const int sf = f + dt - 1;
+                            if (sf >= 0 && sf < F)
+                                sum += (double)w[((size_t)o * C + i) * 3 + dt] * in[(((size_t)bb * F + sf) * P + p) * C + i];
+                        }
+                    out[(((size_t)bb * F + f) * P + p) * O + o] = (float)sum;
+                }
+}
+
 static void test_conv_temporal_case(int C, size_t P) {
     const int B = 2, F = 5, O = 7;
     float *in = random_floats((size_t)B * F * P * C), *w = random_floats((size_t)O * C * 3), *b = random_floats(O);
     float *out = alloc_floats((size_t)B * F * P * O, "t"), *ref = alloc_floats((size_t)B * F * P * O, "t");
     Conv c;
     Arena a;
-    int bb, f, o, i, dt;
-    size_t p;
     memset(&a, 0, sizeof a);
     c.in = C; c.out = O; c.kh = 3; c.kw = 1; c.w = float32_weight(w); c.b = b;
     conv_temporal(&a, &c, in, out, B, F, P);
-    for (bb = 0; bb < B; bb++)
-        for (f = 0; f < F; f++)
-            for (p = 0; p < P; p++)
-                for (o = 0; o < O; o++) {
-                    double sum = b[o];
-                    for (i = 0; i < C; i++)
-                        for (dt = 0; dt < 3; dt++) {
-                            int sf = f + dt - 1;
-                            if (sf >= 0 && sf < F) sum += (double)w[(o * C + i) * 3 + dt] * in[(((size_t)bb * F + sf) * P + p) * C + i];
-                        }
-                    ref[(((size_t)bb * F + f) * P + p) * O + o] = (float)sum;
-                }
+    conv_temporal_reference(&c, in, ref, B, F, P);
     report(P % MM_MR ? "temporal conv (3,1,1), gathered, vs direct" : "temporal conv (3,1,1), implicit, vs direct",
            max_rel_diff(out, ref, (size_t)B * F * P * O), 1e-5);
     free(in); free(w); free(b); free(out); free(ref);
@@ -546,24 +554,10 @@ static void test_conv_temporal_winograd(void) {
         float *other = alloc_floats(tokens * O, "t");
         PackedPanels p;
         Conv c;
-        int bb, f, o, i, dt;
-        size_t px;
         c.in = C; c.out = O; c.kh = 3; c.kw = 1; c.w = float32_weight(w); c.b = bias;
         if (!winograd_applies(&c, F % 2 == 0)) t2v_die("test: the Winograd path does not apply");
         conv_temporal(&a, &c, in, out, B, F, P);
-        for (bb = 0; bb < B; bb++)
-            for (f = 0; f < F; f++)
-                for (px = 0; px < P; px++)
-                    for (o = 0; o < O; o++) {
-                        double sum = bias[o];
-                        for (i = 0; i < C; i++)
-                            for (dt = 0; dt < 3; dt++) {
-                                const int sf = f + dt - 1;
-                                if (sf >= 0 && sf < F)
-                                    sum += (double)w[((size_t)o * C + i) * 3 + dt] * in[(((size_t)bb * F + sf) * P + px) * C + i];
-                            }
-                        ref[(((size_t)bb * F + f) * P + px) * O + o] = (float)sum;
-                    }
+        conv_temporal_reference(&c, in, ref, B, F, P);
         worst = fmax(worst, max_rel_diff(out, ref, tokens * O));
         for (bu = 0; bu < sizeof budgets / sizeof budgets[0]; bu++, runs++) {
             winograd_chunk_floats = budgets[bu];
